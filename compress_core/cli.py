@@ -1,0 +1,258 @@
+"""Command line: ``python -m compress_core {models,evaluate,sweep,train}``.
+
+Bad input exits with status 2 and one clear line on stderr, never a traceback. With ``--json``,
+``evaluate`` prints exactly one JSON object on stdout (progress goes to stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+
+from .recipe import BITS, CRITERIA, PRUNE_KINDS, SCHEDULES, SCOPES, FinetuneSpec, PruneSpec, QuantSpec, Recipe
+
+CONTRACT_KEYS = ("model", "recipe", "eval_samples", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "agreement",
+                 "params_total", "params_nonzero", "macs", "dense_size_bytes", "size_bytes", "compression_ratio",
+                 "latency_ms_p50", "latency_ms_iqr", "latency_batch", "latency_threads", "latency_kernels", "simulated")
+
+
+class CliError(Exception):
+    """An input problem to report in one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, status 2, no usage dump
+        raise CliError(message)
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"sparsity must be a number like 0.5; got {text!r}") from None
+    if not math.isfinite(value) or not 0.0 <= value <= 0.99:
+        raise argparse.ArgumentTypeError(f"sparsity must be a fraction between 0 and 0.99; got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return int(text)
+
+
+def _add_recipe_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("recipe")
+    g.add_argument("--recipe", help="a recipe as JSON text or @file.json (other recipe flags then refine it)")
+    g.add_argument("--kind", choices=PRUNE_KINDS, help="pruning kind (default none)")
+    g.add_argument("--criterion", choices=CRITERIA, help="importance criterion (default l1)")
+    g.add_argument("--scope", choices=SCOPES, help="layer: same fraction per layer; global: one threshold")
+    g.add_argument("--sparsity", type=_fraction, help="fraction to remove, 0..0.99")
+    g.add_argument("--bits", type=int, choices=BITS, help="weight bits: 1,2,3,4,6,8 fixed point, 16 fp16, 32 fp32")
+    g.add_argument("--scheme", choices=("symmetric", "asymmetric"))
+    g.add_argument("--granularity", choices=("per_tensor", "per_channel"))
+    g.add_argument("--int8", action="store_true", help="run on real int8 CPU kernels (implies --bits 8)")
+    g.add_argument("--finetune-epochs", type=float, help="fine-tune after pruning for this many epochs")
+    g.add_argument("--finetune-lr", type=float)
+    g.add_argument("--distill", action="store_true", help="fine-tune with knowledge distillation from the dense model")
+    g.add_argument("--schedule", choices=SCHEDULES, help="pruning schedule when fine-tuning")
+    g.add_argument("--finetune-samples", type=int, help="cap training images per epoch (0 = all)")
+
+
+def recipe_from_args(args: argparse.Namespace) -> Recipe:
+    base = Recipe()
+    if args.recipe:
+        text = args.recipe
+        if text.startswith("@"):
+            try:
+                text = open(text[1:], encoding="utf-8").read()
+            except OSError as exc:
+                raise CliError(f"cannot read recipe file {text[1:]}: {exc.strerror}") from None
+        base = Recipe.from_json(text)
+    prune = {k: v for k, v in (("kind", args.kind), ("criterion", args.criterion), ("scope", args.scope),
+                               ("sparsity", args.sparsity)) if v is not None}
+    if args.sparsity and args.kind is None and base.prune.kind == "none":
+        prune["kind"] = "unstructured"  # a sparsity alone means the common case
+    quant = {k: v for k, v in (("bits", args.bits), ("scheme", args.scheme), ("granularity", args.granularity))
+             if v is not None}
+    if args.int8:
+        quant["int8"] = True
+        if args.bits not in (None, 8):
+            raise CliError(f"--int8 runs 8-bit kernels; it cannot be combined with --bits {args.bits}")
+        quant["bits"] = 8
+    recipe = base.with_prune(**prune).with_quant(**quant)
+    ft = {k: v for k, v in (("epochs", args.finetune_epochs), ("lr", args.finetune_lr), ("schedule", args.schedule),
+                            ("max_samples", args.finetune_samples)) if v is not None}
+    if args.distill:
+        ft["distill"] = True
+    if ft:
+        from dataclasses import replace
+
+        recipe = replace(recipe, finetune=FinetuneSpec(**{**(base.finetune.__dict__ if base.finetune else {}), **ft}))
+    return recipe
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m compress_core", description="Prune, quantize and measure real models.")
+    parser.add_argument("--threads", type=_positive_int, help="torch threads (default: PRUNESCOPE_THREADS or 2)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    m = sub.add_parser("models", help="list the model zoo")
+    m.add_argument("--json", action="store_true")
+
+    e = sub.add_parser("evaluate", help="compress one model with one recipe and measure it")
+    e.add_argument("--model", default="lenet5-mnist")
+    _add_recipe_args(e)
+    e.add_argument("--batch", type=_positive_int, default=1, help="latency batch size (default 1)")
+    e.add_argument("--eval", choices=("quick", "full"), default="quick", help="quick: stratified 1,000; full: test set")
+    e.add_argument("--latency-budget", type=float, default=1.0, help="seconds of timing per latency measurement")
+    e.add_argument("--no-latency", action="store_true")
+    e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    e.add_argument("--save", metavar="PATH", help="write the compressed artefact here")
+    e.add_argument("--artifact", metavar="PATH", help="measure a saved artefact instead of compressing")
+
+    s = sub.add_parser("sweep", help="grid over kind x sparsity x bits, written to CSV")
+    s.add_argument("--model", default="lenet5-mnist")
+    s.add_argument("--kinds", default="unstructured", help="comma list of pruning kinds")
+    s.add_argument("--sparsities", default="0,0.25,0.5,0.75,0.9", help="comma list of fractions")
+    s.add_argument("--bits-list", default="32,8,4", help="comma list of bit-widths")
+    s.add_argument("--criterion", choices=CRITERIA, default="l1")
+    s.add_argument("--scope", choices=SCOPES, default="global")
+    s.add_argument("--int8", action="store_true", help="also run each 8-bit point on real int8 kernels")
+    s.add_argument("--eval", choices=("quick", "full"), default="quick")
+    s.add_argument("--batch", type=_positive_int, default=1)
+    s.add_argument("--latency-budget", type=float, default=0.3)
+    s.add_argument("--out", default="sweep.csv", help="CSV path (default sweep.csv)")
+
+    t = sub.add_parser("train", help="train a bundled model and rewrite its weights and card in assets/")
+    t.add_argument("model", help="lenet5-mnist or lenet300-mnist")
+    t.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .models import REGISTRY, available
+
+    rows = []
+    for spec in REGISTRY.values():
+        rows.append({"id": spec.id, "name": spec.name, "dataset": spec.dataset, "params": spec.params,
+                     "reference_accuracy": spec.reference_accuracy, "available": available(spec.id),
+                     "license": spec.license})
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'id':18} {'dataset':8} {'params':>9} {'ref acc':>8}  weights")
+    for r in rows:
+        acc = f"{r['reference_accuracy']:.2%}" if r["reference_accuracy"] else "-"
+        where = "ready" if r["available"] else "download on first use (or set COMPRESS_DATA_DIR)"
+        print(f"{r['id']:18} {r['dataset']:8} {r['params']:>9,} {acc:>8}  {where}")
+    return 0
+
+
+def _progress_bar(desc: str):
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=100, desc=desc, file=sys.stderr, leave=False, bar_format="{l_bar}{bar}| {postfix}")
+
+    def update(fraction: float, message: str) -> None:
+        bar.n = round(100 * fraction)
+        bar.set_postfix_str(message)
+        bar.refresh()
+
+    return bar, update
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .pipeline import Workbench
+
+    if args.artifact:
+        from .artifact import evaluate_artifact
+
+        result = evaluate_artifact(args.artifact, mode=args.eval, latency_batch=args.batch,
+                                   latency_budget_s=args.latency_budget, measure_latency=not args.no_latency)
+    else:
+        recipe = recipe_from_args(args)
+        wb = Workbench(args.model)
+        bar, update = _progress_bar("fine-tuning") if recipe.finetune else (None, None)
+        comp = wb.compress(recipe, progress=update)
+        if bar is not None:
+            bar.close()
+        if args.save:
+            from .artifact import save_artifact
+
+            save_artifact(comp, args.model, args.save)
+        result = wb.evaluate(recipe, mode=args.eval, latency_batch=args.batch, compressed=comp,
+                             latency_budget_s=args.latency_budget, measure_latency=not args.no_latency)
+    out = result.to_dict()
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    lat = f"{out['latency_ms_p50']:.3f} ms (IQR {out['latency_ms_iqr']:.3f}, batch {out['latency_batch']}, " \
+          f"{out['latency_threads']} threads, {out['latency_kernels']})" if out["latency_ms_p50"] else "not measured"
+    print(f"model        {out['model']}  [{out['recipe_label']}]")
+    print(f"accuracy     {out['accuracy']:.2%}  (95% CI {out['accuracy_ci_low']:.2%}-{out['accuracy_ci_high']:.2%}, "
+          f"n={out['eval_samples']} on {out['eval_set']}; dense {out['dense_accuracy']:.2%}; "
+          f"agreement {out['agreement']:.2%})")
+    print(f"params       {out['params_nonzero']:,} non-zero / {out['params_total']:,} total "
+          f"(dense {out['dense_params']:,}); MACs {out['macs']:,} (dense {out['dense_macs']:,})")
+    print(f"size         {out['size_bytes']:,} B [{out['size_method']}] vs dense fp32 {out['dense_size_bytes']:,} B "
+          f"= {out['compression_ratio']:.1f}x smaller")
+    print(f"latency      {lat}")
+    for note in out["simulated"]:
+        print(f"note         {note}")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import grid, run_sweep
+
+    try:
+        kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+        sparsities = [float(s) for s in args.sparsities.split(",") if s.strip()]
+        bits = [int(b) for b in args.bits_list.split(",") if b.strip()]
+    except ValueError as exc:
+        raise CliError(f"sweep lists must be comma-separated numbers: {exc}") from None
+    recipes = grid(kinds, sparsities, bits, criterion=args.criterion, scope=args.scope, int8=args.int8)
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(recipes), desc=f"sweep {args.model}", file=sys.stderr) as bar:
+        df = run_sweep(args.model, recipes, mode=args.eval, latency_batch=args.batch,
+                       latency_budget_s=args.latency_budget, on_result=lambda *_: bar.update(1))
+    df.to_csv(args.out, index=False)
+    print(f"wrote {len(df)} rows to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import train_bundled
+
+    bar, update = _progress_bar(f"training {args.model}")
+    card = train_bundled(args.model, seed=args.seed, progress=update)
+    bar.close()
+    print(json.dumps(card, indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .paths import MissingFileError
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        from .runtime import configure_threads
+
+        configure_threads(args.threads)
+        return {"models": _cmd_models, "evaluate": _cmd_evaluate, "sweep": _cmd_sweep, "train": _cmd_train}[
+            args.command](args)
+    except (CliError, ValueError, MissingFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        print(f"error: {exc.strerror or exc} {getattr(exc, 'filename', '') or ''}".rstrip(), file=sys.stderr)
+        return 2

@@ -1,0 +1,296 @@
+"""Recipe in, Result out.
+
+``apply_recipe(model, recipe, ...)`` returns a ``Compressed`` model built on a deep copy (the
+input model is never changed). ``Workbench`` holds one loaded model with its caches (dense
+predictions, importance orderings, latencies per structure, results per recipe) and turns a
+Recipe into a ``Result`` of measured values. It is thread-safe: the dashboard shares one
+Workbench per model between sessions.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from . import data as data_mod
+from . import measure
+from .models import ModelSpec, get_spec
+from .models import load as load_model
+from .prune import importance
+from .prune.unstructured import apply_masks_, masks_from_scores, prunable_layers
+from .quantize import QTensor, describe, quantize_weights_
+from .recipe import PruneSpec, Recipe
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class Compressed:
+    """A compressed model and what was done to it."""
+
+    model: nn.Module  # what runs: fp32 module, or an int8 GraphModule
+    float_model: nn.Module  # the pruned / weight-quantized float model before int8 conversion
+    recipe: Recipe
+    masks: dict[str, torch.Tensor] = field(default_factory=dict)  # unstructured keep-masks
+    qcodes: dict[str, QTensor] = field(default_factory=dict)  # integer codes of quantized weights
+    kernels: str = "fp32"  # what latency runs on: fp32 | int8-x86-static | int8-dynamic
+    simulated: list[str] = field(default_factory=list)  # what is simulated or estimated, in words
+    structure: dict = field(default_factory=dict)  # structured pruning report (channels, MACs)
+    history: list[dict] = field(default_factory=list)  # fine-tuning log, if any
+
+
+@dataclass
+class Result:
+    model: str
+    recipe: dict
+    recipe_label: str
+    eval_set: str
+    eval_samples: int
+    accuracy: float
+    accuracy_ci_low: float
+    accuracy_ci_high: float
+    agreement: float | None
+    dense_accuracy: float
+    params_total: int
+    params_nonzero: int
+    dense_params: int
+    macs: int
+    dense_macs: int
+    dense_size_bytes: int
+    size_bytes: int
+    size_method: str
+    compression_ratio: float
+    latency_ms_p50: float | None
+    latency_ms_iqr: float | None
+    latency_batch: int
+    latency_threads: int
+    latency_kernels: str
+    dense_latency_ms_p50: float | None
+    speedup: float | None
+    simulated: list[str]
+    seconds: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _structure_key(model: nn.Module, kernels: str) -> tuple:
+    return (kernels, tuple((k, tuple(v.shape)) for k, v in model.state_dict().items() if hasattr(v, "shape")))
+
+
+def apply_recipe(model: nn.Module, recipe: Recipe, spec: ModelSpec | None = None,
+                 calib: list[torch.Tensor] | None = None,
+                 labelled: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+                 score_cache: Callable[[list, PruneSpec], tuple[list, torch.Tensor | None]] | None = None,
+                 teacher: nn.Module | None = None, progress: Progress | None = None) -> Compressed:
+    """Apply ``recipe`` to a deep copy of ``model``. ``calib``/``labelled`` are training batches for
+    data-driven criteria and int8 calibration; ``score_cache`` may supply precomputed scores."""
+    work = copy.deepcopy(model).eval()
+    out = Compressed(model=work, float_model=work, recipe=recipe)
+    p = recipe.prune
+    if p.active and recipe.finetune is not None and recipe.finetune.schedule != "oneshot":
+        from .finetune import prune_with_schedule
+
+        prune_with_schedule(out, spec, calib, labelled, teacher, progress)
+    elif p.active:
+        _prune_once(out, spec, calib, labelled, score_cache)
+        if recipe.finetune is not None:
+            from .finetune import finetune_
+
+            finetune_(out, spec, teacher, progress)
+    elif recipe.finetune is not None:
+        from .finetune import finetune_
+
+        finetune_(out, spec, teacher, progress)
+
+    q = recipe.quant
+    layers = prunable_layers(out.float_model, skip=())
+    if q.int8:
+        from .int8 import convert_int8
+
+        convert_int8(out, spec, calib)
+    elif q.bits < 32:
+        out.qcodes = quantize_weights_(layers, q)
+        out.simulated.append(describe(q) + "; latency is that of the fp32 kernels")
+    if p.active and p.kind == "unstructured":
+        out.simulated.append("unstructured zeros are stored in dense tensors: same kernels and latency as dense")
+    return out
+
+
+def _prune_once(out: Compressed, spec: ModelSpec | None, calib, labelled, score_cache) -> None:
+    p = out.recipe.prune
+    if p.kind == "structured":
+        from .prune.structured import structured_prune_
+
+        if spec is None:
+            raise ValueError("structured pruning needs the model spec (input shape)")
+        out.structure = structured_prune_(out.float_model, p, spec.input_shape, calib=calib, labelled=labelled)
+        out.model = out.float_model
+        return
+    layers = prunable_layers(out.float_model, p.skip)
+    if not layers:
+        raise ValueError("this model has no prunable Conv2d/Linear layer left after the skip list")
+    if score_cache is not None:
+        scores, order = score_cache(layers, p)
+    else:
+        scores, order = score_layers(out.float_model, layers, p, calib, labelled), None
+    out.masks = masks_from_scores(layers, scores, p, global_order=order)
+    apply_masks_(layers, out.masks)
+
+
+def score_layers(model: nn.Module, layers, p: PruneSpec, calib, labelled) -> list[torch.Tensor]:
+    batches = labelled if p.criterion == "taylor" else calib
+    if p.criterion in importance.NEEDS_DATA and not batches:
+        raise ValueError(f"the {p.criterion} criterion needs training data, which is not available for this model")
+    return importance.compute(p.criterion, model, layers, batches=batches, seed=p.seed)
+
+
+class Workbench:
+    """One loaded model and everything cached about it. Never mutates the loaded model."""
+
+    def __init__(self, model_id: str, model: nn.Module | None = None, spec: ModelSpec | None = None,
+                 calib_samples: int = 256, max_results: int = 512) -> None:
+        self.spec = spec or get_spec(model_id)
+        self.model_id = model_id
+        self.model = (model if model is not None else load_model(model_id)).eval()
+        self.calib_samples = calib_samples
+        self._lock = threading.RLock()
+        self._dense_preds: dict[str, torch.Tensor] = {}
+        self._scores: dict[tuple, tuple[list[torch.Tensor], torch.Tensor | None]] = {}
+        self._latency: dict[tuple, measure.Latency] = {}
+        self._results: OrderedDict[tuple, Result] = OrderedDict()
+        self._max_results = max_results
+        self._dense: dict[str, int] = {}
+
+    # -- data ---------------------------------------------------------------------------------
+    def eval_data(self, mode: str = "quick") -> data_mod.TensorSet:
+        return data_mod.eval_set(self.spec.dataset, mode)
+
+    def calib(self) -> list[torch.Tensor]:
+        return data_mod.calibration_batches(self.spec.dataset, self.calib_samples)
+
+    def labelled(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return data_mod.labelled_batches(self.spec.dataset, self.calib_samples)
+
+    def dense_predictions(self, data: data_mod.TensorSet) -> torch.Tensor:
+        with self._lock:
+            if data.name not in self._dense_preds:
+                self._dense_preds[data.name] = measure.predictions(self.model, data)
+            return self._dense_preds[data.name]
+
+    def dense_facts(self) -> dict[str, int]:
+        with self._lock:
+            if not self._dense:
+                self._dense = {
+                    "params": measure.count_params(self.model)[0],
+                    "macs": measure.count_macs(self.model, self.spec.input_shape),
+                    "size_bytes": len(measure.state_dict_bytes(self.model)),
+                }
+            return self._dense
+
+    # -- scores: one sort per (criterion, skip, seed), reused for every sparsity ------------
+    def _score_cache(self, layers, p: PruneSpec):
+        key = (p.criterion, p.skip, p.seed if p.criterion == "random" else 0)
+        with self._lock:
+            if key not in self._scores:
+                base_layers = dict(prunable_layers(self.model, p.skip))
+                scoring_model = copy.deepcopy(self.model)  # taylor needs grads: never on the shared model
+                score_layers_ = [(n, dict(scoring_model.named_modules())[n]) for n in base_layers]
+                needs = p.criterion in importance.NEEDS_DATA
+                scores = score_layers(scoring_model, score_layers_, p,
+                                      self.calib() if needs else None, self.labelled() if needs else None)
+                order = torch.argsort(torch.cat([s.flatten() for s in scores]), stable=True)
+                self._scores[key] = (scores, order)
+            return self._scores[key]
+
+    # -- the main entry point -----------------------------------------------------------------
+    def compress(self, recipe: Recipe, progress: Progress | None = None) -> Compressed:
+        needs_data = (recipe.prune.active and (recipe.prune.criterion in importance.NEEDS_DATA
+                                               or recipe.prune.kind == "structured")) \
+            or recipe.quant.int8 or recipe.finetune is not None
+        calib = self.calib() if needs_data else None
+        labelled = self.labelled() if needs_data else None
+        return apply_recipe(self.model, recipe, self.spec, calib=calib, labelled=labelled,
+                            score_cache=self._score_cache, teacher=self.model, progress=progress)
+
+    def evaluate(self, recipe: Recipe, mode: str = "quick", latency_batch: int = 1, threads: int | None = None,
+                 latency_budget_s: float = 0.3, measure_latency: bool = True,
+                 compressed: Compressed | None = None, progress: Progress | None = None) -> Result:
+        threads = threads or torch.get_num_threads()
+        key = (recipe.to_json(), mode, latency_batch, threads, measure_latency)
+        with self._lock:
+            if key in self._results and compressed is None:
+                self._results.move_to_end(key)
+                return self._results[key]
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        comp = compressed or self.compress(recipe, progress=progress)
+        timings["compress_s"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        data = self.eval_data(mode)
+        ref = self.dense_predictions(data)
+        preds = measure.predictions(comp.model, data)
+        acc = measure.accuracy(preds, data.y, ref)
+        dense_acc = measure.accuracy(ref, data.y)
+        timings["eval_s"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        total, nonzero = measure.count_params(comp.float_model)
+        macs = measure.count_macs(comp.float_model, self.spec.input_shape)
+        dense = self.dense_facts()
+        size_bytes, size_method = self.size_of(comp)
+        timings["size_s"] = time.perf_counter() - t0
+
+        lat = dense_lat = None
+        if measure_latency:
+            t0 = time.perf_counter()
+            lat = self.latency_of(comp.model, comp.kernels, latency_batch, threads, latency_budget_s)
+            dense_lat = self.latency_of(self.model, "fp32", latency_batch, threads, latency_budget_s)
+            timings["latency_s"] = time.perf_counter() - t0
+
+        simulated = list(comp.simulated)
+        if mode == "quick":
+            simulated.append(f"accuracy on a stratified subset of {len(data)} test images (95 % CI shown)")
+        result = Result(
+            model=self.model_id, recipe=recipe.to_dict(), recipe_label=recipe.label(), eval_set=data.name,
+            eval_samples=len(data), accuracy=acc.accuracy, accuracy_ci_low=acc.ci_low,
+            accuracy_ci_high=acc.ci_high, agreement=acc.agreement, dense_accuracy=dense_acc.accuracy,
+            params_total=total, params_nonzero=nonzero, dense_params=dense["params"], macs=macs,
+            dense_macs=dense["macs"], dense_size_bytes=dense["size_bytes"], size_bytes=size_bytes,
+            size_method=size_method, compression_ratio=dense["size_bytes"] / size_bytes,
+            latency_ms_p50=lat.ms_p50 if lat else None, latency_ms_iqr=lat.ms_iqr if lat else None,
+            latency_batch=latency_batch, latency_threads=threads, latency_kernels=comp.kernels,
+            dense_latency_ms_p50=dense_lat.ms_p50 if dense_lat else None,
+            speedup=(dense_lat.ms_p50 / lat.ms_p50) if lat and dense_lat else None,
+            simulated=simulated, seconds=timings)
+        if compressed is None:
+            with self._lock:
+                self._results[key] = result
+                while len(self._results) > self._max_results:
+                    self._results.popitem(last=False)
+        return result
+
+    def size_of(self, comp: Compressed) -> tuple[int, str]:
+        """Bytes of the real compressed artefact file when the artefact format is available."""
+        try:
+            from .artifact import artifact_bytes
+        except ImportError:
+            return measure.zlib_size(comp.model), "zlib-compressed torch.save state_dict (estimate)"
+        return len(artifact_bytes(comp, self.model_id)), "PruneScope artefact file (.psz)"
+
+    def latency_of(self, model: nn.Module, kernels: str, batch: int, threads: int, budget: float) -> measure.Latency:
+        """Latency depends only on structure and kernels, so equal structures share one measurement."""
+        key = (_structure_key(model, kernels), batch, threads)
+        with self._lock:
+            if key not in self._latency:
+                self._latency[key] = measure.latency(model, self.spec.input_shape, batch=batch, threads=threads,
+                                                     min_run_time=budget)
+            return self._latency[key]

@@ -1,0 +1,1 @@
+"""Pruning: importance criteria, unstructured masks and structured (channel) removal."""

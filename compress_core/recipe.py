@@ -1,0 +1,220 @@
+"""The Recipe: what to do to a model, as frozen, hashable, JSON-round-tripping data.
+
+A Recipe is the cache key, the URL state, the store key and the row label, so it holds only
+plain values (str, int, float, bool, tuples) and validates itself on construction with
+specific ``ValueError`` messages a user can act on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+RECIPE_VERSION = 1
+
+PRUNE_KINDS = ("none", "unstructured", "structured")
+CRITERIA = ("random", "l1", "l2", "taylor", "activation")
+SCOPES = ("layer", "global")
+BITS = (1, 2, 3, 4, 6, 8, 16, 32)
+SCHEMES = ("symmetric", "asymmetric")
+GRANULARITIES = ("per_tensor", "per_channel")
+INT8_MODES = ("auto", "static", "dynamic")
+SCHEDULES = ("oneshot", "iterative", "agp")
+MAX_SPARSITY = 0.99
+
+# The layers customarily left dense: the first conv sees raw pixels and the classifier
+# produces the logits; both are tiny and pruning them costs far more accuracy than it saves.
+DEFAULT_SKIP = ("first", "last")
+
+
+def _check_choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
+
+
+def _check_fraction(name: str, value: Any, high: float = MAX_SPARSITY) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number between 0 and {high}; got {value!r}")
+    if not math.isfinite(value) or not 0.0 <= value <= high:
+        raise ValueError(f"{name} must be between 0 and {high} (a fraction, not a percent); got {value!r}")
+
+
+@dataclass(frozen=True)
+class PruneSpec:
+    kind: str = "none"  # none | unstructured (single weights) | structured (whole channels)
+    criterion: str = "l1"  # importance: random | l1 | l2 | taylor (|w*grad|) | activation
+    scope: str = "global"  # global: one threshold over all layers; layer: same fraction per layer
+    sparsity: float = 0.0  # fraction removed in prunable layers (weights, or channels if structured)
+    skip: tuple[str, ...] = DEFAULT_SKIP  # layer names left dense; "first"/"last" = first/last layer
+    layer_sparsity: tuple[tuple[str, float], ...] = ()  # per-layer overrides, e.g. from sensitivity
+    seed: int = 0  # for the random criterion and data sampling
+
+    def __post_init__(self) -> None:
+        _check_choice("prune kind", self.kind, PRUNE_KINDS)
+        _check_choice("criterion", self.criterion, CRITERIA)
+        _check_choice("scope", self.scope, SCOPES)
+        _check_fraction("sparsity", self.sparsity)
+        object.__setattr__(self, "sparsity", float(self.sparsity))
+        if isinstance(self.skip, str) or not all(isinstance(s, str) for s in self.skip):
+            raise ValueError(f"skip must be a list of layer names; got {self.skip!r}")
+        object.__setattr__(self, "skip", tuple(self.skip))
+        pairs = []
+        for item in self.layer_sparsity:
+            if len(item) != 2 or not isinstance(item[0], str):
+                raise ValueError(f"layer_sparsity entries must be [layer_name, fraction]; got {item!r}")
+            _check_fraction(f"sparsity of layer {item[0]!r}", item[1])
+            pairs.append((item[0], float(item[1])))
+        object.__setattr__(self, "layer_sparsity", tuple(sorted(pairs)))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed must be an integer; got {self.seed!r}")
+
+    @property
+    def active(self) -> bool:
+        return self.kind != "none" and (self.sparsity > 0 or any(s > 0 for _, s in self.layer_sparsity))
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    bits: int = 32  # weight bit-width: 1 = sign x scale, 2..8 fixed point, 16 = fp16, 32 = fp32
+    scheme: str = "symmetric"  # symmetric (zero point 0) | asymmetric (min/max "dynamic range")
+    granularity: str = "per_channel"  # one scale per output channel, or one per tensor
+    int8: bool = False  # run on real int8 CPU kernels instead of simulating (needs bits == 8)
+    int8_mode: str = "auto"  # auto: static for conv nets, dynamic for Linear-only nets
+
+    def __post_init__(self) -> None:
+        if isinstance(self.bits, bool) or self.bits not in BITS:
+            raise ValueError(f"bits must be one of {', '.join(map(str, BITS))}; got {self.bits!r}")
+        _check_choice("quantization scheme", self.scheme, SCHEMES)
+        _check_choice("quantization granularity", self.granularity, GRANULARITIES)
+        _check_choice("int8 mode", self.int8_mode, INT8_MODES)
+        if not isinstance(self.int8, bool):
+            raise ValueError(f"int8 must be true or false; got {self.int8!r}")
+        if self.int8 and self.bits != 8:
+            raise ValueError(f"real int8 kernels need bits=8; got bits={self.bits}")
+
+    @property
+    def active(self) -> bool:
+        return self.bits != 32 or self.int8
+
+
+@dataclass(frozen=True)
+class FinetuneSpec:
+    epochs: float = 1.0  # passes over the training split (fractions allowed for a quick recovery)
+    lr: float = 0.01  # SGD learning rate, cosine-annealed to 0
+    batch_size: int = 64
+    distill: bool = False  # learn from the dense teacher's soft outputs as well as the labels
+    temperature: float = 4.0  # softening of teacher and student logits for distillation
+    alpha: float = 0.7  # weight of the distillation loss (1 - alpha on the label loss)
+    schedule: str = "oneshot"  # oneshot: prune then tune; iterative: k prune/tune cycles; agp: cubic ramp
+    steps: int = 4  # pruning steps for iterative and agp schedules
+    max_samples: int = 0  # cap on training images per epoch (0 = all), for CPU-friendly runs
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "lr", "temperature"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"finetune {name} must be a positive number; got {value!r}")
+        _check_fraction("finetune alpha", self.alpha, 1.0)
+        _check_choice("finetune schedule", self.schedule, SCHEDULES)
+        for name, low in (("batch_size", 1), ("steps", 1), ("max_samples", 0), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"finetune {name} must be an integer >= {low}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    prune: PruneSpec = field(default_factory=PruneSpec)
+    quant: QuantSpec = field(default_factory=QuantSpec)
+    finetune: FinetuneSpec | None = None
+    version: int = RECIPE_VERSION
+
+    def __post_init__(self) -> None:
+        if self.version != RECIPE_VERSION:
+            raise ValueError(f"recipe version {self.version!r} is not supported (this build reads {RECIPE_VERSION})")
+        if not isinstance(self.prune, PruneSpec) or not isinstance(self.quant, QuantSpec):
+            raise ValueError("a Recipe needs a PruneSpec and a QuantSpec")
+        if self.finetune is not None and not isinstance(self.finetune, FinetuneSpec):
+            raise ValueError("finetune must be a FinetuneSpec or None")
+
+    # -- JSON ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        """Canonical JSON: sorted keys, no spaces, so equal recipes give equal strings."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Recipe:
+        if not isinstance(data, dict):
+            raise ValueError(f"a recipe must be a JSON object; got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown recipe field(s): {', '.join(sorted(unknown))}")
+        prune = _build(PruneSpec, data.get("prune", {}), "prune")
+        quant = _build(QuantSpec, data.get("quant", {}), "quant")
+        ft = data.get("finetune")
+        finetune = None if ft is None else _build(FinetuneSpec, ft, "finetune")
+        return cls(prune=prune, quant=quant, finetune=finetune, version=data.get("version", RECIPE_VERSION))
+
+    @classmethod
+    def from_json(cls, text: str) -> Recipe:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"recipe is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        return cls.from_dict(data)
+
+    # -- convenience --------------------------------------------------------------------------
+    def with_prune(self, **changes: Any) -> Recipe:
+        return replace(self, prune=replace(self.prune, **changes))
+
+    def with_quant(self, **changes: Any) -> Recipe:
+        return replace(self, quant=replace(self.quant, **changes))
+
+    @property
+    def is_dense(self) -> bool:
+        return not self.prune.active and not self.quant.active and self.finetune is None
+
+    def label(self) -> str:
+        """A short human label, e.g. 'structured l1 50% + int8'."""
+        parts = []
+        if self.prune.active:
+            parts.append(f"{self.prune.kind} {self.prune.criterion} {self.prune.scope} {self.prune.sparsity:.0%}")
+        if self.quant.int8:
+            parts.append("int8 kernels")
+        elif self.quant.bits == 16:
+            parts.append("fp16")
+        elif self.quant.bits < 32:
+            parts.append(f"{self.quant.bits}-bit {self.quant.scheme[:4]} {self.quant.granularity.replace('_', '-')}")
+        if self.finetune is not None:
+            parts.append(f"+ finetune {self.finetune.epochs:g} ep" + (" KD" if self.finetune.distill else ""))
+        return " + ".join(parts) if parts else "dense fp32"
+
+
+def _build(cls: type, data: Any, name: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"recipe field {name!r} must be a JSON object; got {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown {name} field(s): {', '.join(sorted(unknown))}")
+    kwargs = dict(data)
+    if "skip" in kwargs and isinstance(kwargs["skip"], list):
+        kwargs["skip"] = tuple(kwargs["skip"])
+    if "layer_sparsity" in kwargs:
+        raw = kwargs["layer_sparsity"]
+        if isinstance(raw, dict):
+            raw = list(raw.items())
+        if not isinstance(raw, (list, tuple)):
+            raise ValueError(f"layer_sparsity must be a list of [layer, fraction] pairs; got {raw!r}")
+        kwargs["layer_sparsity"] = tuple(tuple(p) if isinstance(p, (list, tuple)) else (p,) for p in raw)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # e.g. a nested value of the wrong type
+        raise ValueError(f"bad {name} spec: {exc}") from None
