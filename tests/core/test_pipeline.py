@@ -1,0 +1,78 @@
+"""Recipe in, Result out, on the real bundled model (and ResNet-20 when the data dir exists)."""
+
+import copy
+
+import pytest
+import torch
+
+from compress_core.pipeline import Workbench
+from compress_core.recipe import PruneSpec, QuantSpec, Recipe
+from tests.conftest import needs_cifar
+
+
+@pytest.fixture(scope="module")
+def wb():
+    return Workbench("lenet5-mnist")
+
+
+def test_dense_recipe_reproduces_the_dense_model(wb):
+    r = wb.evaluate(Recipe(), measure_latency=False)
+    assert r.accuracy == r.dense_accuracy and r.agreement == 1.0
+    assert r.params_nonzero == r.params_total == r.dense_params == 61_706
+    assert r.macs == r.dense_macs and r.eval_samples == 1000
+
+
+def test_pruning_and_quantization_change_the_measured_numbers(wb):
+    base = wb.evaluate(Recipe(), measure_latency=False)
+    r = wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.9), QuantSpec(4)), measure_latency=False)
+    assert r.params_total == base.params_total
+    assert r.params_nonzero < 0.15 * r.params_total
+    assert r.size_bytes < base.size_bytes / 4
+    assert r.compression_ratio == pytest.approx(r.dense_size_bytes / r.size_bytes)
+    assert r.accuracy_ci_low <= r.accuracy <= r.accuracy_ci_high
+    assert any("simulated" in s for s in r.simulated), "simulated quantization must say so"
+
+
+def test_heavy_compression_costs_accuracy(wb):
+    mild = wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.3)), measure_latency=False)
+    harsh = wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.95), QuantSpec(1)), measure_latency=False)
+    assert mild.accuracy > harsh.accuracy + 0.05
+    assert mild.agreement > harsh.agreement
+
+
+def test_the_shared_model_is_never_changed(wb):
+    before = copy.deepcopy(wb.model.state_dict())
+    for r in [Recipe(PruneSpec("unstructured", c, "global", 0.8), QuantSpec(2)) for c in ("l1", "taylor", "activation")]:
+        wb.evaluate(r, measure_latency=False)
+    for k, v in wb.model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_results_are_cached_per_recipe(wb):
+    r = Recipe(PruneSpec("unstructured", "l1", "global", 0.42))
+    assert wb.evaluate(r, measure_latency=False) is wb.evaluate(r, measure_latency=False)
+
+
+def test_unstructured_latency_is_shared_with_dense_and_recorded(wb):
+    r = wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.5)), latency_budget_s=0.05, threads=1)
+    assert r.latency_ms_p50 > 0 and r.latency_threads == 1 and r.latency_batch == 1
+    assert r.latency_kernels == "fp32"
+    assert r.speedup == 1.0, "masked weights run on the same dense kernels: the same measurement is reused"
+    assert any("same kernels" in s for s in r.simulated)
+
+
+def test_global_order_is_reused_across_sparsities(wb):
+    wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.1)), measure_latency=False)
+    n = len(wb._scores)
+    for s in (0.2, 0.4, 0.6, 0.8):
+        wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", s)), measure_latency=False)
+    assert len(wb._scores) == n
+
+
+@needs_cifar
+def test_resnet20_quick_eval_end_to_end():
+    wb = Workbench("resnet20-cifar10")
+    dense = wb.evaluate(Recipe(), measure_latency=False)
+    assert dense.eval_samples == 1000 and 0.88 < dense.accuracy < 0.96
+    r = wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.5), QuantSpec(8)), measure_latency=False)
+    assert r.agreement > 0.9 and r.params_nonzero < 0.55 * r.params_total
