@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch", type=_positive_int, default=1)
     s.add_argument("--latency-budget", type=float, default=0.3)
     s.add_argument("--out", default="sweep.csv", help="CSV path (default sweep.csv)")
+    s.add_argument("--store", metavar="PATH", help="results database to resume from and write to "
+                   "(default: <cache dir>/results.sqlite)")
+    s.add_argument("--no-store", action="store_true", help="measure every config afresh; keep nothing on disk")
 
     t = sub.add_parser("train", help="train a bundled model and rewrite its weights and card in assets/")
     t.add_argument("model", help="lenet5-mnist or lenet300-mnist")
@@ -218,9 +221,16 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     recipes = grid(kinds, sparsities, bits, criterion=args.criterion, scope=args.scope, int8=args.int8)
     from tqdm.auto import tqdm
 
-    with tqdm(total=len(recipes), desc=f"sweep {args.model}", file=sys.stderr) as bar:
-        df = run_sweep(args.model, recipes, mode=args.eval, latency_batch=args.batch,
-                       latency_budget_s=args.latency_budget, on_result=lambda *_: bar.update(1))
+    from .store import ResultStore
+
+    store = None if args.no_store else ResultStore(args.store)  # StoreError is a ValueError: one clear line
+    try:
+        with tqdm(total=len(recipes), desc=f"sweep {args.model}", file=sys.stderr) as bar:
+            df = run_sweep(args.model, recipes, mode=args.eval, latency_batch=args.batch,
+                           latency_budget_s=args.latency_budget, on_result=lambda *_: bar.update(1), store=store)
+    finally:
+        if store is not None:
+            store.close()
     df.to_csv(args.out, index=False)
     print(f"wrote {len(df)} rows to {args.out}", file=sys.stderr)
     return 0
