@@ -33,16 +33,42 @@ def _shift(x: torch.Tensor, g: torch.Generator, max_px: int = 2) -> torch.Tensor
     return pad[:, :, dy:dy + x.shape[2], dx:dx + x.shape[3]]
 
 
+def _crop_flip(x: torch.Tensor, g: torch.Generator, max_px: int = 4) -> torch.Tensor:
+    """Per-image random crop after zero padding (zero = the per-channel minimum in normalised space)
+    by up to ``max_px`` pixels, and a random horizontal flip: the standard CIFAR augmentation."""
+    if x.dim() != 4:
+        return x
+    n, c, h, w = x.shape
+    low = x.amin(dim=(0, 2, 3)).view(1, c, 1, 1)
+    pad = low.expand(n, c, h + 2 * max_px, w + 2 * max_px).clone()
+    pad[:, :, max_px:max_px + h, max_px:max_px + w] = x
+    dy, dx = (torch.randint(0, 2 * max_px + 1, (2, n), generator=g)).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # n,1,h,1
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # n,1,1,w
+    out = pad[torch.arange(n, device=x.device)[:, None, None, None],
+              torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
+    flip = (torch.rand(n, generator=g) < 0.5).to(x.device)[:, None, None, None]
+    return torch.where(flip, out.flip(3), out)
+
+
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: float, lr: float, batch_size: int = 64,
         seed: int = 0, optimizer: str = "sgd", weight_decay: float = 5e-4, augment_px: int = 0,
         max_samples: int = 0, loss_fn: LossFn | None = None, after_step: Callable[[], None] | None = None,
-        progress: Progress | None = None) -> list[dict]:
+        progress: Progress | None = None, max_grad_norm: float | None = None,
+        augment: str = "shift") -> list[dict]:
     """Train in place (SGD with momentum 0.9 or Adam, cosine learning-rate decay). Returns a log
     with the mean loss per epoch. ``after_step`` runs after every optimizer step (e.g. re-apply
-    pruning masks); ``loss_fn`` replaces cross-entropy (e.g. distillation)."""
+    pruning masks); ``loss_fn`` replaces cross-entropy (e.g. distillation); ``max_grad_norm`` clips
+    the global gradient norm before each step; ``augment`` is "shift" (one random shift per batch, up to
+    ``augment_px``) or "crop-flip" (per-image random crop after ``augment_px`` padding, and a random
+    horizontal flip: the standard CIFAR augmentation)."""
+    if augment not in ("shift", "crop-flip"):
+        raise ValueError(f"augment must be 'shift' or 'crop-flip'; got {augment!r}")
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     n = len(y) if max_samples <= 0 else min(max_samples, len(y))
+    if n < batch_size:  # the loop below would never take a step
+        raise ValueError(f"training needs at least one batch: {n} samples < batch_size {batch_size}")
     steps_per_epoch = max(1, n // batch_size)
     total_steps = max(1, round(epochs * steps_per_epoch))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -60,11 +86,13 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: float, lr
         order = torch.randperm(len(y), generator=g)[:n]
         for i in range(0, n - batch_size + 1, batch_size):
             idx = order[i:i + batch_size]
-            xb = _shift(x[idx], g, augment_px)
+            xb = _crop_flip(x[idx], g, augment_px) if augment == "crop-flip" else _shift(x[idx], g, augment_px)
             logits = model(xb)
             loss = loss_fn(logits, y[idx], xb) if loss_fn else F.cross_entropy(logits, y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
             opt.step()
             sched.step()
             if after_step is not None:
