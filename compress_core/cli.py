@@ -51,6 +51,8 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--criterion", choices=CRITERIA, help="importance criterion (default l1)")
     g.add_argument("--scope", choices=SCOPES, help="layer: same fraction per layer; global: one threshold")
     g.add_argument("--sparsity", type=_fraction, help="fraction to remove, 0..0.99")
+    g.add_argument("--inner-only", action="store_true",
+                   help="structured: keep residual streams, prune only channels inside blocks (Li et al. 2017)")
     g.add_argument("--bits", type=int, choices=BITS, help="weight bits: 1,2,3,4,6,8 fixed point, 16 fp16, 32 fp32")
     g.add_argument("--scheme", choices=("symmetric", "asymmetric"))
     g.add_argument("--granularity", choices=("per_tensor", "per_channel"))
@@ -74,6 +76,8 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
         base = Recipe.from_json(text)
     prune = {k: v for k, v in (("kind", args.kind), ("criterion", args.criterion), ("scope", args.scope),
                                ("sparsity", args.sparsity)) if v is not None}
+    if args.inner_only:
+        prune["residual"] = False
     if args.sparsity and args.kind is None and base.prune.kind == "none":
         prune["kind"] = "unstructured"  # a sparsity alone means the common case
     quant = {k: v for k, v in (("bits", args.bits), ("scheme", args.scheme), ("granularity", args.granularity))

@@ -250,10 +250,11 @@ class Workbench:
         timings["size_s"] = time.perf_counter() - t0
 
         lat = dense_lat = None
+        kernels = comp.kernels
         if measure_latency:
             t0 = time.perf_counter()
-            lat = self.latency_of(comp.model, comp.kernels, latency_batch, threads, latency_budget_s)
-            dense_lat = self.latency_of(self.model, "fp32", latency_batch, threads, latency_budget_s)
+            lat, kernels = self.latency_of(comp.model, comp.kernels, latency_batch, threads, latency_budget_s)
+            dense_lat, _ = self.latency_of(self.model, "fp32", latency_batch, threads, latency_budget_s)
             timings["latency_s"] = time.perf_counter() - t0
 
         simulated = list(comp.simulated)
@@ -267,7 +268,7 @@ class Workbench:
             dense_macs=dense["macs"], dense_size_bytes=dense["size_bytes"], size_bytes=size_bytes,
             size_method=size_method, compression_ratio=dense["size_bytes"] / size_bytes,
             latency_ms_p50=lat.ms_p50 if lat else None, latency_ms_iqr=lat.ms_iqr if lat else None,
-            latency_batch=latency_batch, latency_threads=threads, latency_kernels=comp.kernels,
+            latency_batch=latency_batch, latency_threads=threads, latency_kernels=kernels,
             dense_latency_ms_p50=dense_lat.ms_p50 if dense_lat else None,
             speedup=(dense_lat.ms_p50 / lat.ms_p50) if lat and dense_lat else None,
             simulated=simulated, seconds=timings)
@@ -286,11 +287,20 @@ class Workbench:
             return measure.zlib_size(comp.model), "zlib-compressed torch.save state_dict (estimate)"
         return len(artifact_bytes(comp, self.model_id)), "PruneScope artefact file (.psz)"
 
-    def latency_of(self, model: nn.Module, kernels: str, batch: int, threads: int, budget: float) -> measure.Latency:
-        """Latency depends only on structure and kernels, so equal structures share one measurement."""
-        key = (_structure_key(model, kernels), batch, threads)
+    def latency_of(self, model: nn.Module, kernels: str, batch: int, threads: int,
+                   budget: float) -> tuple[measure.Latency, str]:
+        """Latency depends only on structure and kernels, so equal structures share one measurement.
+
+        fp32 conv nets at batch >= 32 run channels_last (1.2-1.4x faster here on ResNet-20 at batch 128;
+        no gain at batch 1); the returned kernels label says so."""
+        conv = len(self.spec.input_shape) == 3 and any(isinstance(m, nn.Conv2d) for m in model.modules())
+        channels_last = kernels == "fp32" and conv and batch >= 32
+        label = f"{kernels} channels_last" if channels_last else kernels
+        key = (_structure_key(model, kernels), batch, threads, channels_last)
         with self._lock:
             if key not in self._latency:
-                self._latency[key] = measure.latency(model, self.spec.input_shape, batch=batch, threads=threads,
-                                                     min_run_time=budget)
-            return self._latency[key]
+                fmt = torch.channels_last if channels_last else torch.contiguous_format
+                timed = copy.deepcopy(model).to(memory_format=fmt) if channels_last else model
+                self._latency[key] = measure.latency(timed, self.spec.input_shape, batch=batch, threads=threads,
+                                                     min_run_time=budget, memory_format=fmt)
+            return self._latency[key], label

@@ -50,9 +50,12 @@ class PruneSpec:
     skip: tuple[str, ...] = DEFAULT_SKIP  # layer names left dense; "first"/"last" = first/last layer
     layer_sparsity: tuple[tuple[str, float], ...] = ()  # per-layer overrides, e.g. from sensitivity
     seed: int = 0  # for the random criterion and data sampling
+    residual: bool = True  # structured: also prune residual streams (faster, costs more accuracy)
 
     def __post_init__(self) -> None:
         _check_choice("prune kind", self.kind, PRUNE_KINDS)
+        if not isinstance(self.residual, bool):
+            raise ValueError(f"residual must be true or false; got {self.residual!r}")
         _check_choice("criterion", self.criterion, CRITERIA)
         _check_choice("scope", self.scope, SCOPES)
         _check_fraction("sparsity", self.sparsity)
@@ -185,7 +188,8 @@ class Recipe:
         """A short human label, e.g. 'structured l1 50% + int8'."""
         parts = []
         if self.prune.active:
-            parts.append(f"{self.prune.kind} {self.prune.criterion} {self.prune.scope} {self.prune.sparsity:.0%}")
+            inner = " inner" if self.prune.kind == "structured" and not self.prune.residual else ""
+            parts.append(f"{self.prune.kind}{inner} {self.prune.criterion} {self.prune.scope} {self.prune.sparsity:.0%}")
         if self.quant.int8:
             parts.append("int8 kernels")
         elif self.quant.bits == 16:

@@ -355,10 +355,12 @@ def apply_skeleton_(model: nn.Module, skel: dict[str, dict]) -> nn.Module:
 def structured_prune_(model: nn.Module, spec: PruneSpec, input_shape: tuple[int, ...],
                       calib: list[torch.Tensor] | None = None,
                       labelled: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
-                      residual: bool = True, round_to: int | None = None) -> dict:
-    """Remove channels from ``model`` in place (see the module docstring) and return a report."""
+                      residual: bool | None = None, round_to: int | None = None) -> dict:
+    """Remove channels from ``model`` in place (see the module docstring) and return a report.
+    ``residual`` defaults to ``spec.residual``."""
     import torch_pruning as tp
 
+    residual = spec.residual if residual is None else residual
     if spec.criterion not in CRITERIA:
         raise ValueError(f"unknown criterion {spec.criterion!r}; choose one of: {', '.join(CRITERIA)}")
     if round_to is not None and round_to < 1:
