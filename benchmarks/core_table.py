@@ -41,6 +41,8 @@ def dense_table(mode: str) -> None:
     print("| model | eval set | n | top-1 (95 % CI) | reference | source |")
     print("| --- | --- | ---: | ---: | ---: | --- |")
     for model_id, spec in models.REGISTRY.items():
+        if spec.dataset == "imagefolder":  # ImageNet classifiers: evaluated on a user's image folder
+            continue
         if not models.available(model_id):
             print(f"| {model_id} | (weights not available) | | | | |")
             continue

@@ -115,9 +115,9 @@ def _cifar_arrays(part: str) -> tuple[np.ndarray, np.ndarray]:
             reason = f" (download failed: {exc})"
     else:
         reason = ""
-    where = f"{root}/" if root else "a folder named by COMPRESS_DATA_DIR: "
+    where = f"{root}" if root else "a folder named by COMPRESS_DATA_DIR"
     raise MissingFileError(
-        f"CIFAR-10 {part} data is missing{reason}: put {', '.join(files)} under {where}"
+        f"CIFAR-10 {part} data is missing{reason}: put {', '.join(files)} under {where} "
         f"(laid out as in shared/data/README.md), or allow the one-time torchvision download into {tv_root}")
 
 

@@ -25,6 +25,8 @@ Key scheme of ``int8_state`` (``K`` is a key of the int8 model's ``state_dict``)
 from __future__ import annotations
 
 import copy
+import threading
+from unittest import mock
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -70,6 +72,31 @@ def _use_engine() -> str:
     return engine
 
 
+_FX_TRACE_LOCK = threading.Lock()  # one FX trace at a time: each patches nn.Module.__call__ process-wide
+
+
+def _thread_safe_tracer() -> type:
+    """prepare_fx's tracer, except that module calls from *other* threads during the trace run eagerly."""
+    from torch.ao.quantization.fx.tracer import QuantizationTracer
+
+    class ThreadSafeTracer(QuantizationTracer):
+        def trace(self, root, concrete_args=None):
+            self._owner = threading.get_ident()
+            return super().trace(root, concrete_args)
+
+        def call_module(self, m, forward, args, kwargs):
+            if threading.get_ident() != self._owner:
+                return forward(*args, **kwargs)
+            return super().call_module(m, forward, args, kwargs)
+
+        def getattr(self, attr, attr_val, parameter_proxy_cache):
+            if threading.get_ident() != self._owner:
+                return attr_val
+            return super().getattr(attr, attr_val, parameter_proxy_cache)
+
+    return ThreadSafeTracer
+
+
 def quantize_static(float_model: nn.Module, example: torch.Tensor, calib: list[torch.Tensor]) -> nn.Module:
     """FX post-training static quantization of a copy of ``float_model``, calibrated on ``calib``."""
     from torch.ao.quantization import get_default_qconfig_mapping
@@ -82,9 +109,11 @@ def quantize_static(float_model: nn.Module, example: torch.Tensor, calib: list[t
     engine = _use_engine()
     # Option-A shortcuts have no int8 kernel: keep each one a single fp32 module in the graph.
     custom = PrepareCustomConfig().set_non_traceable_module_classes([PadShortcut, ChannelScatter])
-    with _quiet():
+    with _quiet(), _FX_TRACE_LOCK, mock.patch("torch.ao.quantization.quantize_fx.QuantizationTracer",
+                                              _thread_safe_tracer()):
         prepared = prepare_fx(copy.deepcopy(float_model).eval(), get_default_qconfig_mapping(engine),
                               example_inputs=(example,), prepare_custom_config=custom)
+    with _quiet():
         with torch.no_grad():
             for x in calib:
                 prepared(x)

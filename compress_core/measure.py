@@ -97,6 +97,13 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         for h in handles:
             h.remove()
         model.train(was_training)
+    if macs == 0:  # a TorchScript / torch.export graph has no nn.Conv2d/Linear modules to hook: count its ops
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+        macs = counter.get_total_flops() // 2
     return macs
 
 

@@ -10,6 +10,7 @@ Workbench per model between sessions.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 import time
 from collections import OrderedDict
@@ -112,6 +113,9 @@ def apply_recipe(model: nn.Module, recipe: Recipe, spec: ModelSpec | None = None
 
     q = recipe.quant
     layers = prunable_layers(out.float_model, skip=())
+    if q.active and not layers:
+        raise ValueError("this model has no Conv2d/Linear module to quantize (an uploaded TorchScript or torch.export "
+                         "graph that matches no zoo architecture has none): upload its state_dict instead")
     if q.int8:
         from .int8 import convert_int8
 
@@ -126,6 +130,9 @@ def apply_recipe(model: nn.Module, recipe: Recipe, spec: ModelSpec | None = None
 
 def _prune_once(out: Compressed, spec: ModelSpec | None, calib, labelled, score_cache) -> None:
     p = out.recipe.prune
+    if not prunable_layers(out.float_model, ()):
+        raise ValueError("this model has no Conv2d/Linear module to prune (an uploaded TorchScript or torch.export "
+                         "graph that matches no zoo architecture has none): upload its state_dict instead")
     if p.kind == "structured":
         from .prune.structured import structured_prune_
 
@@ -156,8 +163,13 @@ class Workbench:
     """One loaded model and everything cached about it. Never mutates the loaded model."""
 
     def __init__(self, model_id: str, model: nn.Module | None = None, spec: ModelSpec | None = None,
-                 calib_samples: int = 256, max_results: int = 512) -> None:
+                 calib_samples: int = 256, max_results: int = 512,
+                 eval_override: data_mod.TensorSet | None = None, artifact_id: str | None = None) -> None:
         self.spec = spec or get_spec(model_id)
+        # Evaluate on these images instead of the spec's dataset, in every mode (e.g. the user's image folder:
+        # imagefolder.load_image_folder). It also serves as calibration data: there is no separate train split.
+        self.eval_override = eval_override
+        self.artifact_id = artifact_id or model_id  # zoo architecture the artefact file names (uploads: their arch)
         self.model_id = model_id
         self.model = (model if model is not None else load_model(model_id)).eval()
         self.calib_samples = calib_samples
@@ -171,12 +183,23 @@ class Workbench:
 
     # -- data ---------------------------------------------------------------------------------
     def eval_data(self, mode: str = "quick") -> data_mod.TensorSet:
+        if self.eval_override is not None:
+            return self.eval_override
         return data_mod.eval_set(self.spec.dataset, mode)
 
     def calib(self) -> list[torch.Tensor]:
+        if self.eval_override is not None:
+            x = self.eval_override.x[: self.calib_samples]
+            return [x[i:i + 64] for i in range(0, len(x), 64)]
         return data_mod.calibration_batches(self.spec.dataset, self.calib_samples)
 
     def labelled(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        if self.eval_override is not None:  # unlabelled images: none, so "taylor" says it needs data
+            s = self.eval_override
+            if not getattr(s, "labelled", True):
+                return []
+            n = min(len(s), self.calib_samples)
+            return [(s.x[i:min(i + 64, n)], s.y[i:min(i + 64, n)]) for i in range(0, n, 64)]
         return data_mod.labelled_batches(self.spec.dataset, self.calib_samples)
 
     def dense_predictions(self, data: data_mod.TensorSet) -> torch.Tensor:
@@ -240,6 +263,11 @@ class Workbench:
         preds = measure.predictions(comp.model, data)
         acc = measure.accuracy(preds, data.y, ref)
         dense_acc = measure.accuracy(ref, data.y)
+        labelled = getattr(data, "labelled", True)
+        if not labelled:  # agreement with the dense model is all that unlabelled images can tell
+            nan = float("nan")
+            acc = dataclasses.replace(acc, accuracy=nan, ci_low=nan, ci_high=nan)
+            dense_acc = dataclasses.replace(dense_acc, accuracy=nan)
         timings["eval_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -258,7 +286,13 @@ class Workbench:
             timings["latency_s"] = time.perf_counter() - t0
 
         simulated = list(comp.simulated)
-        if mode == "quick":
+        if self.eval_override is not None:
+            simulated.append(f"evaluated on {len(data)} user images ({data.name}); calibration and importance "
+                             "data come from the same images")
+            if not labelled:
+                simulated.append("unlabelled images: accuracy is not measured (NaN); agreement is the fraction "
+                                 "of images whose top-1 class matches the dense model's")
+        elif mode == "quick":
             simulated.append(f"accuracy on a stratified subset of {len(data)} test images (95 % CI shown)")
         result = Result(
             model=self.model_id, recipe=recipe.to_dict(), recipe_label=recipe.label(), eval_set=data.name,
@@ -285,7 +319,11 @@ class Workbench:
             from .artifact import artifact_bytes
         except ImportError:
             return measure.zlib_size(comp.model), "zlib-compressed torch.save state_dict (estimate)"
-        return len(artifact_bytes(comp, self.model_id)), "PruneScope artefact file (.psz)"
+        from .models import REGISTRY
+
+        if self.artifact_id not in REGISTRY:  # an upload matched to no zoo architecture: no artefact format
+            return measure.zlib_size(comp.model), "zlib-compressed torch.save state_dict (estimate)"
+        return len(artifact_bytes(comp, self.artifact_id)), "PruneScope artefact file (.psz)"
 
     def latency_of(self, model: nn.Module, kernels: str, batch: int, threads: int,
                    budget: float) -> tuple[measure.Latency, str]:

@@ -18,6 +18,7 @@ from torch import nn
 from ..paths import ASSETS_DIR, MissingFileError, locate
 from .cifar_resnet import CifarResNet
 from .lenet import LeNet5, LeNet300
+from .torchvision_zoo import load_torchvision, model_ids as torchvision_ids, torchvision_available, torchvision_specs
 
 AKAMASTER = "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/"
 AKAMASTER_LICENSE = "BSD-2-Clause, (c) 2018 Yerlan Idelbayev (akamaster/pytorch_resnet_cifar10)"
@@ -75,6 +76,7 @@ REGISTRY: dict[str, ModelSpec] = {
         _cifar(32, "d509ac1820d7f25398913559d7e81a13229b1e7adc5648e3bfa5e22dc137f850", 0.9263),
         _cifar(44, "014dd6541728a1c700b1642ab640e211dc6eb8ed507d70697458dc8f8a0ae2e4", 0.9310),
         _cifar(56, "4bfd97631478d6b638d2764fd2baff3edb1d7d82252d54439343b6596b9b5367", 0.9339),
+        *torchvision_specs(),  # ImageNet: evaluated on a user's image folder (dataset "imagefolder")
     ]
 }
 DEFAULT_MODEL = "lenet5-mnist"
@@ -95,6 +97,8 @@ def build(model_id: str) -> nn.Module:
 def load(model_id: str) -> nn.Module:
     """The pretrained model in eval mode. Raises MissingFileError with a fix if weights are absent."""
     spec = get_spec(model_id)
+    if model_id in torchvision_ids():
+        return load_torchvision(model_id)
     model = spec.builder()
     if spec.bundled:
         from safetensors.torch import load_file
@@ -119,6 +123,8 @@ def load(model_id: str) -> nn.Module:
 def available(model_id: str) -> bool:
     """True if ``load`` would succeed without a download."""
     spec = get_spec(model_id)
+    if model_id in torchvision_ids():
+        return torchvision_available(model_id)
     if spec.bundled:
         return (ASSETS_DIR / spec.weights_file).is_file()
     from ..paths import cache_dir, data_dir

@@ -1,0 +1,217 @@
+"""Pure plotly figures from tidy DataFrames (no Streamlit, no computation beyond layout).
+
+Every function takes a DataFrame with documented columns and returns a new ``go.Figure``;
+callers never cache figures, only the frames. Estimated quantities are drawn hatched and say
+"estimated" in their labels, so honest labelling survives screenshots.
+
+Figures are built from plain layout dicts (no named templates, ``make_subplots`` or ``add_hline``):
+those helpers cost 15-20 ms each in plotly 6, and the dashboard redraws six figures per slider move.
+The Streamlit theme styles them in the browser.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+DENSE = "#94a3b8"  # slate: the dense reference
+COMPRESSED = "#2563eb"  # blue: the current recipe
+ACCENT = "#dc2626"  # red: the current point
+FRONTIER = "#f59e0b"  # amber: Pareto-optimal points
+KIND_COLORS = {"none": DENSE, "unstructured": COMPRESSED, "structured": "#16a34a"}
+HEIGHT = 320
+
+
+def _layout(title: str, height: int = HEIGHT, **extra: object) -> dict:
+    return {
+        "title": {"text": title, "x": 0.0, "xanchor": "left", "font": {"size": 15}},
+        "height": height, "margin": {"l": 10, "r": 10, "t": 52, "b": 10},
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+        "font": {"size": 12}, **extra,
+    }
+
+
+def _hline(y: float, text: str) -> tuple[dict, dict]:
+    """A dashed full-width horizontal line and its label (what ``add_hline`` makes, without its cost)."""
+    shape = {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": y, "y1": y,
+             "line": {"color": DENSE, "dash": "dash", "width": 1.5}}
+    note = {"xref": "paper", "x": 0.01, "yref": "y", "y": y, "text": text, "showarrow": False,
+            "yanchor": "top", "xanchor": "left", "font": {"color": DENSE}}
+    return shape, note
+
+
+def _two_panels(left_title: str, right_title: str) -> dict:
+    """Side-by-side axes (x/y and x2/y2) with their titles, like ``make_subplots(1, 2)``."""
+    def head(x: float, text: str) -> dict:
+        return {"xref": "paper", "yref": "paper", "x": x, "y": 1.0, "xanchor": "center", "yanchor": "bottom",
+                "text": text, "showarrow": False, "font": {"size": 12}}
+    return {"xaxis": {"domain": [0, 0.44]}, "xaxis2": {"domain": [0.56, 1], "anchor": "y2"},
+            "yaxis": {"anchor": "x"}, "yaxis2": {"anchor": "x2"},
+            "annotations": [head(0.22, left_title), head(0.78, right_title)]}
+
+
+def _require(df: pd.DataFrame, columns: list[str], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what} needs column(s) {', '.join(missing)}; got {', '.join(map(str, df.columns))}")
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def accuracy_curve(df: pd.DataFrame, current_sparsity: float | None = None, dense_accuracy: float | None = None,
+                   title: str = "Accuracy vs sparsity") -> go.Figure:
+    """Columns: sparsity (fraction), accuracy, accuracy_ci_low, accuracy_ci_high (fractions)."""
+    _require(df, ["sparsity", "accuracy", "accuracy_ci_low", "accuracy_ci_high"], "accuracy_curve")
+    d = df.sort_values("sparsity")
+    x = (d["sparsity"] * 100).tolist()
+    traces = [
+        go.Scatter(x=x + x[::-1],
+                   y=(d["accuracy_ci_high"] * 100).tolist() + (d["accuracy_ci_low"] * 100).tolist()[::-1],
+                   fill="toself", fillcolor="rgba(37,99,235,0.12)", line={"width": 0}, hoverinfo="skip",
+                   name="95 % CI"),
+        go.Scatter(x=x, y=d["accuracy"] * 100, mode="lines+markers", name="accuracy",
+                   line={"color": COMPRESSED, "width": 2}, marker={"size": 6},
+                   hovertemplate="sparsity %{x:.0f} %<br>accuracy %{y:.2f} %<extra></extra>"),
+    ]
+    if current_sparsity is not None:
+        here = d[(d["sparsity"] - current_sparsity).abs() < 1e-9]
+        if not here.empty:
+            traces.append(go.Scatter(x=here["sparsity"] * 100, y=here["accuracy"] * 100, mode="markers",
+                                     name="current", marker={"size": 14, "color": ACCENT, "symbol": "diamond"},
+                                     hovertemplate="current: %{y:.2f} %<extra></extra>"))
+    shapes, notes = [], []
+    if dense_accuracy is not None:
+        shape, note = _hline(dense_accuracy * 100, "dense")
+        shapes, notes = [shape], [note]
+    layout = _layout(title, shapes=shapes, annotations=notes,
+                     xaxis={"title": {"text": "sparsity (%)"}, "range": [-2, 100]},
+                     yaxis={"title": {"text": "top-1 accuracy (%)"}})
+    return go.Figure(traces, layout)
+
+
+def size_breakdown(df: pd.DataFrame, title: str = "Where the bytes go") -> go.Figure:
+    """Columns: item, size_bytes, basis ("measured"/"estimated"), note (see inspect.size_breakdown).
+    The first row is the reference (drawn grey); estimated rows are hatched and labelled."""
+    _require(df, ["item", "size_bytes", "basis", "note"], "size_breakdown")
+    d = df.iloc[::-1]
+    estimated = d["basis"].eq("estimated").tolist()
+    colors = [DENSE if i == len(d) - 1 else COMPRESSED for i in range(len(d))]
+    bar = go.Bar(
+        y=[f"{item}{' (estimated)' if est else ''}" for item, est in zip(d["item"], estimated, strict=True)],
+        x=d["size_bytes"], orientation="h",
+        marker={"color": colors, "pattern": {"shape": ["/" if e else "" for e in estimated], "solidity": 0.3}},
+        text=[human_bytes(v) for v in d["size_bytes"]], textposition="auto", customdata=d[["note", "basis"]].to_numpy(),
+        hovertemplate="%{y}<br>%{x:,} bytes (%{customdata[1]})<br>%{customdata[0]}<extra></extra>")
+    return go.Figure([bar], _layout(title, xaxis={"title": {"text": "bytes"}}, yaxis={"automargin": True}))
+
+
+def latency_macs(df: pd.DataFrame, title: str = "CPU latency and compute") -> go.Figure:
+    """Columns: variant, latency_ms_p50, latency_ms_iqr, macs, kernels (one row per variant; first = reference)."""
+    _require(df, ["variant", "latency_ms_p50", "latency_ms_iqr", "macs", "kernels"], "latency_macs")
+    colors = [DENSE if i == 0 else COMPRESSED for i in range(len(df))]
+    latency = go.Bar(
+        x=df["variant"], y=df["latency_ms_p50"], marker_color=colors, showlegend=False, xaxis="x", yaxis="y",
+        error_y={"type": "data", "array": (df["latency_ms_iqr"].fillna(0) / 2).tolist(), "visible": True},
+        customdata=df[["kernels"]].to_numpy(),
+        text=[f"{v:.3g} ms" if pd.notna(v) else "n/a" for v in df["latency_ms_p50"]],
+        hovertemplate="%{x}: %{y:.3f} ms on %{customdata[0]} kernels<extra></extra>")
+    macs = go.Bar(x=df["variant"], y=df["macs"], marker_color=colors, showlegend=False, xaxis="x2", yaxis="y2",
+                  text=[f"{v / 1e6:.2f} M" for v in df["macs"]], hovertemplate="%{x}: %{y:,} MACs<extra></extra>")
+    layout = _layout(title, **_two_panels("latency p50 (ms, IQR bar)", "MACs per sample"))
+    return go.Figure([latency, macs], layout)
+
+
+def layer_sparsity(df: pd.DataFrame, title: str = "Sparsity per layer") -> go.Figure:
+    """Columns: layer, type, sparsity (fraction), nonzero, dense_params (see inspect.layer_table)."""
+    _require(df, ["layer", "type", "sparsity", "nonzero", "dense_params"], "layer_sparsity")
+    bar = go.Bar(x=df["layer"], y=df["sparsity"] * 100, marker_color=COMPRESSED,
+                 customdata=df[["type", "nonzero", "dense_params"]].to_numpy(),
+                 hovertemplate="%{x} (%{customdata[0]})<br>%{y:.1f} % removed<br>"
+                               "%{customdata[1]:,} of %{customdata[2]:,} weights left<extra></extra>")
+    return go.Figure([bar], _layout(title, yaxis={"title": {"text": "weights removed (%)"}, "range": [0, 100]},
+                                    xaxis={"tickangle": -40, "automargin": True}))
+
+
+def weight_histogram(df: pd.DataFrame, title: str = "Weight values before and after") -> go.Figure:
+    """Columns: model ("before"/"after"), bin_center, bin_left, bin_right, count (inspect.weight_histogram)."""
+    _require(df, ["model", "bin_center", "bin_left", "bin_right", "count"], "weight_histogram")
+    traces = []
+    for name, color in (("before", DENSE), ("after", COMPRESSED)):
+        d = df[df["model"] == name]
+        traces.append(go.Bar(x=d["bin_center"], y=d["count"], width=(d["bin_right"] - d["bin_left"]).tolist(),
+                             name=name, marker_color=color, opacity=0.6,
+                             hovertemplate=f"{name}: %{{y:,}} weights near %{{x:.3g}}<extra></extra>"))
+    return go.Figure(traces, _layout(title, barmode="overlay", bargap=0, xaxis={"title": {"text": "weight value"}},
+                                     yaxis={"title": {"text": "count"}}))
+
+
+def sensitivity_heatmap(df: pd.DataFrame, x: str = "sparsity", value: str = "accuracy_drop",
+                        title: str = "Accuracy drop per layer") -> go.Figure:
+    """Columns: layer, ``x`` (sparsity fraction or bits), ``value`` (fraction). Rows keep layer order."""
+    _require(df, ["layer", x, value], "sensitivity_heatmap")
+    layers = list(dict.fromkeys(df["layer"]))
+    grid = df.pivot_table(index="layer", columns=x, values=value, aggfunc="mean").reindex(layers)
+    labels = [f"{c * 100:.0f} %" if x == "sparsity" else f"{c} bit" for c in grid.columns]
+    heat = go.Heatmap(z=grid.values * 100, x=labels, y=layers, colorscale="Reds", zmin=0,
+                      colorbar={"title": {"text": "drop (pp)"}},
+                      text=[[f"{v * 100:.1f}" for v in row] for row in grid.values], texttemplate="%{text}",
+                      hovertemplate="%{y} at %{x}: −%{z:.2f} pp<extra></extra>")
+    return go.Figure([heat], _layout(title, height=max(HEIGHT, 28 * len(layers) + 110),
+                                     xaxis={"type": "category", "title": {"text": x}},
+                                     yaxis={"type": "category", "autorange": "reversed", "automargin": True}))
+
+
+def tradeoff_scatter(df: pd.DataFrame, x: str = "size_bytes", y: str = "accuracy", frontier: str = "pareto",
+                     title: str = "Accuracy vs size") -> go.Figure:
+    """Columns: ``x``, ``y`` (fraction), kind, label, and an optional boolean ``frontier`` column.
+    Points carry their row index as customdata so a selection maps back to the row."""
+    _require(df, [x, y, "kind", "label"], "tradeoff_scatter")
+    traces = []
+    for kind, d in df.groupby("kind", sort=False):
+        traces.append(go.Scatter(
+            x=d[x], y=d[y] * 100, mode="markers", name=str(kind), customdata=list(d.index),
+            marker={"size": 9, "color": KIND_COLORS.get(str(kind), "#7c3aed"), "opacity": 0.8},
+            text=d["label"], hovertemplate="%{text}<br>%{x:,.4g}, %{y:.2f} %<extra></extra>"))
+    if frontier in df.columns and df[frontier].any():
+        f = df[df[frontier]].sort_values(x)
+        traces.append(go.Scatter(x=f[x], y=f[y] * 100, mode="lines", name="Pareto front",
+                                 line={"color": FRONTIER, "width": 2, "shape": "hv"}, hoverinfo="skip"))
+    axis = {"size_bytes": "file size (bytes)", "latency_ms_p50": "latency p50 (ms)", "macs": "MACs"}
+    xaxis = {"title": {"text": axis.get(x, x)}}
+    if x == "size_bytes":
+        xaxis.update(type="log", dtick="D2")  # ticks at 1, 2 and 5 of each decade
+    return go.Figure(traces, _layout(title, height=380, xaxis=xaxis, yaxis={"title": {"text": "top-1 accuracy (%)"}}))
+
+
+def compare_bars(df: pd.DataFrame, title: str = "Pinned recipes") -> go.Figure:
+    """Columns: label, metric, value, unit (long format: one row per recipe and metric); one panel per metric."""
+    _require(df, ["label", "metric", "value", "unit"], "compare_bars")
+    metrics = list(dict.fromkeys(df["metric"]))
+    labels = list(dict.fromkeys(df["label"]))
+    palette = [DENSE, COMPRESSED, "#16a34a", FRONTIER, "#7c3aed"]
+    colors = [palette[i % len(palette)] for i in range(len(labels))]
+    n, gap = len(metrics), 0.06
+    width = (1 - gap * (n - 1)) / n
+    layout = _layout(title, height=340, annotations=[])
+    traces = []
+    for i, m in enumerate(metrics):
+        suffix = "" if i == 0 else str(i + 1)
+        lo = i * (width + gap)
+        layout[f"xaxis{suffix}"] = {"domain": [lo, lo + width], "anchor": f"y{suffix}", "title": {"text": "pin #"}}
+        layout[f"yaxis{suffix}"] = {"anchor": f"x{suffix}"}
+        unit = df[df["metric"] == m]["unit"].iloc[0]
+        layout["annotations"].append({"xref": "paper", "yref": "paper", "x": lo + width / 2, "y": 1.0,
+                                      "xanchor": "center", "yanchor": "bottom", "showarrow": False,
+                                      "text": f"{m} ({unit})", "font": {"size": 12}})
+        d = df[df["metric"] == m].set_index("label").reindex(labels)
+        traces.append(go.Bar(x=[str(j + 1) for j in range(len(labels))], y=d["value"], showlegend=False,
+                             marker_color=colors, text=[f"{v:.3g}" for v in d["value"]], customdata=labels,
+                             xaxis=f"x{suffix}", yaxis=f"y{suffix}",
+                             hovertemplate="%{customdata}: %{y:.4g}<extra></extra>"))
+    return go.Figure(traces, layout)

@@ -1,0 +1,99 @@
+"""Pure plotly figures: right traces from tidy frames, honest labels, clear errors on bad frames."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from compress_core import plots
+
+
+@pytest.fixture
+def curve() -> pd.DataFrame:
+    return pd.DataFrame({"sparsity": [0.5, 0.0, 0.9], "accuracy": [0.97, 0.98, 0.6],
+                         "accuracy_ci_low": [0.96, 0.97, 0.55], "accuracy_ci_high": [0.98, 0.99, 0.65]})
+
+
+def test_accuracy_curve_is_sorted_marks_the_current_point_and_the_dense_line(curve):
+    fig = plots.accuracy_curve(curve, current_sparsity=0.5, dense_accuracy=0.98)
+    line = next(t for t in fig.data if t.name == "accuracy")
+    assert list(line.x) == [0, 50, 90]
+    current = next(t for t in fig.data if t.name == "current")
+    assert list(current.x) == [50] and list(current.y) == [97]
+    assert fig.layout.shapes[0].y0 == 98
+    fig.to_json()  # serialisable as the dashboard sends it
+
+
+def test_accuracy_curve_without_the_current_point_has_no_marker(curve):
+    fig = plots.accuracy_curve(curve, current_sparsity=0.3)
+    assert [t.name for t in fig.data] == ["95 % CI", "accuracy"]
+
+
+def test_size_breakdown_hatches_and_names_estimates():
+    df = pd.DataFrame({"item": ["Dense", "Compressed"], "size_bytes": [1000, 100],
+                       "basis": ["measured", "estimated"], "note": ["", "zlib"]})
+    bar = plots.size_breakdown(df).data[0]
+    assert "Compressed (estimated)" in bar.y and "Dense" in bar.y
+    assert list(bar.marker.pattern.shape) == ["/", ""]
+
+
+def test_latency_macs_draws_two_panels():
+    df = pd.DataFrame({"variant": ["dense", "this"], "latency_ms_p50": [2.0, 1.0], "latency_ms_iqr": [0.1, None],
+                       "macs": [100, 50], "kernels": ["fp32", "int8-x86-static"]})
+    fig = plots.latency_macs(df)
+    assert [t.xaxis for t in fig.data] == ["x", "x2"]
+    assert list(fig.data[0].error_y.array) == [0.05, 0.0]
+
+
+def test_layer_sparsity_and_histogram_figures():
+    layers = pd.DataFrame({"layer": ["a", "b"], "type": ["Linear", "Linear"], "sparsity": [0.5, 0.0],
+                           "nonzero": [5, 10], "dense_params": [10, 10]})
+    assert list(plots.layer_sparsity(layers).data[0].y) == [50, 0]
+    hist = pd.DataFrame({"model": ["before", "after"], "bin_center": [0.0, 0.0], "bin_left": [-1.0, -1.0],
+                         "bin_right": [1.0, 1.0], "count": [3, 1]})
+    assert [t.name for t in plots.weight_histogram(hist).data] == ["before", "after"]
+
+
+def test_sensitivity_heatmap_keeps_layer_order():
+    df = pd.DataFrame({"layer": ["z", "z", "a", "a"], "sparsity": [0.5, 0.9] * 2,
+                       "accuracy_drop": [0.0, 0.1, 0.02, 0.3]})
+    heat = plots.sensitivity_heatmap(df).data[0]
+    assert list(heat.y) == ["z", "a"] and list(heat.x) == ["50 %", "90 %"]
+    assert heat.z[1][1] == pytest.approx(30)
+
+
+def test_tradeoff_scatter_maps_points_to_rows_and_draws_the_front():
+    df = pd.DataFrame({"size_bytes": [100, 50, 80], "accuracy": [0.9, 0.8, 0.7], "kind": ["none", "unstructured",
+                       "unstructured"], "label": ["a", "b", "c"], "pareto": [True, True, False]}, index=[7, 8, 9])
+    fig = plots.tradeoff_scatter(df)
+    points = {t.name: list(t.customdata) for t in fig.data if t.mode == "markers"}
+    assert points == {"none": [7], "unstructured": [8, 9]}
+    front = next(t for t in fig.data if t.name == "Pareto front")
+    assert list(front.x) == [50, 100]
+    assert all(t.name != "Pareto front" for t in plots.tradeoff_scatter(df.drop(columns="pareto")).data)
+
+
+def test_compare_bars_has_one_panel_per_metric():
+    df = pd.DataFrame({"label": ["r1", "r2"] * 2, "metric": ["accuracy", "accuracy", "latency", "latency"],
+                       "value": [98, 90, 1.0, 0.5], "unit": ["%", "%", "ms", "ms"]})
+    fig = plots.compare_bars(df)
+    assert [t.xaxis for t in fig.data] == ["x", "x2"]
+    assert [a.text for a in fig.layout.annotations] == ["accuracy (%)", "latency (ms)"]
+
+
+def test_missing_columns_raise_a_clear_error():
+    with pytest.raises(ValueError, match="accuracy_curve needs column"):
+        plots.accuracy_curve(pd.DataFrame({"sparsity": [0.1]}))
+
+
+@pytest.mark.parametrize(("n", "text"), [(512, "512 B"), (2_500, "2.5 kB"), (3_400_000, "3.4 MB")])
+def test_human_bytes(n, text):
+    assert plots.human_bytes(n) == text
+
+
+def test_plots_and_inspect_never_import_streamlit():
+    code = "import sys, compress_core.plots, compress_core.inspect; assert 'streamlit' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=plots.__file__.rsplit("/compress_core", 1)[0])
