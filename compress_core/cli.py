@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--latency-budget", type=float, default=1.0, help="seconds of timing per latency measurement")
     e.add_argument("--no-latency", action="store_true")
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    e.add_argument("--images", metavar="DIR", help="evaluate on this image folder (class sub-folders named after "
+                   "ImageNet classes give top-1; plain images give agreement with the dense model only)")
     e.add_argument("--save", metavar="PATH", help="write the compressed artefact here")
     e.add_argument("--artifact", metavar="PATH", help="measure a saved artefact instead of compressing")
 
@@ -151,11 +153,11 @@ def _cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows))
         return 0
-    print(f"{'id':18} {'dataset':8} {'params':>9} {'ref acc':>8}  weights")
+    print(f"{'id':28} {'dataset':11} {'params':>11} {'ref acc':>8}  weights")
     for r in rows:
         acc = f"{r['reference_accuracy']:.2%}" if r["reference_accuracy"] else "-"
         where = "ready" if r["available"] else "download on first use (or set COMPRESS_DATA_DIR)"
-        print(f"{r['id']:18} {r['dataset']:8} {r['params']:>9,} {acc:>8}  {where}")
+        print(f"{r['id']:28} {r['dataset']:11} {r['params']:>11,} {acc:>8}  {where}")
     return 0
 
 
@@ -182,7 +184,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                                    latency_budget_s=args.latency_budget, measure_latency=not args.no_latency)
     else:
         recipe = recipe_from_args(args)
-        wb = Workbench(args.model)
+        wb = _workbench(args.model, args.images)
         bar, update = _progress_bar("fine-tuning") if recipe.finetune else (None, None)
         comp = wb.compress(recipe, progress=update)
         if bar is not None:
@@ -194,8 +196,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         result = wb.evaluate(recipe, mode=args.eval, latency_batch=args.batch, compressed=comp,
                              latency_budget_s=args.latency_budget, measure_latency=not args.no_latency)
     out = result.to_dict()
-    if args.json:
-        print(json.dumps(out))
+    if args.json:  # NaN (accuracy on unlabelled images) is not JSON: write null
+        print(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}))
         return 0
     lat = f"{out['latency_ms_p50']:.3f} ms (IQR {out['latency_ms_iqr']:.3f}, batch {out['latency_batch']}, " \
           f"{out['latency_threads']} threads, {out['latency_kernels']})" if out["latency_ms_p50"] else "not measured"
@@ -211,6 +213,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for note in out["simulated"]:
         print(f"note         {note}")
     return 0
+
+
+def _workbench(model_id: str, images: str | None):
+    from .pipeline import Workbench
+
+    if images is None:
+        return Workbench(model_id)
+    from .imagefolder import load_image_folder
+    from .models import get_spec
+    from .models.torchvision_zoo import model_ids, preprocessing
+
+    spec = get_spec(model_id)
+    kwargs = preprocessing(model_id) if model_id in model_ids() else {"input_size": spec.input_shape[-1],
+                                                                       "resize": spec.input_shape[-1]}
+    return Workbench(model_id, eval_override=load_image_folder(images, **kwargs))
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
