@@ -1,0 +1,1 @@
+"""PruneScope dashboard pages (run through ``app.py``'s ``st.navigation``; not imported as modules)."""

@@ -1,0 +1,18 @@
+"""Compare: up to four pinned recipes side by side."""
+
+import streamlit as st
+
+from pages.ui import errors, state
+from pages.ui import review_panels as panels
+
+state.require_router()
+st.title("Compare")
+with errors.guard("Compare"):
+    pins = state.pins()
+    if not pins:
+        st.info(f"Nothing pinned yet. On **Explore**, press **Pin for comparison** (up to {state.MAX_PINS} recipes, "
+                "from any model).", icon=":material/push_pin:")
+        st.page_link("pages/explore.py", label="Go to Explore", icon=":material/tune:")
+    else:
+        st.caption(f"{len(pins)} of {state.MAX_PINS} pins · evaluation: {state.eval_mode()}")
+        panels.compare(pins, state.eval_mode())

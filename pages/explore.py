@@ -1,0 +1,32 @@
+"""Explore: move the sliders and watch accuracy, parameters, file size and latency move."""
+
+import streamlit as st
+
+from pages.ui import errors, state, widgets
+from pages.ui import explore_panels as panels
+
+state.require_router()
+st.title("Explore")
+with errors.guard("Explore", reset=state.reset_recipe):
+    model_id, mode = state.model_id(), state.eval_mode()
+    state.ensure_widgets()
+    widgets.recipe_controls()
+    recipe = state.recipe_from_widgets(state.current_recipe())
+    state.set_recipe(recipe)
+    if recipe.prune.layer_sparsity:
+        c1, c2 = st.columns([4, 1], vertical_alignment="center")
+        c1.info(f"Per-layer ratios are set for {len(recipe.prune.layer_sparsity)} layer(s) (from Sensitivity); "
+                "the slider moves only the other layers.", icon=":material/layers:")
+        c2.button("Clear per-layer ratios", key=state.B_CLEAR_RATIOS, on_click=state.clear_layer_ratios,
+                  width="stretch")
+    res = panels.measure(model_id, recipe, mode)
+    widgets.recipe_summary(recipe, model_id, res)
+    widgets.metric_cards(res)
+    widgets.honesty_notes(res)
+    panels.actions(model_id, recipe, mode, res)
+    left, right = st.columns(2, gap="medium")
+    with left:
+        panels.accuracy_curve(model_id, recipe, mode, res["dense_accuracy"])
+    with right:
+        panels.size_chart(model_id, recipe, res)
+    panels.latency_and_layers(model_id, recipe, res)

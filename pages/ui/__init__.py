@@ -1,0 +1,1 @@
+"""The only Streamlit-aware helpers: state keys, widgets, cache wrappers and page panels."""

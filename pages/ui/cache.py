@@ -1,0 +1,236 @@
+"""Cache wrappers: one Workbench per model, results memoized per (model, recipe, eval mode).
+
+- ``workbench`` (``st.cache_resource``): one loaded model per id, shared by every session and
+  never mutated (the Workbench compresses deep copies).
+- ``result`` / ``peek``: results live in a bounded, thread-safe LRU held by ``st.cache_resource``,
+  because the accuracy curve must ask "is this point already known?" without computing it.
+- ``compressed``: the last few compressed models (per-layer views and exports reuse them, so an
+  int8 conversion or a fine-tune runs once).
+- Frames for charts use ``st.cache_data`` (bounded); figures are never cached.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import replace
+
+import pandas as pd
+import streamlit as st
+
+from compress_core import inspect
+from compress_core.pipeline import Compressed, Workbench
+from compress_core.recipe import Recipe
+from compress_core.runtime import configure_threads
+
+Progress = Callable[[float, str], None]
+LATENCY_BUDGET_S = 0.2  # per measured structure; latency is reused between recipes of equal structure
+# Every position of Explore's sparsity slider (step 5 %): the background fill of the curve is
+# also a prefetch, so once it is done every slider position of this method is instant.
+CURVE_SPARSITIES = tuple(round(0.05 * i, 2) for i in range(20))
+
+
+class Memo:
+    """A bounded, thread-safe LRU map (the caches Streamlit offers cannot be peeked into)."""
+
+    def __init__(self, max_entries: int) -> None:
+        self._data: OrderedDict[Hashable, object] = OrderedDict()
+        self._max = max_entries
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> object | None:
+        with self._lock:
+            if key not in self._data:
+                return None
+            self._data.move_to_end(key)
+            return self._data[key]
+
+    def put(self, key: Hashable, value: object) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self._max:
+                self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def startup_threads() -> int:
+    """Set torch threads once per process (recorded with every latency)."""
+    return configure_threads()
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
+def workbench(model_id: str) -> Workbench:
+    return Workbench(model_id)
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def _results() -> Memo:
+    return Memo(max_entries=4096)
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def _compressed() -> Memo:
+    return Memo(max_entries=12)
+
+
+def peek(model_id: str, recipe: Recipe, mode: str) -> dict | None:
+    """The result if it was computed already (by any session), else None. Never computes."""
+    return _results().get((model_id, recipe.to_json(), mode))
+
+
+def compressed(model_id: str, recipe: Recipe, progress: Progress | None = None) -> Compressed:
+    key = (model_id, recipe.to_json())
+    comp = _compressed().get(key)
+    if comp is None:
+        comp = workbench(model_id).compress(recipe, progress=progress)
+        _compressed().put(key, comp)
+    return comp  # type: ignore[return-value]
+
+
+def result(model_id: str, recipe: Recipe, mode: str, progress: Progress | None = None) -> dict:
+    """``Result.to_dict()`` for the recipe, computed once per (model, recipe, mode) per process."""
+    key = (model_id, recipe.to_json(), mode)
+    hit = _results().get(key)
+    if hit is not None:
+        return hit  # type: ignore[return-value]
+    wb = workbench(model_id)
+    if _expensive(recipe):  # share the compressed model with the per-layer views and exports
+        res = wb.evaluate(recipe, mode=mode, latency_budget_s=LATENCY_BUDGET_S,
+                          compressed=compressed(model_id, recipe, progress))
+    else:  # cheap to rebuild; the Workbench's own cache also holds sweep results
+        res = wb.evaluate(recipe, mode=mode, latency_budget_s=LATENCY_BUDGET_S, progress=progress)
+    out = res.to_dict()
+    _results().put(key, out)
+    return out
+
+
+def _expensive(recipe: Recipe) -> bool:
+    return recipe.quant.int8 or recipe.finetune is not None or (
+        recipe.prune.active and recipe.prune.kind == "structured")
+
+
+def remember(model_id: str, recipe_json: str, mode: str, result_dict: dict) -> None:
+    """Share a result measured elsewhere (a sweep) with Explore, its curve and Compare."""
+    _results().put((model_id, Recipe.from_json(recipe_json).to_json(), mode), result_dict)
+
+
+def curve_recipes(recipe: Recipe) -> list[Recipe]:
+    """The accuracy-vs-sparsity grid for the recipe's method and bit-width (no fine-tuning)."""
+    base = replace(recipe, finetune=None)
+    return [base.with_prune(sparsity=s) for s in CURVE_SPARSITIES]
+
+
+def curve_frame(model_id: str, recipe: Recipe, mode: str, failed: frozenset[str] = frozenset()
+                ) -> tuple[pd.DataFrame, list[Recipe]]:
+    """Known points of the curve (including the current recipe) and the grid recipes still missing,
+    nearest to the current sparsity first (the slider's next stops); recipes whose JSON is in
+    ``failed`` raised before and are not retried."""
+    rows, missing = [], []
+    candidates = curve_recipes(recipe)
+    if recipe.finetune is None and all(abs(recipe.prune.sparsity - r.prune.sparsity) > 1e-9 for r in candidates):
+        candidates.append(recipe)
+    for r in candidates:
+        res = peek(model_id, r, mode)
+        if res is None:
+            if r.to_json() not in failed:
+                missing.append(r)
+        else:
+            rows.append({"sparsity": r.prune.sparsity, "accuracy": res["accuracy"],
+                         "accuracy_ci_low": res["accuracy_ci_low"], "accuracy_ci_high": res["accuracy_ci_high"]})
+    df = pd.DataFrame(rows, columns=["sparsity", "accuracy", "accuracy_ci_low", "accuracy_ci_high"])
+    missing.sort(key=lambda r: abs(r.prune.sparsity - recipe.prune.sparsity))
+    return df, missing
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def layer_frame(model_id: str, recipe_json: str) -> pd.DataFrame:
+    comp = compressed(model_id, Recipe.from_json(recipe_json))
+    return inspect.layer_table(comp, dense=workbench(model_id).model)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def histogram_frame(model_id: str, recipe_json: str, layer: str | None) -> tuple[pd.DataFrame, dict[str, int]]:
+    comp = compressed(model_id, Recipe.from_json(recipe_json))
+    dense = workbench(model_id).model
+    return inspect.weight_histogram(dense, comp, layer=layer), inspect.zero_counts(dense, comp, layer=layer)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def masked_size_bytes(model_id: str, recipe_json: str) -> int:
+    return inspect.state_dict_size_bytes(compressed(model_id, Recipe.from_json(recipe_json)))
+
+
+def _progress_in_place(label: str) -> tuple[Progress, Callable[[], None]]:
+    """A progress bar created here (inside a cached function it replays as nothing: it is emptied)."""
+    slot = st.empty()
+    bar = slot.progress(0.0, text=label)
+
+    def update(fraction: float, message: str) -> None:
+        bar.progress(min(max(float(fraction), 0.0), 1.0), text=f"{label} — {message}")
+
+    return update, slot.empty
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def sensitivity_frame(model_id: str, analysis: str, prune_kind: str, sparsities: tuple[float, ...],
+                      bits: tuple[int, ...], criterion: str, mode: str) -> pd.DataFrame:
+    """Per-layer sensitivity (``analysis`` = "sparsity" or "bits"), with a progress bar while it runs."""
+    from compress_core import sensitivity
+
+    update, done = _progress_in_place("Measuring each layer")
+    wb = workbench(model_id)
+    if analysis == "sparsity":
+        df = sensitivity.layer_sensitivity(wb, sparsities=sparsities, criterion=criterion, kind=prune_kind,
+                                           mode=mode, progress=update)
+    else:
+        df = sensitivity.bit_sensitivity(wb, bits=bits, mode=mode, progress=update)
+    done()
+    return df
+
+
+@st.cache_data(max_entries=8, show_spinner="Writing the compressed artefact…")
+def artifact_file(model_id: str, recipe_json: str) -> bytes:
+    from compress_core.artifact import artifact_bytes
+
+    return artifact_bytes(compressed(model_id, Recipe.from_json(recipe_json)), model_id)
+
+
+def store_frame(model_id: str, mode: str) -> pd.DataFrame:
+    """Stored sweep results of this model and eval mode (latency at batch 1), oldest first."""
+    from compress_core.store import ResultStore
+
+    with ResultStore() as store:
+        df = store.frame(model_id)
+    return df[(df["mode"] == mode) & (df["latency_batch"] == 1)].reset_index(drop=True)
+
+
+def run_sweep(model_id: str, recipes: list[Recipe], mode: str, on_result: Callable[[int, int, dict], None]
+              ) -> pd.DataFrame:
+    """Run and persist a sweep on the shared Workbench; finished rows also feed Explore's memo."""
+    from compress_core import sweep
+    from compress_core.store import ResultStore
+
+    with ResultStore() as store:
+        def on_row(i: int, n: int, row: dict) -> None:
+            stored = store.get(model_id, row["recipe_json"], mode, 1)
+            if stored is not None:
+                remember(model_id, row["recipe_json"], mode, stored)
+            on_result(i, n, row)
+
+        return sweep.run_sweep(model_id, recipes, mode=mode, latency_budget_s=LATENCY_BUDGET_S, on_result=on_row,
+                               store=store, workbench=workbench(model_id))
+
+
+def remember_stored(model_id: str, recipe_json: str, mode: str) -> None:
+    """Load one stored sweep result into the memo, so opening it in Explore is instant."""
+    from compress_core.store import ResultStore
+
+    with ResultStore() as store:
+        stored = store.get(model_id, recipe_json, mode, 1)
+    if stored is not None:
+        remember(model_id, recipe_json, mode, stored)

@@ -1,0 +1,264 @@
+"""Every session-state key, initialised in one place, and the URL <-> recipe round trip.
+
+The current recipe lives in ``st.session_state[RECIPE]`` as canonical JSON and is mirrored in
+the URL (``?model=…&eval=…&recipe=<json>``), so a shared link restores the exact view. The URL is
+read once, when a session starts; bad input there becomes a warning and the defaults, never a
+traceback. Explore's widgets have their own keys (``W_*``); ``load_into_widgets`` writes a
+recipe into them, so other pages (Sweep, Sensitivity) can hand a recipe to Explore.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import streamlit as st
+
+from compress_core.models import DEFAULT_MODEL, REGISTRY
+from compress_core.recipe import PruneSpec, QuantSpec, Recipe
+
+# -- app-wide keys -------------------------------------------------------------------------------
+MODEL = "model_id"  # sidebar selectbox: the model every page works on
+EVAL = "eval_mode"  # sidebar radio: "quick" (1,000 images) or "full" (the test set)
+RECIPE = "recipe_json"  # the current recipe, canonical JSON (also in the URL)
+PINS = "pins"  # up to MAX_PINS dicts {model, recipe, label} for Compare
+NOTICES = "notices"  # one-shot warnings for the next render (e.g. a bad link)
+FULL_RUNS = "full_runs"  # counts full script runs; fragments compare it to tell timer runs apart
+CURVE_SEEN = "curve_seen_full_run"  # the full run the accuracy-curve fragment last rendered in
+CURVE_FAILED = "curve_failed"  # curve points that raised (skipped, so the background fill ends)
+STARTED = "session_started"
+ROUTED = "routed"  # set by app.py right before it runs a page; each page consumes it
+
+# -- Explore widgets -----------------------------------------------------------------------------
+W_KIND = "w_kind"
+W_CRITERION = "w_criterion"
+W_SCOPE = "w_scope"
+W_SPARSITY = "w_sparsity_pct"  # integer percent, 0..95
+W_BITS = "w_bits"
+W_INT8 = "w_int8"
+W_SCHEME = "w_scheme"
+W_GRANULARITY = "w_granularity"
+W_INT8_MODE = "w_int8_mode"
+W_RESIDUAL = "w_residual"  # structured pruning also prunes residual streams (PruneSpec.residual)
+W_HIST_LAYER = "w_hist_layer"
+W_FT_EPOCHS = "w_ft_epochs"
+W_FT_SAMPLES = "w_ft_samples"
+W_FT_DISTILL = "w_ft_distill"
+B_PIN = "b_pin"  # buttons with keys, so tests and people can find them
+B_RECOVER = "b_recover"
+B_CLEAR_RATIOS = "b_clear_ratios"
+B_CLEAR_FINETUNE = "b_clear_finetune"
+B_UNPIN = "b_unpin_{}"  # one per pin, formatted with its index
+HAS_RESIDUAL = hasattr(PruneSpec(), "residual")  # present in builds with residual-stream structured pruning
+EXPLORE_WIDGETS = (W_KIND, W_CRITERION, W_SCOPE, W_SPARSITY, W_BITS, W_INT8, W_SCHEME, W_GRANULARITY, W_INT8_MODE,
+                   *((W_RESIDUAL,) if HAS_RESIDUAL else ()))
+
+# -- other pages' widgets and results ------------------------------------------------------------
+SENS_KIND = "sens_kind"  # "sparsity" or "bits"
+SENS_PRUNE_KIND = "sens_prune_kind"
+SENS_SPARSITIES = "sens_sparsities"
+SENS_BITS = "sens_bits"
+SENS_CRITERION = "sens_criterion"
+SENS_MAX_DROP = "sens_max_drop_pct"
+SENS_PARAMS = "sens_params"  # the parameters of the last analysis the user ran (dict)
+SWEEP_KINDS = "sweep_kinds"
+SWEEP_SPARSITIES = "sweep_sparsities"
+SWEEP_BITS = "sweep_bits"
+SWEEP_CRITERION = "sweep_criterion"
+SWEEP_SCOPE = "sweep_scope"
+SWEEP_INT8 = "sweep_int8"
+SWEEP_PICK = "sweep_pick"
+SWEEP_PICK_FROM_CHART = "sweep_pick_from_chart"  # the last chart click applied to the picker
+SWEEP_CHART_SIZE = "sweep_chart_size"
+SWEEP_CHART_LATENCY = "sweep_chart_latency"
+EXPORT_ONNX = "export_onnx"  # {"key": (model, recipe_json), "bytes": ..., "error": ...}
+
+MAX_PINS = 4
+EVAL_MODES = ("quick", "full")
+SPARSITY_MAX_PCT = 95
+DEFAULT_RECIPE = Recipe(prune=PruneSpec(kind="unstructured"))
+
+
+def init() -> None:
+    """Run at the top of every full script run: count the run, and set up a new session from the URL."""
+    ss = st.session_state
+    ss[FULL_RUNS] = ss.get(FULL_RUNS, 0) + 1
+    if ss.get(STARTED):
+        return
+    ss[STARTED] = True
+    ss[NOTICES] = []
+    ss[PINS] = []
+    ss[EXPORT_ONNX] = None
+    ss[SENS_PARAMS] = None
+    ss[CURVE_FAILED] = set()
+    params = st.query_params
+    model = params.get("model", DEFAULT_MODEL)
+    if model not in REGISTRY:
+        notice(f"The link names an unknown model {model!r}; showing {DEFAULT_MODEL} instead. "
+               f"Models: {', '.join(REGISTRY)}.")
+        model = DEFAULT_MODEL
+    mode = params.get("eval", "quick")
+    if mode not in EVAL_MODES:
+        notice(f"The link asks for evaluation {mode!r}; use 'quick' or 'full'. Showing quick.")
+        mode = "quick"
+    ss[MODEL], ss[EVAL] = model, mode
+    recipe = DEFAULT_RECIPE
+    if "recipe" in params:
+        try:
+            recipe = Recipe.from_json(params["recipe"])
+        except Exception as exc:  # noqa: BLE001 - a link is untrusted input: never a traceback
+            notice(f"The recipe in this link could not be read ({exc}). Showing the default recipe instead; "
+                   "copy a fresh link from the address bar once the page shows what you want.")
+    ss[RECIPE] = recipe.to_json()
+    load_into_widgets(recipe)
+
+
+def mark_routed() -> None:
+    st.session_state[ROUTED] = True
+
+
+def require_router() -> None:
+    """First line of every page: make sure app.py (router, sidebar, state) ran in this script run.
+
+    With a ``pages/`` folder beside app.py, Streamlit starts in its legacy multipage mode until
+    ``st.navigation`` has been called once in the process, so the first run of a fresh server
+    opened on a deep link (``/sweep``), and every AppTest run after the first, executes the page
+    file alone. ``st.navigation`` switches that mode off; the rerun then goes through app.py.
+    """
+    if st.session_state.pop(ROUTED, False):
+        return
+    from .routes import sections
+
+    st.navigation(sections(), position="hidden")  # same pages, so the rerun stays on this one
+    st.rerun()
+
+
+def notice(text: str) -> None:
+    st.session_state.setdefault(NOTICES, []).append(text)
+
+
+def pop_notices() -> list[str]:
+    out = list(st.session_state.get(NOTICES, []))
+    st.session_state[NOTICES] = []
+    return out
+
+
+def model_id() -> str:
+    return st.session_state[MODEL]
+
+
+def eval_mode() -> str:
+    return st.session_state[EVAL]
+
+
+def current_recipe() -> Recipe:
+    return Recipe.from_json(st.session_state[RECIPE])
+
+
+def set_recipe(recipe: Recipe) -> None:
+    st.session_state[RECIPE] = recipe.to_json()
+    sync_url()
+
+
+def sync_url() -> None:
+    """Mirror model, eval mode and recipe into the URL (only what changed, to keep reruns quiet)."""
+    want = {"model": model_id(), "eval": eval_mode(), "recipe": st.session_state[RECIPE]}
+    for key, value in want.items():
+        if st.query_params.get(key) != value:
+            st.query_params[key] = value
+
+
+def load_into_widgets(recipe: Recipe) -> None:
+    """Write ``recipe`` into Explore's widget keys. Call before those widgets render in this run
+    (from another page, a callback, or at session start)."""
+    ss = st.session_state
+    p, q = recipe.prune, recipe.quant
+    ss[W_KIND] = p.kind if p.kind != "none" else "unstructured"
+    ss[W_CRITERION], ss[W_SCOPE] = p.criterion, p.scope
+    ss[W_SPARSITY] = int(round(p.sparsity * 100)) if p.kind != "none" else 0
+    ss[W_SPARSITY] = min(ss[W_SPARSITY], SPARSITY_MAX_PCT)
+    ss[W_BITS], ss[W_INT8] = q.bits, q.int8
+    ss[W_SCHEME], ss[W_GRANULARITY], ss[W_INT8_MODE] = q.scheme, q.granularity, q.int8_mode
+    if HAS_RESIDUAL:
+        ss[W_RESIDUAL] = p.residual
+
+
+def open_in_explore(recipe: Recipe) -> None:
+    """Make ``recipe`` current and load it into Explore's widgets (call from a non-Explore page)."""
+    load_into_widgets(recipe)
+    set_recipe(recipe)
+
+
+def ensure_widgets() -> None:
+    """Give Explore's widgets their values from the current recipe if Streamlit dropped them
+    (it forgets widget state while another page is shown)."""
+    if any(k not in st.session_state for k in EXPLORE_WIDGETS):
+        load_into_widgets(current_recipe())
+
+
+def recipe_from_widgets(base: Recipe) -> Recipe:
+    """The recipe Explore's widgets describe. Per-layer ratios, skip list and seed come from ``base``;
+    its fine-tuning is kept only while pruning and quantization are unchanged."""
+    ss = st.session_state
+    bits = int(ss[W_BITS])
+    prune = replace(base.prune, kind=ss[W_KIND], criterion=ss[W_CRITERION], scope=ss[W_SCOPE],
+                    sparsity=int(ss[W_SPARSITY]) / 100)
+    if HAS_RESIDUAL:
+        prune = replace(prune, residual=bool(ss[W_RESIDUAL]))
+    quant = QuantSpec(bits=bits, scheme=ss[W_SCHEME], granularity=ss[W_GRANULARITY],
+                      int8=bool(ss[W_INT8]) and bits == 8, int8_mode=ss[W_INT8_MODE])
+    changed = (prune, quant) != (base.prune, base.quant)
+    return Recipe(prune=prune, quant=quant, finetune=None if changed else base.finetune)
+
+
+def clear_layer_ratios() -> None:
+    """Callback: drop per-layer ratios (e.g. from Sensitivity) and return to the default skip list."""
+    r = current_recipe()
+    set_recipe(replace(r, prune=replace(r.prune, layer_sparsity=(), skip=PruneSpec().skip), finetune=None))
+
+
+def reset_recipe() -> None:
+    """Callback: back to the default recipe, widgets included."""
+    load_into_widgets(DEFAULT_RECIPE)
+    set_recipe(DEFAULT_RECIPE)
+
+
+def clear_finetune() -> None:
+    set_recipe(replace(current_recipe(), finetune=None))
+
+
+def on_model_change() -> None:
+    """Callback: layer names differ between models, so per-layer ratios go; results stay cached."""
+    clear_layer_ratios()
+    st.session_state[EXPORT_ONNX] = None
+
+
+def pins() -> list[dict]:
+    return list(st.session_state.get(PINS, []))
+
+
+def pin(model: str, recipe: Recipe) -> str:
+    """Pin a recipe for Compare; returns a message for the user."""
+    entry = {"model": model, "recipe": recipe.to_json(), "label": recipe.label()}
+    current = pins()
+    if entry in current:
+        return f"Already pinned: {entry['label']}."
+    if len(current) >= MAX_PINS:
+        return f"You can pin up to {MAX_PINS} recipes; unpin one on the Compare page first."
+    st.session_state[PINS] = [*current, entry]
+    return f"Pinned {entry['label']} ({len(current) + 1} of {MAX_PINS})."
+
+
+def unpin(index: int) -> None:
+    current = pins()
+    if 0 <= index < len(current):
+        current.pop(index)
+    st.session_state[PINS] = current
+
+
+def clear_pins() -> None:
+    st.session_state[PINS] = []
+
+
+def pretty_json(recipe: Recipe) -> str:
+    return json.dumps(recipe.to_dict(), indent=2, sort_keys=True)

@@ -1,0 +1,178 @@
+"""Widgets: each owns its session-state key (see ``state``) and returns plain values."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from compress_core.models import REGISTRY, available, get_spec
+from compress_core.paths import cache_dir, data_dir, downloads_allowed
+from compress_core.plots import human_bytes
+from compress_core.recipe import BITS, CRITERIA, GRANULARITIES, INT8_MODES, SCHEMES, SCOPES, Recipe
+
+from . import cache, state
+
+DATASETS = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
+KIND_LABELS = {"unstructured": "Unstructured (weights)", "structured": "Structured (channels)",
+               "none": "None"}
+CRITERION_LABELS = {"random": "Random (baseline)", "l1": "Magnitude |w| (L1)", "l2": "Magnitude w² (L2)",
+                    "taylor": "Gradient (Taylor |w·∂L/∂w|)", "activation": "Activation (|w|·‖x‖)"}
+SCOPE_LABELS = {"global": "Global", "layer": "Per layer"}
+
+
+def bits_label(bits: int) -> str:
+    return {32: "32 · fp32", 16: "16 · fp16", 1: "1 · sign"}.get(bits, f"{bits}-bit")
+
+
+# -- sidebar ------------------------------------------------------------------------------------
+_LOGO_SVG = (
+    "<svg xmlns='http://www.w3.org/2000/svg' width='232' height='48' viewBox='0 0 232 48'>"
+    "<rect x='2' y='8' width='32' height='32' rx='8' fill='#2563eb'/>"
+    "<path d='M10 31 L18 17 L26 31' stroke='white' stroke-width='3' fill='none' stroke-linecap='round'/>"
+    "<circle cx='18' cy='17' r='3' fill='white'/>"
+    "<text x='44' y='33' font-family='Source Sans Pro, Helvetica, Arial, sans-serif' font-size='24' "
+    "font-weight='700' fill='#1f2937'>PruneScope</text></svg>")
+LOGO = "data:image/svg+xml;utf8," + _LOGO_SVG.replace("#", "%23").replace("<", "%3C").replace(">", "%3E")
+
+
+def _model_label(model_id: str) -> str:
+    spec = get_spec(model_id)
+    return spec.name if available(model_id) else f"{spec.name} — weights missing"
+
+
+def missing_weights_message(model_id: str) -> str:
+    spec = get_spec(model_id)
+    root = data_dir()
+    where = f"COMPRESS_DATA_DIR ({root})" if root else "a folder named by COMPRESS_DATA_DIR (not set)"
+    fetch = ("They will download once, sha256-checked, when you open a page."
+             if downloads_allowed() and spec.weights_url
+             else "Downloads are switched off (PRUNESCOPE_OFFLINE=1), so copy the file by hand.")
+    return (f"The weights of {spec.name} are not on this machine: put `{spec.weights_file}` under {where} "
+            f"or under `{cache_dir()}`, laid out like shared/data. {fetch}")
+
+
+def sidebar() -> tuple[str, str, bool]:
+    """Model picker with its facts, and the evaluation size. Returns (model_id, eval mode, usable)."""
+    st.logo(LOGO, size="large")
+    with st.sidebar:
+        st.selectbox("Model", options=list(REGISTRY), key=state.MODEL, format_func=_model_label,
+                     on_change=state.on_model_change, help="Every page works on this model.")
+        model_id = state.model_id()
+        spec = get_spec(model_id)
+        ref = f"{spec.reference_accuracy:.2%}" if spec.reference_accuracy is not None else "n/a"
+        st.caption(f"**{DATASETS.get(spec.dataset, spec.dataset)}** · {spec.params:,} parameters · "
+                   f"reference top-1 **{ref}**", help=spec.reference_source)
+        usable = available(model_id)
+        if not usable:
+            st.warning(missing_weights_message(model_id), icon=":material/download_for_offline:")
+            usable = downloads_allowed() and bool(spec.weights_url)
+        st.radio("Evaluation", state.EVAL_MODES, key=state.EVAL, horizontal=True,
+                 format_func=lambda m: "Quick · 1,000 images" if m == "quick" else "Full test set",
+                 help="Quick: a fixed stratified subset (accuracy shown with its 95 % CI). Full: every test "
+                      "image, slower.")
+        st.caption(f"Latency on {cache.startup_threads()} torch thread(s), batch 1 · results cached per recipe")
+    return model_id, state.eval_mode(), usable
+
+
+# -- Explore controls ---------------------------------------------------------------------------
+def recipe_controls() -> None:
+    """Explore's recipe widgets (values live in ``state.W_*``; read them with ``state.recipe_from_widgets``)."""
+    ss = st.session_state
+    with st.container(border=True):
+        left, right = st.columns(2, gap="large")
+        left.slider("Sparsity", 0, state.SPARSITY_MAX_PCT, step=5, key=state.W_SPARSITY, format="%d%%",
+                    help="Fraction of weights (unstructured) or channels (structured) removed from the prunable "
+                         "layers; the first conv and the classifier stay dense unless per-layer ratios say otherwise.")
+        right.select_slider("Weight bit-width", options=list(BITS), key=state.W_BITS, format_func=bits_label,
+                            help="1 = sign × scale, 2–8 = fixed point (simulated on fp32 kernels), 16 = fp16, "
+                                 "32 = the original fp32.")
+        c1, c2, c3, c4 = st.columns([1.5, 1.2, 0.9, 1.2], gap="medium")
+        c1.radio("Pruning kind", ["unstructured", "structured"], key=state.W_KIND, horizontal=True,
+                 format_func=lambda k: KIND_LABELS[k],
+                 help="Unstructured zeros single weights: high compression, same speed on stock kernels. "
+                      "Structured removes whole channels: smaller dense layers, real speed-up, more accuracy loss.")
+        c2.selectbox("Importance criterion", list(CRITERIA), key=state.W_CRITERION,
+                     format_func=lambda c: CRITERION_LABELS.get(c, c))
+        c3.radio("Scope", list(SCOPES), key=state.W_SCOPE, horizontal=True, format_func=lambda s: SCOPE_LABELS[s],
+                 help="Global: one threshold over all layers. Per layer: the same fraction in every layer.")
+        eight = ss[state.W_BITS] == 8
+        if not eight and ss.get(state.W_INT8):
+            ss[state.W_INT8] = False  # int8 kernels need 8-bit weights
+        c4.toggle("Real int8 kernels", key=state.W_INT8, disabled=not eight,
+                  help="Run on PyTorch's int8 CPU kernels (x86/fbgemm) instead of simulating 8-bit weights on "
+                       "fp32 kernels. Only with 8-bit weights.")
+        c4.caption("Measured on int8 kernels." if ss[state.W_INT8] else
+                   ("8-bit simulated on fp32 kernels." if eight else "Set the bit-width to 8 to enable."))
+        with st.expander("Details: quantization scheme, granularity, int8 backend, residual streams"):
+            d1, d2, d3, d4 = st.columns(4)
+            d1.radio("Scheme", list(SCHEMES), key=state.W_SCHEME, horizontal=True,
+                     help="Symmetric: zero point 0. Asymmetric: min/max range (\"dynamic range\").")
+            d2.radio("Granularity", list(GRANULARITIES), key=state.W_GRANULARITY, horizontal=True,
+                     format_func=lambda g: g.replace("_", "-"), help="One scale per output channel, or per tensor.")
+            d3.selectbox("int8 backend", list(INT8_MODES), key=state.W_INT8_MODE, disabled=not ss[state.W_INT8],
+                         help="auto: static for conv nets, dynamic for Linear-only nets.")
+            if state.HAS_RESIDUAL:
+                d4.toggle("Prune residual streams", key=state.W_RESIDUAL, disabled=ss[state.W_KIND] != "structured",
+                          help="Structured only. On: residual channels go too (smaller and faster, more accuracy "
+                               "lost). Off: only each block's inner channels.")
+
+
+# -- results ------------------------------------------------------------------------------------
+def _pct_change(new: float | None, old: float | None) -> str | None:
+    if new is None or old in (None, 0):
+        return None
+    change = (new / old - 1) * 100
+    return "same as dense" if abs(change) < 0.5 else f"{change:+.0f} % vs dense"
+
+
+def _delta_style(delta: str | None, better: str = "inverse") -> dict:
+    """Colour and arrow for a delta: neutral (no arrow) when it is the same as dense."""
+    same = delta in (None, "same as dense")
+    return {"delta_color": "off" if same else better, "delta_arrow": "off" if same else "auto"}
+
+
+def metric_cards(res: dict) -> None:
+    """Accuracy (with CI), non-zero parameters, file size and CPU latency, each against the dense model."""
+    a, p, s, t = st.columns(4)
+    with a.container(border=True):
+        drop_pp = (res["accuracy"] - res["dense_accuracy"]) * 100
+        delta = "same as dense" if abs(drop_pp) < 0.05 else f"{drop_pp:+.1f} pp vs dense"
+        st.metric("Top-1 accuracy", f"{res['accuracy'] * 100:.1f} %", delta, **_delta_style(delta, "normal"))
+        agree = f" · agrees with dense on {res['agreement']:.1%}" if res.get("agreement") is not None else ""
+        st.caption(f"95 % CI {res['accuracy_ci_low'] * 100:.1f}–{res['accuracy_ci_high'] * 100:.1f} % · "
+                   f"n = {res['eval_samples']:,}{agree}")
+    with p.container(border=True):
+        delta = _pct_change(res["params_nonzero"], res["dense_params"])
+        st.metric("Non-zero parameters", f"{res['params_nonzero']:,}", delta, **_delta_style(delta))
+        st.caption(f"of {res['params_total']:,} stored · dense {res['dense_params']:,}")
+    with s.container(border=True):
+        estimated = "estimate" in str(res.get("size_method", "")).lower()
+        delta = _pct_change(res["size_bytes"], res["dense_size_bytes"])
+        st.metric("File size" + (" (estimated)" if estimated else ""), human_bytes(res["size_bytes"]), delta,
+                  **_delta_style(delta))
+        st.caption(f"{res['compression_ratio']:.1f}× smaller than dense fp32 · {res['size_method']}")
+    with t.container(border=True):
+        lat = res.get("latency_ms_p50")
+        delta = _pct_change(lat, res.get("dense_latency_ms_p50"))
+        st.metric("CPU latency (p50)", f"{lat:.3g} ms" if lat is not None else "not measured", delta,
+                  **_delta_style(delta))
+        speed = f"{res['speedup']:.2f}× vs dense · " if res.get("speedup") else ""
+        iqr = f" · IQR {res['latency_ms_iqr']:.2g} ms" if res.get("latency_ms_iqr") is not None else ""
+        st.caption(f"{speed}batch {res['latency_batch']} · {res['latency_threads']} thread(s) · "
+                   f"{res['latency_kernels']}{iqr}")
+
+
+def honesty_notes(res: dict) -> None:
+    """Everything simulated or estimated in this result, on screen."""
+    items = list(res.get("simulated") or [])
+    if "estimate" in str(res.get("size_method", "")).lower():
+        items.append(f"file size: {res['size_method']}")
+    if not items:
+        st.caption(":material/verified: Every number above is measured on this machine; nothing is simulated.")
+        return
+    st.caption(":material/info: **Simulated or estimated:** " + " · ".join(items))
+
+
+def recipe_summary(recipe: Recipe, model_id: str, res: dict | None = None) -> None:
+    spec = get_spec(model_id)
+    where = f" · eval set `{res['eval_set']}`" if res else ""
+    st.caption(f"**{spec.name}** · recipe **{recipe.label()}**{where}")
