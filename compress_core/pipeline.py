@@ -93,25 +93,39 @@ def apply_recipe(model: nn.Module, recipe: Recipe, spec: ModelSpec | None = None
                  teacher: nn.Module | None = None, progress: Progress | None = None) -> Compressed:
     """Apply ``recipe`` to a deep copy of ``model``. ``calib``/``labelled`` are training batches for
     data-driven criteria and int8 calibration; ``score_cache`` may supply precomputed scores."""
+    out = prune_stage(model, recipe, spec, calib, labelled, score_cache, teacher, progress)
+    quantize_stage(out, spec, calib)
+    return out
+
+
+def prune_stage(model: nn.Module, recipe: Recipe, spec: ModelSpec | None = None,
+                calib: list[torch.Tensor] | None = None,
+                labelled: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+                score_cache: Callable | None = None, teacher: nn.Module | None = None,
+                progress: Progress | None = None) -> Compressed:
+    """Prune (and fine-tune, per the recipe's schedule) a deep copy of ``model``; no quantization yet."""
     work = copy.deepcopy(model).eval()
     out = Compressed(model=work, float_model=work, recipe=recipe)
-    p = recipe.prune
-    if p.active and recipe.finetune is not None and recipe.finetune.schedule != "oneshot":
+    p, ft = recipe.prune, recipe.finetune
+    if p.active and ft is not None and ft.schedule != "oneshot":
         from .finetune import prune_with_schedule
 
         prune_with_schedule(out, spec, calib, labelled, teacher, progress)
-    elif p.active:
-        _prune_once(out, spec, calib, labelled, score_cache)
-        if recipe.finetune is not None:
+    else:
+        if p.active:
+            _prune_once(out, spec, calib, labelled, score_cache)
+        if ft is not None:
             from .finetune import finetune_
 
             finetune_(out, spec, teacher, progress)
-    elif recipe.finetune is not None:
-        from .finetune import finetune_
+    if p.active and p.kind == "unstructured":
+        out.simulated.append("unstructured zeros are stored in dense tensors: same kernels and latency as dense")
+    return out
 
-        finetune_(out, spec, teacher, progress)
 
-    q = recipe.quant
+def quantize_stage(out: Compressed, spec: ModelSpec | None, calib: list[torch.Tensor] | None) -> None:
+    """Apply the recipe's quantization to ``out.float_model`` in place (simulated k-bit, fp16 or int8)."""
+    q = out.recipe.quant
     layers = prunable_layers(out.float_model, skip=())
     if q.active and not layers:
         raise ValueError("this model has no Conv2d/Linear module to quantize (an uploaded TorchScript or torch.export "
@@ -123,9 +137,6 @@ def apply_recipe(model: nn.Module, recipe: Recipe, spec: ModelSpec | None = None
     elif q.bits < 32:
         out.qcodes = quantize_weights_(layers, q)
         out.simulated.append(describe(q) + "; latency is that of the fp32 kernels")
-    if p.active and p.kind == "unstructured":
-        out.simulated.append("unstructured zeros are stored in dense tensors: same kernels and latency as dense")
-    return out
 
 
 def _prune_once(out: Compressed, spec: ModelSpec | None, calib, labelled, score_cache) -> None:
@@ -178,6 +189,7 @@ class Workbench:
         self._scores: dict[tuple, tuple[list[torch.Tensor], torch.Tensor | None]] = {}
         self._latency: dict[tuple, measure.Latency] = {}
         self._results: OrderedDict[tuple, Result] = OrderedDict()
+        self._tuned: OrderedDict[tuple, Compressed] = OrderedDict()  # pruned + fine-tuned, before quantization
         self._max_results = max_results
         self._dense: dict[str, int] = {}
 
@@ -240,8 +252,28 @@ class Workbench:
             or recipe.quant.int8 or recipe.finetune is not None
         calib = self.calib() if needs_data else None
         labelled = self.labelled() if needs_data else None
-        return apply_recipe(self.model, recipe, self.spec, calib=calib, labelled=labelled,
-                            score_cache=self._score_cache, teacher=self.model, progress=progress)
+        if recipe.finetune is None:
+            return apply_recipe(self.model, recipe, self.spec, calib=calib, labelled=labelled,
+                                score_cache=self._score_cache, teacher=self.model, progress=progress)
+        # Fine-tuning takes seconds to minutes: keep the tuned float model, so that another bit-width
+        # (or int8) on top of the same pruning + fine-tuning only re-quantizes.
+        key = (recipe.prune, recipe.finetune)
+        with self._lock:
+            tuned = self._tuned.get(key)
+        if tuned is None:
+            tuned = prune_stage(self.model, recipe, self.spec, calib, labelled, self._score_cache, self.model,
+                                progress)
+            with self._lock:
+                self._tuned[key] = tuned
+                while len(self._tuned) > 4:
+                    self._tuned.popitem(last=False)
+        elif progress is not None:
+            progress(1.0, "reused the fine-tuned model of an identical pruning + fine-tuning recipe")
+        float_model = copy.deepcopy(tuned.float_model)
+        out = Compressed(model=float_model, float_model=float_model, recipe=recipe, masks=dict(tuned.masks),
+                         simulated=list(tuned.simulated), structure=tuned.structure, history=list(tuned.history))
+        quantize_stage(out, self.spec, calib)
+        return out
 
     def evaluate(self, recipe: Recipe, mode: str = "quick", latency_batch: int = 1, threads: int | None = None,
                  latency_budget_s: float = 0.3, measure_latency: bool = True,

@@ -76,3 +76,24 @@ def test_resnet20_quick_eval_end_to_end():
     assert dense.eval_samples == 1000 and 0.88 < dense.accuracy < 0.96
     r = wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.5), QuantSpec(8)), measure_latency=False)
     assert r.agreement > 0.9 and r.params_nonzero < 0.55 * r.params_total
+
+
+def test_a_new_bit_width_on_a_fine_tuned_recipe_reuses_the_fine_tuning(wb):
+    from compress_core.quantize import fake_quantize
+    from compress_core.recipe import FinetuneSpec
+
+    prune = PruneSpec("unstructured", "l1", "global", 0.8)
+    ft = FinetuneSpec(epochs=1, max_samples=256, batch_size=64)
+    calls = []
+    fp32 = wb.compress(Recipe(prune, finetune=ft), progress=lambda f, m: calls.append(m))
+    trained = len(calls)
+    four = wb.compress(Recipe(prune, QuantSpec(4, "symmetric", "per_channel"), finetune=ft),
+                       progress=lambda f, m: calls.append(m))
+    assert trained > 0 and calls[trained:] == [
+        "reused the fine-tuned model of an identical pruning + fine-tuning recipe"]
+    assert four.masks.keys() == fp32.masks.keys()
+    for name, module in fp32.float_model.named_modules():
+        if name in four.qcodes:
+            expected = fake_quantize(module.weight, 4, "symmetric", per_channel=True)
+            assert torch.equal(dict(four.float_model.named_modules())[name].weight, expected), name
+    assert fp32.float_model.fc1.weight[0].unique().numel() > 15, "quantizing the reuse must not touch the fp32 model"
