@@ -11,8 +11,9 @@ import json
 import math
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
-from .recipe import BITS, CRITERIA, PRUNE_KINDS, SCHEDULES, SCOPES, FinetuneSpec, PruneSpec, QuantSpec, Recipe
+from .recipe import BITS, CRITERIA, PRUNE_KINDS, SCHEDULES, SCOPES, FinetuneSpec, Recipe
 
 CONTRACT_KEYS = ("model", "recipe", "eval_samples", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "agreement",
                  "params_total", "params_nonzero", "macs", "dense_size_bytes", "size_bytes", "compression_ratio",
@@ -57,11 +58,26 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scheme", choices=("symmetric", "asymmetric"))
     g.add_argument("--granularity", choices=("per_tensor", "per_channel"))
     g.add_argument("--int8", action="store_true", help="run on real int8 CPU kernels (implies --bits 8)")
+    _add_finetune_args(g)
+
+
+def _add_finetune_args(g: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
     g.add_argument("--finetune-epochs", type=float, help="fine-tune after pruning for this many epochs")
     g.add_argument("--finetune-lr", type=float)
     g.add_argument("--distill", action="store_true", help="fine-tune with knowledge distillation from the dense model")
     g.add_argument("--schedule", choices=SCHEDULES, help="pruning schedule when fine-tuning")
     g.add_argument("--finetune-samples", type=int, help="cap training images per epoch (0 = all)")
+
+
+def finetune_from_args(args: argparse.Namespace, base: FinetuneSpec | None = None) -> FinetuneSpec | None:
+    """The fine-tune flags as a spec refining ``base``; None when no flag is given and there is no base."""
+    ft = {k: v for k, v in (("epochs", args.finetune_epochs), ("lr", args.finetune_lr), ("schedule", args.schedule),
+                            ("max_samples", args.finetune_samples)) if v is not None}
+    if args.distill:
+        ft["distill"] = True
+    if not ft:
+        return base
+    return FinetuneSpec(**{**(base.__dict__ if base else {}), **ft})
 
 
 def recipe_from_args(args: argparse.Namespace) -> Recipe:
@@ -88,15 +104,7 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
             raise CliError(f"--int8 runs 8-bit kernels; it cannot be combined with --bits {args.bits}")
         quant["bits"] = 8
     recipe = base.with_prune(**prune).with_quant(**quant)
-    ft = {k: v for k, v in (("epochs", args.finetune_epochs), ("lr", args.finetune_lr), ("schedule", args.schedule),
-                            ("max_samples", args.finetune_samples)) if v is not None}
-    if args.distill:
-        ft["distill"] = True
-    if ft:
-        from dataclasses import replace
-
-        recipe = replace(recipe, finetune=FinetuneSpec(**{**(base.finetune.__dict__ if base.finetune else {}), **ft}))
-    return recipe
+    return replace(recipe, finetune=finetune_from_args(args, base.finetune))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     e.add_argument("--images", metavar="DIR", help="evaluate on this image folder (class sub-folders named after "
                    "ImageNet classes give top-1; plain images give agreement with the dense model only)")
+    e.add_argument("--upload", metavar="FILE", help="evaluate your own model file instead of --model: a state_dict "
+                   "(.safetensors, .pt/.pth/.bin/.ckpt), TorchScript archive or torch.export .pt2")
+    e.add_argument("--arch", metavar="ID", help="with --upload: the zoo architecture of a state_dict "
+                   "(default: detected from parameter names and shapes)")
+    e.add_argument("--dataset", choices=("mnist", "cifar10"), help="with --upload: the dataset of a compiled graph "
+                   "that matches no zoo architecture")
     e.add_argument("--save", metavar="PATH", help="write the compressed artefact here")
     e.add_argument("--artifact", metavar="PATH", help="measure a saved artefact instead of compressing")
 
@@ -131,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--eval", choices=("quick", "full"), default="quick")
     s.add_argument("--batch", type=_positive_int, default=1)
     s.add_argument("--latency-budget", type=float, default=0.3)
+    _add_finetune_args(s.add_argument_group("fine-tuning of every pruned point"))
     s.add_argument("--out", default="sweep.csv", help="CSV path (default sweep.csv)")
     s.add_argument("--store", metavar="PATH", help="results database to resume from and write to "
                    "(default: <cache dir>/results.sqlite)")
@@ -175,7 +190,6 @@ def _progress_bar(desc: str):
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .pipeline import Workbench
 
     if args.artifact:
         from .artifact import evaluate_artifact
@@ -184,7 +198,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                                    latency_budget_s=args.latency_budget, measure_latency=not args.no_latency)
     else:
         recipe = recipe_from_args(args)
-        wb = _workbench(args.model, args.images)
+        wb = _workbench(args.model, args.images, args.upload, args.arch, args.dataset)
         bar, update = _progress_bar("fine-tuning") if recipe.finetune else (None, None)
         comp = wb.compress(recipe, progress=update)
         if bar is not None:
@@ -192,7 +206,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         if args.save:
             from .artifact import save_artifact
 
-            save_artifact(comp, args.model, args.save)
+            save_artifact(comp, wb.artifact_id, args.save)
         result = wb.evaluate(recipe, mode=args.eval, latency_batch=args.batch, compressed=comp,
                              latency_budget_s=args.latency_budget, measure_latency=not args.no_latency)
     out = result.to_dict()
@@ -215,19 +229,54 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _workbench(model_id: str, images: str | None):
+def _workbench(model_id: str, images: str | None, upload: str | None = None, arch: str | None = None,
+               dataset: str | None = None):
+    from .models import get_spec
     from .pipeline import Workbench
 
-    if images is None:
-        return Workbench(model_id)
-    from .imagefolder import load_image_folder
-    from .models import get_spec
-    from .models.torchvision_zoo import model_ids, preprocessing
+    if upload is None and (arch or dataset):
+        raise CliError("--arch and --dataset go with --upload FILE")
+    kwargs: dict = {}
+    spec = arch_id = None
+    if upload is not None:
+        model_id, kwargs["model"], spec, arch_id = _upload(upload, arch, dataset)
+        kwargs.update(spec=spec, artifact_id=arch_id)
+    if images is not None:
+        from .imagefolder import load_image_folder
+        from .models.torchvision_zoo import model_ids, preprocessing
 
-    spec = get_spec(model_id)
-    kwargs = preprocessing(model_id) if model_id in model_ids() else {"input_size": spec.input_shape[-1],
-                                                                       "resize": spec.input_shape[-1]}
-    return Workbench(model_id, eval_override=load_image_folder(images, **kwargs))
+        spec = spec or get_spec(model_id)
+        size = spec.input_shape[-1]
+        zoo_id = arch_id or model_id
+        pre = preprocessing(zoo_id) if zoo_id in model_ids() else {"input_size": size, "resize": size}
+        kwargs["eval_override"] = load_image_folder(images, **pre)
+    return Workbench(model_id, **kwargs)
+
+
+def _upload(path: str, arch: str | None, dataset: str | None):
+    """(model id ``upload-<sha8>``, model, ModelSpec, zoo architecture or None) for an uploaded file."""
+    import dataclasses
+    import hashlib
+    from pathlib import Path
+
+    from .models import REGISTRY
+    from .uploads import load_upload, upload_spec
+
+    uploaded = load_upload(path, Path(path).name, arch=arch)  # UploadError is a ValueError: one line
+    model_id = "upload-" + hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8]
+    if uploaded.arch is not None:
+        dataset = None  # the zoo architecture brings its dataset
+    elif dataset is None:
+        raise CliError(f"{Path(path).name} matches no zoo architecture: pass --dataset mnist or --dataset cifar10 "
+                       "to say what it classifies")
+    num_classes = None
+    if dataset is not None:
+        base = next(s for s in REGISTRY.values() if s.dataset == dataset)
+        num_classes = base.num_classes
+        if uploaded.input_shape is None:  # TorchScript does not record its input shape: the dataset's
+            uploaded = dataclasses.replace(uploaded, input_shape=base.input_shape)
+    spec = upload_spec(uploaded, model_id, dataset=dataset, num_classes=num_classes)
+    return model_id, uploaded.model, spec, uploaded.arch
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -240,6 +289,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(f"sweep lists must be comma-separated numbers: {exc}") from None
     recipes = grid(kinds, sparsities, bits, criterion=args.criterion, scope=args.scope, int8=args.int8)
+    ft = finetune_from_args(args)
+    if ft is not None:  # recover every pruned point; the dense and quantize-only points stay as they are
+        recipes = [replace(r, finetune=ft) if r.prune.active else r for r in recipes]
     from tqdm.auto import tqdm
 
     from .store import ResultStore

@@ -197,7 +197,7 @@ class Recipe:
         elif self.quant.bits < 32:
             parts.append(f"{self.quant.bits}-bit {self.quant.scheme[:4]} {self.quant.granularity.replace('_', '-')}")
         if self.finetune is not None:
-            parts.append(f"+ finetune {self.finetune.epochs:g} ep" + (" KD" if self.finetune.distill else ""))
+            parts.append(f"finetune {self.finetune.epochs:g} ep" + (" KD" if self.finetune.distill else ""))
         return " + ".join(parts) if parts else "dense fp32"
 
 

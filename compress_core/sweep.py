@@ -90,7 +90,8 @@ def run_sweep(model_id: str, recipes: list[Recipe], mode: str = "quick", latency
     before each recipe; when it returns True the rows finished so far are returned.
     The model is loaded only if some recipe is not in the store.
     """
-    get_spec(model_id)  # unknown model -> ValueError listing the zoo
+    if workbench is None:
+        get_spec(model_id)  # unknown model -> ValueError listing the zoo
     _check_args(mode, latency_batch, latency_budget_s)
     recipes = list(recipes)
     _check_supported(recipes)

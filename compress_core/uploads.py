@@ -61,6 +61,9 @@ PICKLE_REFUSED = ("Pickled code is refused: unpickling it could run code from th
                   "(torch.save(model.state_dict(), path) or safetensors.torch.save_file), or use torch.export.save")
 
 
+MAX_UPLOAD_BYTES = 200 * 2**20  # refuse bigger uploads before reading them
+
+
 class UploadError(ValueError):
     """An uploaded file was refused; the message says what is wrong with it and what to upload instead."""
 
@@ -460,7 +463,7 @@ def _as_eager(opaque: nn.Module, state: dict, arch: str | None, name: str,
 
 
 def load_upload(data: bytes | str | os.PathLike, filename: str, arch: str | None = None,
-                max_bytes: int = 200 * 2**20) -> Uploaded:
+                max_bytes: int = MAX_UPLOAD_BYTES) -> Uploaded:
     """Load an uploaded model file, or raise ``UploadError`` saying exactly why not (see module docstring)."""
     name = Path(filename).name or "the upload"
     try:

@@ -24,6 +24,8 @@ from compress_core.pipeline import Compressed, Workbench
 from compress_core.recipe import Recipe
 from compress_core.runtime import configure_threads
 
+from . import uploads
+
 Progress = Callable[[float, str], None]
 LATENCY_BUDGET_S = 0.2  # per measured structure; latency is reused between recipes of equal structure
 # Every position of Explore's sparsity slider (step 5 %): the background fill of the curve is
@@ -65,6 +67,9 @@ def startup_threads() -> int:
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")
 def workbench(model_id: str) -> Workbench:
+    """The zoo model, or an uploaded one (``uploads.build_workbench``; its id names the file's sha256)."""
+    if uploads.is_upload(model_id):
+        return uploads.build_workbench(model_id)
     return Workbench(model_id)
 
 
@@ -197,7 +202,11 @@ def sensitivity_frame(model_id: str, analysis: str, prune_kind: str, sparsities:
 def artifact_file(model_id: str, recipe_json: str) -> bytes:
     from compress_core.artifact import artifact_bytes
 
-    return artifact_bytes(compressed(model_id, Recipe.from_json(recipe_json)), model_id)
+    arch = uploads.artifact_id(model_id)
+    if arch is None:
+        raise ValueError(f"{model_id} matches no zoo architecture, so it has no .psz artefact format; "
+                         "export it as ONNX instead")
+    return artifact_bytes(compressed(model_id, Recipe.from_json(recipe_json)), arch)
 
 
 def store_frame(model_id: str, mode: str) -> pd.DataFrame:

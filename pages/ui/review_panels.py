@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 
 import pandas as pd
 import streamlit as st
-import torch
-from torch import nn
 
 from compress_core import plots
-from compress_core.models import get_spec
+from compress_core.onnx_export import onnx_bytes
 from compress_core.recipe import Recipe
 
-from . import cache, errors, state
+from . import cache, errors, state, uploads
 
 
 # -- Compare --------------------------------------------------------------------------------------
@@ -65,19 +61,13 @@ def slug(recipe: Recipe) -> str:
     return re.sub(r"[^a-z0-9]+", "-", recipe.label().lower()).strip("-") or "dense"
 
 
-def onnx_bytes(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
-    """ONNX of the compressed float model (one self-contained file), via torch.onnx.export."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model.onnx")
-        torch.onnx.export(model.eval(), (torch.zeros(1, *input_shape),), path, dynamo=True, external_data=False,
-                          input_names=["input"], output_names=["logits"], verbose=False)
-        with open(path, "rb") as fh:
-            return fh.read()
-
-
 def artifact_download(model_id: str, recipe: Recipe) -> None:
     if errors.optional("compress_core.artifact") is None:
         st.info("The .psz artefact format is not available in this build yet (compress_core.artifact is missing).")
+        return
+    if uploads.artifact_id(model_id) is None:
+        st.info("This uploaded graph matches no zoo architecture, so it has no .psz artefact; the ONNX file and "
+                "the results CSV still work.", icon=":material/info:")
         return
     data = cache.artifact_file(model_id, recipe.to_json())
     st.download_button(f"Download .psz ({plots.human_bytes(len(data))})", data, f"{model_id}-{slug(recipe)}.psz",
@@ -92,11 +82,13 @@ def onnx_download(model_id: str, recipe: Recipe) -> None:
         if st.button("Build ONNX file", icon=":material/build:", width="stretch"):
             with st.spinner("Exporting to ONNX (torch.onnx.export; a few seconds)…"):
                 try:
-                    data = onnx_bytes(cache.compressed(model_id, recipe).float_model, get_spec(model_id).input_shape)
+                    model = cache.compressed(model_id, recipe).float_model
+                    data = onnx_bytes(model, uploads.spec(model_id).input_shape)
                     built = {"key": key, "bytes": data, "error": None}
                 except Exception as exc:  # noqa: BLE001 - shown to the user with the reason
                     errors.log.exception("ONNX export failed")
-                    built = {"key": key, "bytes": None, "error": f"{type(exc).__name__}: {exc}"}
+                    why = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+                    built = {"key": key, "bytes": None, "error": why}
             st.session_state[state.EXPORT_ONNX] = built
         else:
             st.caption("The compressed float model (pruned, weights as fp32 values); int8 kernels are not exported.")

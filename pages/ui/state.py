@@ -73,6 +73,13 @@ SWEEP_CHART_SIZE = "sweep_chart_size"
 SWEEP_CHART_LATENCY = "sweep_chart_latency"
 EXPORT_ONNX = "export_onnx"  # {"key": (model, recipe_json), "bytes": ..., "error": ...}
 
+# -- sidebar upload box (pages/ui/uploads.py) -------------------------------------------------------
+UPLOAD_FILE = "upload_file"  # st.file_uploader
+UPLOAD_ARCH = "upload_arch"  # "auto-detect" or a zoo id
+UPLOAD_DATASET = "upload_dataset"  # asked only for graphs that match no zoo architecture
+UPLOAD_ERROR = "upload_error"  # the last refusal's message, shown until the next change
+UPLOADED_IDS = "uploaded_ids"  # upload model ids registered by this session (the picker lists them)
+
 MAX_PINS = 4
 EVAL_MODES = ("quick", "full")
 SPARSITY_MAX_PCT = 95
@@ -93,7 +100,9 @@ def init() -> None:
     ss[CURVE_FAILED] = set()
     params = st.query_params
     model = params.get("model", DEFAULT_MODEL)
-    if model not in REGISTRY:
+    from .uploads import known  # an upload id still held by this process is fine too
+
+    if not known(model):
         notice(f"The link names an unknown model {model!r}; showing {DEFAULT_MODEL} instead. "
                f"Models: {', '.join(REGISTRY)}.")
         model = DEFAULT_MODEL
@@ -102,6 +111,7 @@ def init() -> None:
         notice(f"The link asks for evaluation {mode!r}; use 'quick' or 'full'. Showing quick.")
         mode = "quick"
     ss[MODEL], ss[EVAL] = model, mode
+    ss[UPLOADED_IDS] = [] if model in REGISTRY else [model]  # a shared link to an upload lists it
     recipe = DEFAULT_RECIPE
     if "recipe" in params:
         try:

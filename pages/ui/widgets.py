@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from compress_core.models import REGISTRY, available, get_spec
+from compress_core.models import REGISTRY
 from compress_core.paths import cache_dir, data_dir, downloads_allowed
 from compress_core.plots import human_bytes
 from compress_core.recipe import BITS, CRITERIA, GRANULARITIES, INT8_MODES, SCHEMES, SCOPES, Recipe
 
-from . import cache, state
+from . import cache, state, uploads
 
 DATASETS = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
 KIND_LABELS = {"unstructured": "Unstructured (weights)", "structured": "Structured (channels)",
@@ -34,13 +34,10 @@ _LOGO_SVG = (
 LOGO = "data:image/svg+xml;utf8," + _LOGO_SVG.replace("#", "%23").replace("<", "%3C").replace(">", "%3E")
 
 
-def _model_label(model_id: str) -> str:
-    spec = get_spec(model_id)
-    return spec.name if available(model_id) else f"{spec.name} — weights missing"
-
-
 def missing_weights_message(model_id: str) -> str:
-    spec = get_spec(model_id)
+    if uploads.is_upload(model_id):
+        return f"The uploaded model {model_id} is no longer loaded: upload the file again in the sidebar."
+    spec = uploads.spec(model_id)
     root = data_dir()
     where = f"COMPRESS_DATA_DIR ({root})" if root else "a folder named by COMPRESS_DATA_DIR (not set)"
     fetch = ("They will download once, sha256-checked, when you open a page."
@@ -53,18 +50,21 @@ def missing_weights_message(model_id: str) -> str:
 def sidebar() -> tuple[str, str, bool]:
     """Model picker with its facts, and the evaluation size. Returns (model_id, eval mode, usable)."""
     st.logo(LOGO, size="large")
+    uploads.drop_if_evicted()
     with st.sidebar:
-        st.selectbox("Model", options=list(REGISTRY), key=state.MODEL, format_func=_model_label,
-                     on_change=state.on_model_change, help="Every page works on this model.")
+        st.selectbox("Model", options=[*REGISTRY, *uploads.session_ids()], key=state.MODEL,
+                     format_func=uploads.label, on_change=state.on_model_change,
+                     help="Every page works on this model.")
         model_id = state.model_id()
-        spec = get_spec(model_id)
+        spec = uploads.spec(model_id)
         ref = f"{spec.reference_accuracy:.2%}" if spec.reference_accuracy is not None else "n/a"
         st.caption(f"**{DATASETS.get(spec.dataset, spec.dataset)}** · {spec.params:,} parameters · "
                    f"reference top-1 **{ref}**", help=spec.reference_source)
-        usable = available(model_id)
+        uploads.upload_box()
+        usable = uploads.usable(model_id)
         if not usable:
             st.warning(missing_weights_message(model_id), icon=":material/download_for_offline:")
-            usable = downloads_allowed() and bool(spec.weights_url)
+            usable = downloads_allowed() and bool(spec.weights_url) and not uploads.is_upload(model_id)
         st.radio("Evaluation", state.EVAL_MODES, key=state.EVAL, horizontal=True,
                  format_func=lambda m: "Quick · 1,000 images" if m == "quick" else "Full test set",
                  help="Quick: a fixed stratified subset (accuracy shown with its 95 % CI). Full: every test "
@@ -77,6 +77,11 @@ def sidebar() -> tuple[str, str, bool]:
 def recipe_controls() -> None:
     """Explore's recipe widgets (values live in ``state.W_*``; read them with ``state.recipe_from_widgets``)."""
     ss = st.session_state
+    if not uploads.prunable(state.model_id()):
+        st.info("This uploaded model is a compiled graph (TorchScript or torch.export) that matches no zoo "
+                "architecture: PruneScope can only evaluate it as uploaded (dense, fp32). Pruning and quantization "
+                "need nn.Conv2d/nn.Linear modules; upload its state_dict to compress it.",
+                icon=":material/lock:")
     with st.container(border=True):
         left, right = st.columns(2, gap="large")
         left.slider("Sparsity", 0, state.SPARSITY_MAX_PCT, step=5, key=state.W_SPARSITY, format="%d%%",
@@ -173,6 +178,6 @@ def honesty_notes(res: dict) -> None:
 
 
 def recipe_summary(recipe: Recipe, model_id: str, res: dict | None = None) -> None:
-    spec = get_spec(model_id)
+    spec = uploads.spec(model_id)
     where = f" · eval set `{res['eval_set']}`" if res else ""
     st.caption(f"**{spec.name}** · recipe **{recipe.label()}**{where}")

@@ -68,3 +68,19 @@ def test_resnet20_full_eval_reports_the_published_dense_accuracy():
     out = json.loads(p.stdout)
     assert out["eval_samples"] == 10_000
     assert out["accuracy"] == pytest.approx(0.9173, abs=0.0005)
+
+
+def test_sweep_fine_tunes_every_pruned_point_and_writes_csv(tmp_path):
+    out = tmp_path / "s.csv"
+    p = run_cli("sweep", "--model", "lenet5-mnist", "--sparsities", "0,0.9", "--bits-list", "32", "--no-store",
+                "--latency-budget", "0.02", "--finetune-epochs", "1", "--finetune-samples", "256", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    import pandas as pd
+
+    df = pd.read_csv(out)
+    assert len(df) == 2
+    recipes = [json.loads(r) for r in df["recipe_json"]]
+    pruned = [r for r in recipes if r["prune"]["kind"] == "unstructured"]
+    dense = [r for r in recipes if r["prune"]["kind"] == "none"]
+    assert pruned[0]["finetune"]["epochs"] == 1 and pruned[0]["finetune"]["max_samples"] == 256
+    assert dense[0]["finetune"] is None, "the dense reference point is not fine-tuned"

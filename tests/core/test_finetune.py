@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from compress_core import data, measure
-from compress_core.finetune import (MAX_GRAD_NORM, agp_schedule, distillation_loss,
+from compress_core.finetune import (agp_schedule, distillation_loss,
                                     iterative_schedule, prune_with_schedule, ramp, structured_step_fraction)
 from compress_core.models import ModelSpec, get_spec
 from compress_core.models import load as load_model
