@@ -97,3 +97,19 @@ def test_a_new_bit_width_on_a_fine_tuned_recipe_reuses_the_fine_tuning(wb):
             expected = fake_quantize(module.weight, 4, "symmetric", per_channel=True)
             assert torch.equal(dict(four.float_model.named_modules())[name].weight, expected), name
     assert fp32.float_model.fc1.weight[0].unique().numel() > 15, "quantizing the reuse must not touch the fp32 model"
+
+
+@pytest.mark.parametrize("cl_ms, label", [(5.0, "fp32 channels_last"), (20.0, "fp32")])
+def test_large_batch_latency_keeps_the_faster_memory_format_and_says_which(monkeypatch, cl_ms, label):
+    from compress_core import measure
+
+    def fake_latency(model, input_shape, batch, threads, min_run_time, memory_format=torch.contiguous_format):
+        ms = cl_ms if memory_format == torch.channels_last else 10.0
+        return measure.Latency(ms, 0.1, batch, threads, 5)
+
+    monkeypatch.setattr(measure, "latency", fake_latency)
+    wb = Workbench("lenet5-mnist")
+    big = wb.evaluate(Recipe(), latency_batch=64, threads=1)
+    assert big.latency_kernels == label and big.latency_ms_p50 == min(cl_ms, 10.0)
+    small = wb.evaluate(Recipe(), latency_batch=1, threads=1)
+    assert small.latency_kernels == "fp32" and small.latency_ms_p50 == 10.0, "batch 1 is timed contiguous only"
