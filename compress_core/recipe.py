@@ -153,12 +153,7 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: Any) -> Recipe:
-        if not isinstance(data, dict):
-            raise ValueError(f"a recipe must be a JSON object; got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown recipe field(s): {', '.join(sorted(unknown))}")
+        _check_object(cls, data, "a recipe", "recipe")
         prune = _build(PruneSpec, data.get("prune", {}), "prune")
         quant = _build(QuantSpec, data.get("quant", {}), "quant")
         ft = data.get("finetune")
@@ -201,13 +196,17 @@ class Recipe:
         return " + ".join(parts) if parts else "dense fp32"
 
 
-def _build(cls: type, data: Any, name: str) -> Any:
+def _check_object(cls: type, data: Any, what: str, name: str) -> None:
+    """``data`` must be a JSON object whose keys are fields of ``cls``."""
     if not isinstance(data, dict):
-        raise ValueError(f"recipe field {name!r} must be a JSON object; got {type(data).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = set(data) - known
+        raise ValueError(f"{what} must be a JSON object; got {type(data).__name__}")
+    unknown = set(data) - {f.name for f in fields(cls)}
     if unknown:
         raise ValueError(f"unknown {name} field(s): {', '.join(sorted(unknown))}")
+
+
+def _build(cls: type, data: Any, name: str) -> Any:
+    _check_object(cls, data, f"recipe field {name!r}", name)
     kwargs = dict(data)
     if "skip" in kwargs and isinstance(kwargs["skip"], list):
         kwargs["skip"] = tuple(kwargs["skip"])

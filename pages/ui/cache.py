@@ -11,9 +11,7 @@
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import replace
 
 import pandas as pd
@@ -25,38 +23,13 @@ from compress_core.recipe import Recipe
 from compress_core.runtime import configure_threads
 
 from . import uploads
+from .memo import Memo
 
 Progress = Callable[[float, str], None]
 LATENCY_BUDGET_S = 0.2  # per measured structure; latency is reused between recipes of equal structure
 # Every position of Explore's sparsity slider (step 5 %): the background fill of the curve is
 # also a prefetch, so once it is done every slider position of this method is instant.
 CURVE_SPARSITIES = tuple(round(0.05 * i, 2) for i in range(20))
-
-
-class Memo:
-    """A bounded, thread-safe LRU map (the caches Streamlit offers cannot be peeked into)."""
-
-    def __init__(self, max_entries: int) -> None:
-        self._data: OrderedDict[Hashable, object] = OrderedDict()
-        self._max = max_entries
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable) -> object | None:
-        with self._lock:
-            if key not in self._data:
-                return None
-            self._data.move_to_end(key)
-            return self._data[key]
-
-    def put(self, key: Hashable, value: object) -> None:
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self._max:
-                self._data.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._data)
 
 
 @st.cache_resource(max_entries=1, show_spinner=False)

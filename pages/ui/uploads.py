@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import streamlit as st
@@ -23,6 +21,7 @@ from compress_core.models import DEFAULT_MODEL, REGISTRY, ModelSpec, available, 
 from compress_core.pipeline import Workbench
 
 from . import state
+from .memo import Memo
 
 PREFIX = "upload-"
 AUTO = "auto-detect"
@@ -41,32 +40,10 @@ class Entry:
     prunable: bool
 
 
-class Registry:
-    """Upload id -> Entry, bounded LRU, thread-safe (sessions share it)."""
-
-    def __init__(self, max_entries: int) -> None:
-        self._data: OrderedDict[str, Entry] = OrderedDict()
-        self._max = max_entries
-        self._lock = threading.Lock()
-
-    def get(self, model_id: str) -> Entry | None:
-        with self._lock:
-            entry = self._data.get(model_id)
-            if entry is not None:
-                self._data.move_to_end(model_id)
-            return entry
-
-    def put(self, entry: Entry) -> None:
-        with self._lock:
-            self._data[entry.model_id] = entry
-            self._data.move_to_end(entry.model_id)
-            while len(self._data) > self._max:
-                self._data.popitem(last=False)
-
-
 @st.cache_resource(max_entries=1, show_spinner=False)
-def registry() -> Registry:
-    return Registry(MAX_REGISTERED)
+def registry() -> Memo:
+    """Upload id -> Entry, shared by every session of this process (each session lists only its own)."""
+    return Memo(MAX_REGISTERED)
 
 
 # -- what the rest of the app asks about a model id ---------------------------------------------
@@ -178,7 +155,7 @@ def register(data: bytes, filename: str, arch: str | None = None, dataset: str |
     how = f"{get_spec(uploaded.arch).name} architecture" if uploaded.arch in REGISTRY else (
         uploaded.arch or f"{uploaded.kind} graph, {DATASET_LABELS.get(model_spec.dataset, model_spec.dataset)}")
     entry = Entry(model_id, uploaded, model_spec, f"Uploaded: {uploaded.filename} ({how})", core.prunable(uploaded))
-    registry().put(entry)
+    registry().put(entry.model_id, entry)
     return entry
 
 
