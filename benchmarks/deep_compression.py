@@ -65,9 +65,9 @@ def main() -> None:
             print(f"| {model_id} | {name} ({float(sparsity):.0%}) | {r.accuracy:.2%} ({r.accuracy_ci_low:.2%}–"
                   f"{r.accuracy_ci_high:.2%}) | {100 * (r.accuracy - dense.accuracy):+.2f} | {r.params_nonzero:,} | "
                   f"{r.size_bytes:,} | {r.compression_ratio:.1f}× | | {wall:.1f} |", flush=True)
-        print(f"\n_{model_id}: eval set {dense.eval_set} ({dense.eval_samples:,} images); file = PruneScope "
-              f"artefact (.psz), dense = torch.save fp32 state_dict._\n" if model_id == args.plan.split(",")[-1]
-              .split(":")[0] else "", end="")
+    print(f"\n_Eval set {dense.eval_set} ({dense.eval_samples:,} images); file = PruneScope artefact (.psz), "
+          "dense = torch.save fp32 state_dict; quantization is applied after fine-tuning (no quantization-aware "
+          "training)._")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ def main() -> None:
     ap.add_argument("--model", default="resnet56-cifar10")
     ap.add_argument("--sparsities", default="0.3,0.5")
     ap.add_argument("--criterion", default="l1")
+    ap.add_argument("--scope", default="layer", choices=("layer", "global"),
+                    help="layer: every group loses the same fraction (even shapes); global: one ranking")
     ap.add_argument("--inner-only", action="store_true", help="keep residual streams (Li et al. 2017 style)")
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--samples", type=int, default=20_000, help="training images per epoch")
@@ -49,7 +51,7 @@ def main() -> None:
     dense = None
     rows: list[tuple[str, Recipe]] = [("dense", Recipe())]
     for s in (float(x) for x in args.sparsities.split(",")):
-        prune = PruneSpec("structured", args.criterion, "global", s, residual=not args.inner_only)
+        prune = PruneSpec("structured", args.criterion, args.scope, s, residual=not args.inner_only)
         rows.append(("one-shot", Recipe(prune)))
         ft = FinetuneSpec(epochs=args.epochs, lr=args.lr, batch_size=64, distill=True, max_samples=args.samples)
         rows.append((f"{args.epochs:g} ep × {args.samples // 1000}k", Recipe(prune, finetune=ft)))
