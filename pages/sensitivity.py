@@ -9,12 +9,11 @@ state.require_router()
 st.title("Sensitivity")
 st.caption("Compress one layer at a time, everything else dense, and see how much accuracy each layer costs.")
 with errors.guard("Sensitivity"):
-    if errors.require("compress_core.sensitivity", "Sensitivity analysis"):
-        params = panels.form()
-        if params is None:
-            st.info("Choose an analysis and press **Analyse**. LeNet-5 takes seconds; ResNets take a minute or two "
-                    "on the quick evaluation.", icon=":material/info:")
-        else:
-            df = panels.results(state.model_id(), state.eval_mode(), params)
-            if params["analysis"] == "sparsity":
-                panels.ratios(state.model_id(), df, params)
+    params = panels.form()
+    if params is None:
+        st.info("Choose an analysis and press **Analyse**. LeNet-5 takes seconds; ResNets take a minute or two "
+                "on the quick evaluation.", icon=":material/info:")
+    else:
+        df = panels.results(state.model_id(), state.eval_mode(), params)
+        if params["analysis"] == "sparsity":
+            panels.ratios(state.model_id(), df, params)

@@ -10,8 +10,7 @@ st.title("Sweep")
 st.caption("Every combination of pruning kind × sparsity × bit-width. Results are saved on disk, so a reload or "
            "a rerun shows them at once; recipes already measured are read back, not recomputed.")
 with errors.guard("Sweep"):
-    if errors.require("compress_core.sweep", "Sweeps") and errors.require("compress_core.store", "The results store"):
-        recipes = panels.form()
-        if recipes:
-            panels.run(state.model_id(), state.eval_mode(), recipes)
-        panels.results(cache.store_frame(state.model_id(), state.eval_mode()))
+    recipes = panels.form()
+    if recipes:
+        panels.run(state.model_id(), state.eval_mode(), recipes)
+    panels.results(cache.store_frame(state.model_id(), state.eval_mode()))

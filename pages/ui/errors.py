@@ -1,4 +1,4 @@
-"""Errors as messages, never tracebacks; optional core modules that may not be built yet.
+"""Errors as messages, never tracebacks.
 
 ``guard()`` wraps a page body: compress_core raises ``ValueError`` / ``MissingFileError`` with
 messages written for users, so those are shown as they are; anything else is logged with its
@@ -8,11 +8,9 @@ control flow (``st.rerun``, ``st.stop``) derives from ``BaseException`` and pass
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from types import ModuleType
 
 import streamlit as st
 
@@ -47,21 +45,3 @@ def guard(what: str = "this page", reset: Callable[[], None] | None = None) -> I
         st.error(message_for(exc), icon=":material/error:")
         if reset is not None:
             st.button("Reset to the default recipe", on_click=reset, icon=":material/restart_alt:")
-
-
-def optional(module: str) -> ModuleType | None:
-    """Import ``module`` if it is built; None if it is missing or fails to import."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        log.warning("optional module %s unavailable: %s", module, exc)
-        return None
-
-
-def require(module: str, feature: str) -> ModuleType | None:
-    """Like ``optional`` but tells the user, with ``st.info``, that ``feature`` is not available yet."""
-    mod = optional(module)
-    if mod is None:
-        st.info(f"{feature} is not available in this build yet ({module} is missing). "
-                "The rest of PruneScope works without it.", icon=":material/construction:")
-    return mod

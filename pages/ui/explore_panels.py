@@ -18,7 +18,7 @@ import streamlit as st
 from compress_core import inspect, plots
 from compress_core.recipe import FinetuneSpec, Recipe
 
-from . import cache, errors, state
+from . import cache, state
 
 log = logging.getLogger("prunescope.app")
 CURVE_TICK_S = 0.5
@@ -139,9 +139,6 @@ def actions(model_id: str, recipe: Recipe, mode: str, res: dict) -> None:
 
 
 def recovery(model_id: str, recipe: Recipe, mode: str, res: dict) -> None:
-    if errors.optional("compress_core.finetune") is None:
-        st.caption("Recovery fine-tuning is not available in this build yet (compress_core.finetune is missing).")
-        return
     if recipe.finetune is not None:
         before = cache.result(model_id, replace(recipe, finetune=None), mode)
         c1, c2 = st.columns([3, 1])

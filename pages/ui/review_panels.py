@@ -62,9 +62,6 @@ def slug(recipe: Recipe) -> str:
 
 
 def artifact_download(model_id: str, recipe: Recipe) -> None:
-    if errors.optional("compress_core.artifact") is None:
-        st.info("The .psz artefact format is not available in this build yet (compress_core.artifact is missing).")
-        return
     if uploads.artifact_id(model_id) is None:
         st.info("This uploaded graph matches no zoo architecture, so it has no .psz artefact; the ONNX file and "
                 "the results CSV still work.", icon=":material/info:")
