@@ -160,17 +160,16 @@ def eval_set(dataset: str, mode: str = "quick", quick_size: int = QUICK_SIZE) ->
     return load(dataset, "test", quick_size if mode == "quick" else None)
 
 
-def calibration_batches(dataset: str, n: int = 256, batch_size: int = 64, seed: int = 0) -> list[torch.Tensor]:
-    """A few hundred training images for calibration and importance scoring (never test data)."""
-    train = load(dataset, "train")
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(train), generator=g)[:n]
-    return [train.x[idx[i:i + batch_size]] for i in range(0, len(idx), batch_size)]
-
-
-def labelled_batches(dataset: str, n: int = 256, batch_size: int = 64, seed: int = 0):
-    """Like ``calibration_batches`` but with labels (for gradient-based importance)."""
+def labelled_batches(dataset: str, n: int = 256, batch_size: int = 64,
+                     seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A few hundred seeded training images with labels, for calibration and importance scoring
+    (never test data)."""
     train = load(dataset, "train")
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(train), generator=g)[:n]
     return [(train.x[idx[i:i + batch_size]], train.y[idx[i:i + batch_size]]) for i in range(0, len(idx), batch_size)]
+
+
+def calibration_batches(dataset: str, n: int = 256, batch_size: int = 64, seed: int = 0) -> list[torch.Tensor]:
+    """The images of ``labelled_batches`` (the same samples), without labels."""
+    return [x for x, _ in labelled_batches(dataset, n, batch_size, seed)]

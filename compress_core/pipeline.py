@@ -237,7 +237,8 @@ class Workbench:
             if key not in self._scores:
                 base_layers = dict(prunable_layers(self.model, p.skip))
                 scoring_model = copy.deepcopy(self.model)  # taylor needs grads: never on the shared model
-                score_layers_ = [(n, dict(scoring_model.named_modules())[n]) for n in base_layers]
+                modules = dict(scoring_model.named_modules())
+                score_layers_ = [(n, modules[n]) for n in base_layers]
                 needs = p.criterion in importance.NEEDS_DATA
                 scores = score_layers(scoring_model, score_layers_, p,
                                       self.calib() if needs else None, self.labelled() if needs else None)

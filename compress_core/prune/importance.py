@@ -85,14 +85,7 @@ def activation_scores(model: nn.Module, layers: Layers, batches: Sequence[torch.
             sq_norms[idx] = sq_norms.get(idx, 0) + per_feature
         return fn
 
-    handles = [m.register_forward_pre_hook(hook(i)) for i, (_, m) in enumerate(layers)]
-    try:
-        with torch.no_grad():
-            for x in batches:
-                model(x[0] if isinstance(x, (tuple, list)) else x)
-    finally:
-        for h in handles:
-            h.remove()
+    forward_and_unhook(model, batches, [m.register_forward_pre_hook(hook(i)) for i, (_, m) in enumerate(layers)])
     scores = []
     for i, (name, m) in enumerate(layers):
         if i not in sq_norms:
@@ -107,6 +100,18 @@ def activation_scores(model: nn.Module, layers: Layers, batches: Sequence[torch.
         else:
             scores.append(w * norm[None, :])
     return scores
+
+
+def forward_and_unhook(model: nn.Module, batches: Sequence, handles: Sequence) -> None:
+    """Run calibration ``batches`` (images, or (images, labels) pairs) through ``model`` without
+    gradients so that its hooks collect statistics, then remove ``handles`` whatever happens."""
+    try:
+        with torch.no_grad():
+            for x in batches:
+                model(x[0] if isinstance(x, (tuple, list)) else x)
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def compute(criterion: str, model: nn.Module, layers: Layers, **kwargs: object) -> list[torch.Tensor]:

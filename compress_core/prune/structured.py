@@ -39,6 +39,7 @@ from torch import nn
 
 from .. import measure
 from ..recipe import PruneSpec
+from .importance import forward_and_unhook
 from .unstructured import prunable_layers
 
 CRITERIA = ("random", "l1", "l2", "taylor", "activation")
@@ -142,14 +143,7 @@ def _activation_stats(model: nn.Module, calib: Sequence[torch.Tensor]) -> dict[n
         sums[module] = sums.get(module, 0) + _per_channel(out.detach().clamp(min=0))
         counts[module] = counts.get(module, 0) + out.numel() // out.shape[1]
 
-    handles = _collect(model, hook)
-    try:
-        with torch.no_grad():
-            for x in calib:
-                model(x[0] if isinstance(x, (tuple, list)) else x)
-    finally:
-        for h in handles:
-            h.remove()
+    forward_and_unhook(model, calib, _collect(model, hook))
     return {m: s / counts[m] for m, s in sums.items()}
 
 
