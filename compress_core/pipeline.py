@@ -13,9 +13,7 @@ import copy
 import dataclasses
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -27,60 +25,9 @@ from .models import load as load_model
 from .prune import importance
 from .prune.unstructured import apply_masks_, masks_from_scores, prunable_layers
 from .quantize import QTensor, describe, quantize_weights_
+from .lru import LRU
 from .recipe import PruneSpec, Recipe
-
-Progress = Callable[[float, str], None]
-
-
-@dataclass
-class Compressed:
-    """A compressed model and what was done to it."""
-
-    model: nn.Module  # what runs: fp32 module, or an int8 GraphModule
-    float_model: nn.Module  # the pruned / weight-quantized float model before int8 conversion
-    recipe: Recipe
-    masks: dict[str, torch.Tensor] = field(default_factory=dict)  # unstructured keep-masks
-    qcodes: dict[str, QTensor] = field(default_factory=dict)  # integer codes of quantized weights
-    kernels: str = "fp32"  # what latency runs on: fp32 | int8-x86-static | int8-dynamic
-    simulated: list[str] = field(default_factory=list)  # what is simulated or estimated, in words
-    structure: dict = field(default_factory=dict)  # structured pruning report (channels, MACs)
-    history: list[dict] = field(default_factory=list)  # fine-tuning log, if any
-
-
-@dataclass
-class Result:
-    model: str
-    recipe: dict
-    recipe_label: str
-    eval_set: str
-    eval_samples: int
-    accuracy: float
-    accuracy_ci_low: float
-    accuracy_ci_high: float
-    agreement: float | None
-    dense_accuracy: float
-    params_total: int
-    params_nonzero: int
-    dense_params: int
-    macs: int
-    dense_macs: int
-    dense_size_bytes: int
-    size_bytes: int
-    size_method: str
-    compression_ratio: float
-    latency_ms_p50: float | None
-    latency_ms_iqr: float | None
-    latency_batch: int
-    latency_threads: int
-    latency_kernels: str
-    dense_latency_ms_p50: float | None
-    speedup: float | None
-    simulated: list[str]
-    seconds: dict[str, float]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
+from .records import Compressed, Progress, Result
 
 def _structure_key(model: nn.Module, kernels: str) -> tuple:
     return (kernels, tuple((k, tuple(v.shape)) for k, v in model.state_dict().items() if hasattr(v, "shape")))
@@ -170,6 +117,12 @@ def score_layers(model: nn.Module, layers, p: PruneSpec, calib, labelled) -> lis
     return importance.compute(p.criterion, model, layers, batches=batches, seed=p.seed)
 
 
+def expensive(recipe: Recipe) -> bool:
+    """Recipes whose compressed model is worth keeping: int8 conversion, structured pruning, fine-tuning."""
+    return recipe.quant.int8 or recipe.finetune is not None or (
+        recipe.prune.active and recipe.prune.kind == "structured")
+
+
 class Workbench:
     """One loaded model and everything cached about it. Never mutates the loaded model."""
 
@@ -188,9 +141,9 @@ class Workbench:
         self._dense_preds: dict[str, torch.Tensor] = {}
         self._scores: dict[tuple, tuple[list[torch.Tensor], torch.Tensor | None]] = {}
         self._latency: dict[tuple, tuple[measure.Latency, str]] = {}
-        self._results: OrderedDict[tuple, Result] = OrderedDict()
-        self._tuned: OrderedDict[tuple, Compressed] = OrderedDict()  # pruned + fine-tuned, before quantization
-        self._max_results = max_results
+        self._results: LRU[Result] = LRU(max_results)
+        self._tuned: LRU[Compressed] = LRU(4)  # pruned + fine-tuned, before quantization
+        self._kept: LRU[Compressed] = LRU(12)  # expensive compressed models (int8, structured, fine-tuned)
         self._dense: dict[str, int] = {}
 
     # -- data ---------------------------------------------------------------------------------
@@ -259,15 +212,11 @@ class Workbench:
         # Fine-tuning takes seconds to minutes: keep the tuned float model, so that another bit-width
         # (or int8) on top of the same pruning + fine-tuning only re-quantizes.
         key = (recipe.prune, recipe.finetune)
-        with self._lock:
-            tuned = self._tuned.get(key)
+        tuned = self._tuned.get(key)
         if tuned is None:
             tuned = prune_stage(self.model, recipe, self.spec, calib, labelled, self._score_cache, self.model,
                                 progress)
-            with self._lock:
-                self._tuned[key] = tuned
-                while len(self._tuned) > 4:
-                    self._tuned.popitem(last=False)
+            self._tuned.put(key, tuned)
         elif progress is not None:
             progress(1.0, "reused the fine-tuned model of an identical pruning + fine-tuning recipe")
         float_model = copy.deepcopy(tuned.float_model)
@@ -281,13 +230,11 @@ class Workbench:
                  compressed: Compressed | None = None, progress: Progress | None = None) -> Result:
         threads = threads or torch.get_num_threads()
         key = (recipe.to_json(), mode, latency_batch, threads, measure_latency)
-        with self._lock:
-            if key in self._results and compressed is None:
-                self._results.move_to_end(key)
-                return self._results[key]
+        if compressed is None and (hit := self._results.get(key)) is not None:
+            return hit
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        comp = compressed or self.compress(recipe, progress=progress)
+        comp = compressed or self.compressed(recipe, progress=progress)
         timings["compress_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -340,11 +287,35 @@ class Workbench:
             speedup=(dense_lat.ms_p50 / lat.ms_p50) if lat and dense_lat else None,
             simulated=simulated, seconds=timings)
         if compressed is None:
-            with self._lock:
-                self._results[key] = result
-                while len(self._results) > self._max_results:
-                    self._results.popitem(last=False)
+            self._results.put(key, result)
         return result
+
+    def peek(self, recipe: Recipe, mode: str = "quick", latency_batch: int = 1, threads: int | None = None,
+             measure_latency: bool = True) -> Result | None:
+        """The cached Result of ``evaluate`` with these arguments, or None; never computes anything."""
+        key = (recipe.to_json(), mode, latency_batch, threads or torch.get_num_threads(), measure_latency)
+        return self._results.get(key)
+
+    def compressed(self, recipe: Recipe, progress: Progress | None = None) -> Compressed:
+        """``compress(recipe)``, kept for the recipes that are expensive to rebuild (int8 conversion,
+        structured pruning, fine-tuning) so that per-layer views and exports reuse the same model."""
+        if not expensive(recipe):
+            return self.compress(recipe, progress=progress)
+        key = recipe.to_json()
+        comp = self._kept.get(key)
+        if comp is None:
+            comp = self.compress(recipe, progress=progress)
+            self._kept.put(key, comp)
+        return comp
+
+    def remember(self, result: Result | dict, mode: str = "quick", latency_batch: int = 1, threads: int | None = None,
+                 measure_latency: bool = True) -> None:
+        """Put a Result measured elsewhere (a stored sweep row) into the cache ``peek`` and ``evaluate`` read."""
+        if isinstance(result, dict):
+            result = Result(**{f.name: result[f.name] for f in dataclasses.fields(Result)})
+        recipe = Recipe.from_dict(result.recipe)
+        key = (recipe.to_json(), mode, latency_batch, threads or torch.get_num_threads(), measure_latency)
+        self._results.put(key, result)
 
     def predict(self, model: nn.Module, kernels: str, data: data_mod.TensorSet) -> torch.Tensor:
         """Top-1 predictions; fp32 conv nets run on a channels_last copy (1.4x faster on ResNet-20 at

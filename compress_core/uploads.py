@@ -36,6 +36,7 @@ Safety (torch 2.14, checked by hand; tests/core/test_uploads.py holds the attack
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import io
 import json
@@ -547,3 +548,29 @@ def upload_spec(uploaded: Uploaded, model_id: str, dataset: str | None = None, n
         num_classes=num_classes, params=sum(p.numel() for p in uploaded.model.parameters()),
         reference_accuracy=None, reference_source="uploaded by the user", license="as supplied by the user",
         builder=lambda: copy.deepcopy(uploaded.model))
+
+
+def dataset_base(dataset: str):
+    """The first zoo model trained on ``dataset``: it lends an opaque upload its input shape and classes."""
+    from .models import REGISTRY
+
+    for spec in REGISTRY.values():
+        if spec.dataset == dataset:
+            return spec
+    datasets = sorted({s.dataset for s in REGISTRY.values() if s.dataset != "imagefolder"})
+    raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(datasets)}")
+
+
+def spec_for_upload(uploaded: Uploaded, model_id: str, dataset: str | None = None):
+    """The ``ModelSpec`` an upload is evaluated under: a zoo architecture brings its own dataset; an opaque
+    graph needs ``dataset`` (which also supplies the input shape TorchScript does not record)."""
+    if uploaded.arch is not None:
+        return upload_spec(uploaded, model_id)
+    if dataset is None:
+        raise ValueError(f"{uploaded.filename} matches no zoo architecture: say which dataset it classifies "
+                         "(mnist or cifar10) so it can be evaluated")
+    base = dataset_base(dataset)
+    if uploaded.input_shape is None:
+        uploaded = dataclasses.replace(uploaded, input_shape=base.input_shape)
+    return upload_spec(uploaded, model_id, dataset=dataset, num_classes=base.num_classes)
+

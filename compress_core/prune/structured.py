@@ -40,86 +40,11 @@ from torch import nn
 from .. import measure
 from ..recipe import PruneSpec
 from .importance import forward_and_unhook
+from .scatter import ChannelScatter, replace_pad_shortcuts_, scatter_pruner
+from .skeleton import apply_skeleton_, skeleton
 from .unstructured import prunable_layers
 
 CRITERIA = ("random", "l1", "l2", "taylor", "activation")
-
-
-class ChannelScatter(nn.Module):
-    """Option-A shortcut as index maps: subsample by 2, then ``out[:, dst[k]] = x[:, src[k]]``; other
-    output channels are zero. Built from a ``PadShortcut`` it computes exactly the same values."""
-
-    def __init__(self, in_planes: int, out_planes: int, src: torch.Tensor | None = None,
-                 dst: torch.Tensor | None = None) -> None:
-        super().__init__()
-        if src is None or dst is None:  # PadShortcut's mapping: input channel i -> i + extra // 2
-            src = torch.arange(in_planes)
-            dst = src + (out_planes - in_planes) // 2
-        self.register_buffer("src", torch.as_tensor(src, dtype=torch.long).clone())
-        self.register_buffer("dst", torch.as_tensor(dst, dtype=torch.long).clone())
-        self.register_buffer("planes", torch.tensor([in_planes, out_planes], dtype=torch.long))
-
-    @property
-    def in_planes(self) -> int:
-        return int(self.planes[0])
-
-    @property
-    def out_planes(self) -> int:
-        return int(self.planes[1])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x[:, :, ::2, ::2]
-        out = x.new_zeros((x.shape[0], self.out_planes, x.shape[2], x.shape[3]))
-        return out.index_copy(1, self.dst, x.index_select(1, self.src))
-
-    def extra_repr(self) -> str:
-        return f"in_planes={self.in_planes}, out_planes={self.out_planes}, mapped={len(self.src)}"
-
-
-def replace_pad_shortcuts_(model: nn.Module) -> int:
-    """Swap every option-A ``PadShortcut`` for an equivalent ``ChannelScatter``; returns how many."""
-    from ..models.cifar_resnet import PadShortcut
-
-    swaps = [(name, m) for name, m in model.named_modules() if isinstance(m, PadShortcut)]
-    for name, m in swaps:
-        parent_name, _, attr = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, attr, ChannelScatter(m.in_planes, m.out_planes))
-    return len(swaps)
-
-
-def _scatter_pruner() -> Any:
-    """torch-pruning rule for ChannelScatter: input and output channels prune independently."""
-    import torch_pruning as tp
-
-    def _drop(values: torch.Tensor, idxs: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        removed = torch.tensor(sorted(idxs), dtype=torch.long)
-        keep = ~torch.isin(values, removed)
-        shift = torch.searchsorted(removed, values, right=True)  # removed indices below each value
-        return keep, values - shift
-
-    class ScatterPruner(tp.pruner.function.BasePruningFunc):
-        TARGET_MODULES = ChannelScatter
-
-        def prune_out_channels(self, layer: ChannelScatter, idxs: Sequence[int]) -> ChannelScatter:
-            keep, new_dst = _drop(layer.dst, idxs)
-            layer.src, layer.dst = layer.src[keep], new_dst[keep]
-            layer.planes[1] -= len(idxs)
-            return layer
-
-        def prune_in_channels(self, layer: ChannelScatter, idxs: Sequence[int]) -> ChannelScatter:
-            keep, new_src = _drop(layer.src, idxs)
-            layer.src, layer.dst = new_src[keep], layer.dst[keep]
-            layer.planes[0] -= len(idxs)
-            return layer
-
-        def get_out_channels(self, layer: ChannelScatter) -> int:
-            return layer.out_planes
-
-        def get_in_channels(self, layer: ChannelScatter) -> int:
-            return layer.in_planes
-
-    return ScatterPruner()
 
 
 PRODUCERS = (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm)
@@ -303,49 +228,6 @@ def _check_supported(model: nn.Module) -> None:
                              "supports plain and depthwise convolutions only")
 
 
-def skeleton(model: nn.Module) -> dict[str, dict]:
-    """The shapes that structured pruning changes, as JSON-able data: enough to rebuild the pruned
-    architecture from the dense one with ``apply_skeleton_`` (then load the pruned state_dict)."""
-    out: dict[str, dict] = {}
-    for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d):
-            out[name] = {"type": "Conv2d", "in": m.in_channels, "out": m.out_channels, "groups": m.groups}
-        elif isinstance(m, nn.Linear):
-            out[name] = {"type": "Linear", "in": m.in_features, "out": m.out_features}
-        elif isinstance(m, nn.BatchNorm2d):
-            out[name] = {"type": "BatchNorm2d", "out": m.num_features}
-        elif isinstance(m, ChannelScatter):
-            out[name] = {"type": "ChannelScatter", "in": m.in_planes, "out": m.out_planes,
-                         "src": m.src.tolist(), "dst": m.dst.tolist()}
-    return out
-
-
-def _resized(m: nn.Module, spec: dict) -> nn.Module:
-    if spec["type"] == "Conv2d":
-        return nn.Conv2d(spec["in"], spec["out"], m.kernel_size, m.stride, m.padding, m.dilation, spec["groups"],
-                         m.bias is not None, m.padding_mode)
-    if spec["type"] == "Linear":
-        return nn.Linear(spec["in"], spec["out"], m.bias is not None)
-    if spec["type"] == "BatchNorm2d":
-        return nn.BatchNorm2d(spec["out"], m.eps, m.momentum, m.affine, m.track_running_stats)
-    if spec["type"] == "ChannelScatter":
-        return ChannelScatter(spec["in"], spec["out"], torch.tensor(spec["src"]), torch.tensor(spec["dst"]))
-    raise ValueError(f"unknown layer type {spec['type']!r} in a pruned-model skeleton")
-
-
-def apply_skeleton_(model: nn.Module, skel: dict[str, dict]) -> nn.Module:
-    """Give the dense ``model`` the pruned shapes of ``skel`` (fresh weights: load the state_dict next)."""
-    for name, spec in skel.items():
-        try:
-            old = model.get_submodule(name)
-        except AttributeError:
-            raise ValueError(f"the pruned skeleton names layer {name!r}, which this model does not have") from None
-        parent_name, _, attr = name.rpartition(".")
-        new = _resized(old, spec).train(old.training)
-        setattr(model.get_submodule(parent_name) if parent_name else model, attr, new)
-    return model
-
-
 def structured_prune_(model: nn.Module, spec: PruneSpec, input_shape: tuple[int, ...],
                       calib: list[torch.Tensor] | None = None,
                       labelled: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
@@ -379,7 +261,7 @@ def structured_prune_(model: nn.Module, spec: PruneSpec, input_shape: tuple[int,
         try:
             dg = tp.DependencyGraph().build_dependency(
                 model, example_inputs=torch.randn(1, *input_shape),
-                customized_pruners={ChannelScatter: _scatter_pruner()})
+                customized_pruners={ChannelScatter: scatter_pruner()})
             plan, unused = _plan(model, dg, spec, ignored, (calib, labelled), residual, round_to)
             for root, fn, idxs in plan:
                 if idxs:

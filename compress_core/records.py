@@ -1,0 +1,120 @@
+"""Plain records every stage passes around; the bottom of the import graph (torch and nothing of ours).
+
+- ``Progress``: the one progress-callback type, ``progress(fraction in [0, 1], message)``.
+- ``Calibration``: the training images a stage may look at (importance scores, int8 activation ranges,
+  fine-tuning teachers), with labels where the data has them. Never test images.
+- ``StructureReport``: what structured pruning removed, layer by layer.
+- ``Compressed``: a compressed model and what was done to it (stages fill it in).
+- ``Result``: the measured numbers of one recipe on one model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from .quantize import QTensor
+    from .recipe import Recipe
+
+Progress = Callable[[float, str], None]
+Batches = list[torch.Tensor]
+LabelledBatches = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Training batches for the stages that need data; both lists may be empty (no data available)."""
+
+    images: Batches = field(default_factory=list)
+    labelled: LabelledBatches = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.images and not self.labelled
+
+
+NO_CALIBRATION = Calibration()
+
+
+@dataclass(frozen=True)
+class StructureReport:
+    """The outcome of structured pruning: channels, parameters and MACs before and after."""
+
+    criterion: str
+    scope: str
+    sparsity: float
+    residual: bool
+    shortcuts_rewritten: int
+    ignored: list[str]
+    overrides_unused: list[str]
+    groups: int
+    groups_pruned: int
+    layers: list[dict[str, Any]]  # {"layer", "in_before", "in_after", "out_before", "out_after"}
+    channels_before: dict[str, int]  # output channels of the layers that lost some
+    channels_after: dict[str, int]
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+    skeleton: dict[str, dict[str, Any]]  # enough to rebuild the pruned architecture (prune.skeleton)
+    steps: list[dict[str, Any]] = field(default_factory=list)  # gradual schedules: one row per step
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Compressed:
+    """A compressed model and what was done to it."""
+
+    model: nn.Module  # what runs: fp32 module, or an int8 GraphModule
+    float_model: nn.Module  # the pruned / weight-quantized float model before int8 conversion
+    recipe: Recipe
+    masks: dict[str, torch.Tensor] = field(default_factory=dict)  # unstructured keep-masks
+    qcodes: dict[str, QTensor] = field(default_factory=dict)  # integer codes of quantized weights
+    kernels: str = "fp32"  # what latency runs on: fp32 | int8-x86-static | int8-dynamic
+    simulated: list[str] = field(default_factory=list)  # what is simulated or estimated, in words
+    structure: StructureReport | None = None  # structured pruning report (channels, MACs)
+    history: list[dict] = field(default_factory=list)  # fine-tuning log, if any
+
+
+@dataclass
+class Result:
+    """Measured values of one recipe on one model (units in the names; fractions, not percents)."""
+
+    model: str
+    recipe: dict
+    recipe_label: str
+    eval_set: str
+    eval_samples: int
+    accuracy: float
+    accuracy_ci_low: float
+    accuracy_ci_high: float
+    agreement: float | None
+    dense_accuracy: float
+    params_total: int
+    params_nonzero: int
+    dense_params: int
+    macs: int
+    dense_macs: int
+    dense_size_bytes: int
+    size_bytes: int
+    size_method: str
+    compression_ratio: float
+    latency_ms_p50: float | None
+    latency_ms_iqr: float | None
+    latency_batch: int
+    latency_threads: int
+    latency_kernels: str
+    dense_latency_ms_p50: float | None
+    speedup: float | None
+    simulated: list[str]
+    seconds: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
