@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
+from .records import EVAL_MODES
 from .recipe import BITS, CRITERIA, PRUNE_KINDS, SCHEDULES, SCOPES, FinetuneSpec, Recipe
 
 CONTRACT_KEYS = ("model", "recipe", "eval_samples", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "agreement",
@@ -119,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", default="lenet5-mnist")
     _add_recipe_args(e)
     e.add_argument("--batch", type=_positive_int, default=1, help="latency batch size (default 1)")
-    e.add_argument("--eval", choices=("quick", "full"), default="quick", help="quick: stratified 1,000; full: test set")
+    e.add_argument("--eval", choices=EVAL_MODES, default="quick", help="quick: stratified 1,000; full: test set")
     e.add_argument("--latency-budget", type=float, default=1.0, help="seconds of timing per latency measurement")
     e.add_argument("--no-latency", action="store_true")
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -142,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--criterion", choices=CRITERIA, default="l1")
     s.add_argument("--scope", choices=SCOPES, default="global")
     s.add_argument("--int8", action="store_true", help="also run each 8-bit point on real int8 kernels")
-    s.add_argument("--eval", choices=("quick", "full"), default="quick")
+    s.add_argument("--eval", choices=EVAL_MODES, default="quick")
     s.add_argument("--batch", type=_positive_int, default=1)
     s.add_argument("--latency-budget", type=float, default=0.3)
     _add_finetune_args(s.add_argument_group("fine-tuning of every pruned point"))
@@ -255,27 +256,17 @@ def _workbench(model_id: str, images: str | None, upload: str | None = None, arc
 
 def _upload(path: str, arch: str | None, dataset: str | None):
     """(model id ``upload-<sha8>``, model, ModelSpec, zoo architecture or None) for an uploaded file."""
-    import dataclasses
     import hashlib
     from pathlib import Path
 
-    from .models import REGISTRY
-    from .uploads import load_upload, upload_spec
+    from .uploads import load_upload, spec_for_upload
 
     uploaded = load_upload(path, Path(path).name, arch=arch)  # UploadError is a ValueError: one line
     model_id = "upload-" + hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8]
-    if uploaded.arch is not None:
-        dataset = None  # the zoo architecture brings its dataset
-    elif dataset is None:
+    if uploaded.arch is None and dataset is None:
         raise CliError(f"{Path(path).name} matches no zoo architecture: pass --dataset mnist or --dataset cifar10 "
                        "to say what it classifies")
-    num_classes = None
-    if dataset is not None:
-        base = next(s for s in REGISTRY.values() if s.dataset == dataset)
-        num_classes = base.num_classes
-        if uploaded.input_shape is None:  # TorchScript does not record its input shape: the dataset's
-            uploaded = dataclasses.replace(uploaded, input_shape=base.input_shape)
-    spec = upload_spec(uploaded, model_id, dataset=dataset, num_classes=num_classes)
+    spec = spec_for_upload(uploaded, model_id, dataset=dataset)
     return model_id, uploaded.model, spec, uploaded.arch
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .paths import MissingFileError, cache_dir, data_dir, downloads_allowed
+from .records import check_eval_mode
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 # The akamaster checkpoints were trained with the ImageNet constants, not CIFAR's own.
@@ -155,8 +156,7 @@ def load(dataset: str, split: str = "test", quick: int | None = None) -> TensorS
 
 def eval_set(dataset: str, mode: str = "quick", quick_size: int = QUICK_SIZE) -> TensorSet:
     """The evaluation set: ``quick`` (stratified subset) or ``full`` (the whole test set)."""
-    if mode not in ("quick", "full"):
-        raise ValueError(f"eval must be 'quick' or 'full'; got {mode!r}")
+    check_eval_mode(mode)
     return load(dataset, "test", quick_size if mode == "quick" else None)
 
 

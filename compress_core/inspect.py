@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .prune.unstructured import PRUNABLE
+from .records import size_is_estimate
 
 LAYER_COLUMNS = ["layer", "type", "shape", "dense_shape", "params", "dense_params", "nonzero", "sparsity"]
 HISTOGRAM_COLUMNS = ["model", "bin_left", "bin_right", "bin_center", "count"]
@@ -140,7 +141,7 @@ def size_breakdown(result: Mapping, masked_size_bytes: int) -> pd.DataFrame:
     the non-zero weights alone, i.e. what a structured model with as many weights would weigh.
     """
     size_method = str(result.get("size_method", ""))
-    compressed_basis = "estimated" if "estimate" in size_method.lower() else "measured"
+    compressed_basis = "estimated" if size_is_estimate(size_method) else "measured"
     rows = [
         ("Dense fp32 (torch.save)", int(result["dense_size_bytes"]), "measured", "the original model file"),
         ("Pruned, saved as-is (torch.save)", int(masked_size_bytes), "measured",

@@ -27,7 +27,7 @@ from .prune.unstructured import apply_masks_, masks_from_scores, prunable_layers
 from .quantize import QTensor, describe, quantize_weights_
 from .lru import LRU
 from .recipe import PruneSpec, Recipe
-from .records import Compressed, Progress, Result
+from .records import SIZE_ARTIFACT, SIZE_ESTIMATE, Compressed, Progress, Result
 
 def _structure_key(model: nn.Module, kernels: str) -> tuple:
     return (kernels, tuple((k, tuple(v.shape)) for k, v in model.state_dict().items() if hasattr(v, "shape")))
@@ -330,12 +330,12 @@ class Workbench:
         try:
             from .artifact import artifact_bytes
         except ImportError:
-            return measure.zlib_size(comp.model), "zlib-compressed torch.save state_dict (estimate)"
+            return measure.zlib_size(comp.model), SIZE_ESTIMATE
         from .models import REGISTRY
 
         if self.artifact_id not in REGISTRY:  # an upload matched to no zoo architecture: no artefact format
-            return measure.zlib_size(comp.model), "zlib-compressed torch.save state_dict (estimate)"
-        return len(artifact_bytes(comp, self.artifact_id)), "PruneScope artefact file (.psz)"
+            return measure.zlib_size(comp.model), SIZE_ESTIMATE
+        return len(artifact_bytes(comp, self.artifact_id)), SIZE_ARTIFACT
 
     def latency_of(self, model: nn.Module, kernels: str, batch: int, threads: int,
                    budget: float) -> tuple[measure.Latency, str]:

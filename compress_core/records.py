@@ -22,8 +22,26 @@ if TYPE_CHECKING:
     from .recipe import Recipe
 
 Progress = Callable[[float, str], None]
+
+# How much of the test set an evaluation sees: a fixed stratified subset, or all of it.
+EVAL_MODES = ("quick", "full")
+
+# How ``Result.size_bytes`` was obtained: the real artefact file, or an estimate where no artefact exists.
+SIZE_ARTIFACT = "PruneScope artefact file (.psz)"
+SIZE_ESTIMATE = "zlib-compressed torch.save state_dict (estimate)"
 Batches = list[torch.Tensor]
 LabelledBatches = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+def check_eval_mode(mode: object) -> str:
+    if mode not in EVAL_MODES:
+        raise ValueError(f"eval mode must be 'quick' or 'full'; got {mode!r}")
+    return mode  # type: ignore[return-value]
+
+
+def size_is_estimate(size_method: object) -> bool:
+    """Whether a result's ``size_method`` names an estimate rather than a real file."""
+    return "estimate" in str(size_method or "").lower()
 
 
 @dataclass(frozen=True)

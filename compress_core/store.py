@@ -29,9 +29,10 @@ import pandas as pd
 
 from .paths import cache_dir
 from .recipe import Recipe
+from .records import EVAL_MODES
 
 SCHEMA_VERSION = 1
-MODES = ("quick", "full")
+MODES = EVAL_MODES
 
 # The wide table shared by ``ResultStore.frame`` and ``sweep.run_sweep``: one row per recipe.
 ID_COLUMNS = ["model", "recipe_json", "label", "kind", "criterion", "scope", "sparsity", "bits", "int8", "mode"]

@@ -18,6 +18,7 @@ import pandas as pd
 from .models import get_spec
 from .pipeline import Workbench
 from .recipe import PruneSpec, QuantSpec, Recipe
+from .records import check_eval_mode
 from .store import ResultStore, result_row, rows_frame
 
 OnResult = Callable[[int, int, dict], None]
@@ -69,8 +70,7 @@ def _check_supported(recipes: Sequence[Recipe]) -> None:
 
 
 def _check_args(mode: str, latency_batch: int, latency_budget_s: float) -> None:
-    if mode not in ("quick", "full"):
-        raise ValueError(f"eval mode must be 'quick' or 'full'; got {mode!r}")
+    check_eval_mode(mode)
     if isinstance(latency_batch, bool) or not isinstance(latency_batch, int) or latency_batch < 1:
         raise ValueError(f"latency_batch must be a positive integer; got {latency_batch!r}")
     if isinstance(latency_budget_s, bool) or not isinstance(latency_budget_s, (int, float)) \
