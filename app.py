@@ -1,17 +1,18 @@
 """PruneScope dashboard: page config, navigation, the sidebar model picker, session state.
 
 Run with ``streamlit run app.py``. Pages live in ``pages/`` (thin), their Streamlit helpers in
-``pages/ui/``, and all computation in ``compress_core``.
+``pages/ui/``, and all computation in ``compress_core``. Why every page starts with
+``routes.require_router()``: see ``pages/ui/routes.py``.
 """
 
 import streamlit as st
 
-from pages.ui import cache, routes, state, widgets
+from pages.ui import cache, catalogue, routes, state, widgets
 
 st.set_page_config(page_title="PruneScope", page_icon=":material/content_cut:", layout="wide",
                    initial_sidebar_state="expanded")
 cache.startup_threads()
-state.init()
+state.init(known=catalogue.known)
 
 page = st.navigation(routes.sections())
 model_id, mode, usable = widgets.sidebar()
@@ -23,5 +24,5 @@ if not usable and page.title != "About":
     st.error(widgets.missing_weights_message(model_id), icon=":material/download_for_offline:")
     st.info("Pick a model without the warning in the sidebar (LeNet-5 ships with PruneScope), or see About.")
     st.stop()
-state.mark_routed()
+routes.mark_routed()
 page.run()

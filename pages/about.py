@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from pages.ui import about, state
+from pages.ui import about, routes
 
-state.require_router()
+routes.require_router()
 st.title("About PruneScope")
 st.markdown(about.INTRO)
 with st.expander("Pruning and quantization in two minutes", expanded=True):

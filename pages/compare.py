@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from pages.ui import errors, state
+from pages.ui import errors, routes, state
 from pages.ui import review_panels as panels
 
-state.require_router()
+routes.require_router()
 st.title("Compare")
 with errors.guard("Compare"):
     pins = state.pins()

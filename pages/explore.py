@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from pages.ui import errors, state, widgets
+from pages.ui import errors, routes, state, widgets
 from pages.ui import explore_panels as panels
 
-state.require_router()
+routes.require_router()
 st.title("Explore")
 with errors.guard("Explore", reset=state.reset_recipe):
     model_id, mode = state.model_id(), state.eval_mode()
@@ -13,12 +13,7 @@ with errors.guard("Explore", reset=state.reset_recipe):
     widgets.recipe_controls()
     recipe = state.recipe_from_widgets(state.current_recipe())
     state.set_recipe(recipe)
-    if recipe.prune.layer_sparsity:
-        c1, c2 = st.columns([4, 1], vertical_alignment="center")
-        c1.info(f"Per-layer ratios are set for {len(recipe.prune.layer_sparsity)} layer(s) (from Sensitivity); "
-                "the slider moves only the other layers.", icon=":material/layers:")
-        c2.button("Clear per-layer ratios", key=state.B_CLEAR_RATIOS, on_click=state.clear_layer_ratios,
-                  width="stretch")
+    panels.layer_ratios_notice(recipe)
     res = panels.measure(model_id, recipe, mode)
     widgets.recipe_summary(recipe, model_id, res)
     widgets.metric_cards(res)

@@ -2,11 +2,11 @@
 
 import streamlit as st
 
-from pages.ui import errors, state, widgets
+from pages.ui import errors, routes, state, widgets
 from pages.ui import review_panels as panels
 from pages.ui.explore_panels import measure
 
-state.require_router()
+routes.require_router()
 st.title("Export")
 with errors.guard("Export"):
     model_id, mode, recipe = state.model_id(), state.eval_mode(), state.current_recipe()

@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from pages.ui import errors, state
+from pages.ui import errors, routes, state
 from pages.ui import sensitivity_panels as panels
 
-state.require_router()
+routes.require_router()
 st.title("Sensitivity")
 st.caption("Compress one layer at a time, everything else dense, and see how much accuracy each layer costs.")
 with errors.guard("Sensitivity"):

@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from pages.ui import cache, errors, state
+from pages.ui import cache, errors, routes, state
 from pages.ui import sweep_panels as panels
 
-state.require_router()
+routes.require_router()
 st.title("Sweep")
 st.caption("Every combination of pruning kind × sparsity × bit-width. Results are saved on disk, so a reload or "
            "a rerun shows them at once; recipes already measured are read back, not recomputed.")

@@ -1,16 +1,17 @@
-"""Cache wrappers: one Workbench per model, results memoized per (model, recipe, eval mode).
+"""Cache wrappers: one Workbench per model, shared by every session; frames for the charts.
 
 - ``workbench`` (``st.cache_resource``): one loaded model per id, shared by every session and
   never mutated (the Workbench compresses deep copies).
-- ``result`` / ``peek``: results live in a bounded, thread-safe LRU held by ``st.cache_resource``,
-  because the accuracy curve must ask "is this point already known?" without computing it.
-- ``compressed``: the last few compressed models (per-layer views and exports reuse them, so an
-  int8 conversion or a fine-tune runs once).
+- ``result`` / ``peek`` / ``remember`` / ``compressed``: thin calls into that Workbench, which owns
+  the result cache (a bounded LRU that ``peek`` reads without computing, so the accuracy curve can ask
+  "is this point already known?") and keeps the compressed models of expensive recipes (int8,
+  structured, fine-tuned) for the per-layer views and exports.
 - Frames for charts use ``st.cache_data`` (bounded); figures are never cached.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -20,13 +21,16 @@ import streamlit as st
 from compress_core import inspect
 from compress_core.pipeline import Compressed, Workbench
 from compress_core.recipe import Recipe
+from compress_core.records import Progress
 from compress_core.runtime import configure_threads
 
-from . import uploads
-from .memo import Memo
+from . import catalogue
 
-Progress = Callable[[float, str], None]
+log = logging.getLogger("prunescope.app")
 LATENCY_BUDGET_S = 0.2  # per measured structure; latency is reused between recipes of equal structure
+# Every result the dashboard shows is timed at batch 1 on the process's torch threads (``startup_threads``);
+# ``evaluate``, ``peek`` and ``remember`` must agree on both, since the Workbench keys its cache by them.
+LATENCY_BATCH = 1
 # Every position of Explore's sparsity slider (step 5 %): the background fill of the curve is
 # also a prefetch, so once it is done every slider position of this method is instant.
 CURVE_SPARSITIES = tuple(round(0.05 * i, 2) for i in range(20))
@@ -40,61 +44,33 @@ def startup_threads() -> int:
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")
 def workbench(model_id: str) -> Workbench:
-    """The zoo model, or an uploaded one (``uploads.build_workbench``; its id names the file's sha256)."""
-    if uploads.is_upload(model_id):
-        return uploads.build_workbench(model_id)
-    return Workbench(model_id)
-
-
-@st.cache_resource(max_entries=1, show_spinner=False)
-def _results() -> Memo:
-    return Memo(max_entries=4096)
-
-
-@st.cache_resource(max_entries=1, show_spinner=False)
-def _compressed() -> Memo:
-    return Memo(max_entries=12)
+    """The zoo model, or an uploaded one (its id names the file's sha256)."""
+    return catalogue.build_workbench(model_id)
 
 
 def peek(model_id: str, recipe: Recipe, mode: str) -> dict | None:
     """The result if it was computed already (by any session), else None. Never computes."""
-    return _results().get((model_id, recipe.to_json(), mode))
+    hit = workbench(model_id).peek(recipe, mode, latency_batch=LATENCY_BATCH)
+    return None if hit is None else hit.to_dict()
 
 
 def compressed(model_id: str, recipe: Recipe, progress: Progress | None = None) -> Compressed:
-    key = (model_id, recipe.to_json())
-    comp = _compressed().get(key)
-    if comp is None:
-        comp = workbench(model_id).compress(recipe, progress=progress)
-        _compressed().put(key, comp)
-    return comp  # type: ignore[return-value]
+    """The compressed model (kept by the Workbench when it is expensive to rebuild)."""
+    return workbench(model_id).compressed(recipe, progress=progress)
 
 
 def result(model_id: str, recipe: Recipe, mode: str, progress: Progress | None = None) -> dict:
     """``Result.to_dict()`` for the recipe, computed once per (model, recipe, mode) per process."""
-    key = (model_id, recipe.to_json(), mode)
-    hit = _results().get(key)
-    if hit is not None:
-        return hit  # type: ignore[return-value]
-    wb = workbench(model_id)
-    if _expensive(recipe):  # share the compressed model with the per-layer views and exports
-        res = wb.evaluate(recipe, mode=mode, latency_budget_s=LATENCY_BUDGET_S,
-                          compressed=compressed(model_id, recipe, progress))
-    else:  # cheap to rebuild; the Workbench's own cache also holds sweep results
-        res = wb.evaluate(recipe, mode=mode, latency_budget_s=LATENCY_BUDGET_S, progress=progress)
-    out = res.to_dict()
-    _results().put(key, out)
-    return out
+    return workbench(model_id).evaluate(recipe, mode=mode, latency_batch=LATENCY_BATCH,
+                                        latency_budget_s=LATENCY_BUDGET_S, progress=progress).to_dict()
 
 
-def _expensive(recipe: Recipe) -> bool:
-    return recipe.quant.int8 or recipe.finetune is not None or (
-        recipe.prune.active and recipe.prune.kind == "structured")
-
-
-def remember(model_id: str, recipe_json: str, mode: str, result_dict: dict) -> None:
-    """Share a result measured elsewhere (a sweep) with Explore, its curve and Compare."""
-    _results().put((model_id, Recipe.from_json(recipe_json).to_json(), mode), result_dict)
+def remember(model_id: str, mode: str, stored: dict) -> None:
+    """Share a result measured elsewhere (a stored sweep row) with Explore, its curve and Compare."""
+    try:
+        workbench(model_id).remember(stored, mode, latency_batch=LATENCY_BATCH)
+    except (KeyError, TypeError, ValueError):  # a row written by another version: measured again when asked
+        log.warning("stored result of %s not reused", model_id, exc_info=True)
 
 
 def curve_recipes(recipe: Recipe) -> list[Recipe]:
@@ -175,7 +151,7 @@ def sensitivity_frame(model_id: str, analysis: str, prune_kind: str, sparsities:
 def artifact_file(model_id: str, recipe_json: str) -> bytes:
     from compress_core.artifact import artifact_bytes
 
-    arch = uploads.artifact_id(model_id)
+    arch = catalogue.artifact_id(model_id)
     if arch is None:
         raise ValueError(f"{model_id} matches no zoo architecture, so it has no .psz artefact format; "
                          "export it as ONNX instead")
@@ -188,20 +164,20 @@ def store_frame(model_id: str, mode: str) -> pd.DataFrame:
 
     with ResultStore() as store:
         df = store.frame(model_id)
-    return df[(df["mode"] == mode) & (df["latency_batch"] == 1)].reset_index(drop=True)
+    return df[(df["mode"] == mode) & (df["latency_batch"] == LATENCY_BATCH)].reset_index(drop=True)
 
 
 def run_sweep(model_id: str, recipes: list[Recipe], mode: str, on_result: Callable[[int, int, dict], None]
               ) -> pd.DataFrame:
-    """Run and persist a sweep on the shared Workbench; finished rows also feed Explore's memo."""
+    """Run and persist a sweep on the shared Workbench; finished rows also feed Explore's results."""
     from compress_core import sweep
     from compress_core.store import ResultStore
 
     with ResultStore() as store:
         def on_row(i: int, n: int, row: dict) -> None:
-            stored = store.get(model_id, row["recipe_json"], mode, 1)
+            stored = store.get(model_id, row["recipe_json"], mode, LATENCY_BATCH)
             if stored is not None:
-                remember(model_id, row["recipe_json"], mode, stored)
+                remember(model_id, mode, stored)
             on_result(i, n, row)
 
         return sweep.run_sweep(model_id, recipes, mode=mode, latency_budget_s=LATENCY_BUDGET_S, on_result=on_row,
@@ -209,10 +185,10 @@ def run_sweep(model_id: str, recipes: list[Recipe], mode: str, on_result: Callab
 
 
 def remember_stored(model_id: str, recipe_json: str, mode: str) -> None:
-    """Load one stored sweep result into the memo, so opening it in Explore is instant."""
+    """Load one stored sweep result into the Workbench's cache, so opening it in Explore is instant."""
     from compress_core.store import ResultStore
 
     with ResultStore() as store:
-        stored = store.get(model_id, recipe_json, mode, 1)
+        stored = store.get(model_id, recipe_json, mode, LATENCY_BATCH)
     if stored is not None:
-        remember(model_id, recipe_json, mode, stored)
+        remember(model_id, mode, stored)

@@ -1,4 +1,5 @@
-"""Explore's panels: the background-filled accuracy curve, the charts, recovery fine-tuning, pinning.
+"""Explore's panels: the measured result, the background-filled accuracy curve, the charts, recovery
+fine-tuning, pinning and the per-layer-ratios notice.
 
 The metric cards never wait for a chart: the curve is a fragment that, on full reruns, only
 draws points already measured, and on its own timer (``CURVE_TICK_S``) measures one missing
@@ -17,6 +18,7 @@ import streamlit as st
 
 from compress_core import inspect, plots
 from compress_core.recipe import FinetuneSpec, Recipe
+from compress_core.records import Progress
 
 from . import cache, state
 
@@ -66,6 +68,17 @@ def accuracy_curve(model_id: str, recipe: Recipe, mode: str, dense_accuracy: flo
     curve()
 
 
+def layer_ratios_notice(recipe: Recipe) -> None:
+    """While per-layer ratios (from Sensitivity) are set: say so, with a button that clears them."""
+    if not recipe.prune.layer_sparsity:
+        return
+    c1, c2 = st.columns([4, 1], vertical_alignment="center")
+    c1.info(f"Per-layer ratios are set for {len(recipe.prune.layer_sparsity)} layer(s) (from Sensitivity); "
+            "the slider moves only the other layers.", icon=":material/layers:")
+    c2.button("Clear per-layer ratios", key=state.B_CLEAR_RATIOS, on_click=state.clear_layer_ratios,
+              width="stretch")
+
+
 def measure(model_id: str, recipe: Recipe, mode: str) -> dict:
     """The current recipe's result: instant when cached, else a spinner (or a progress bar for fine-tuning)."""
     hit = cache.peek(model_id, recipe, mode)
@@ -73,12 +86,16 @@ def measure(model_id: str, recipe: Recipe, mode: str) -> dict:
         return hit
     if recipe.finetune is not None:
         bar = st.progress(0.0, text="Fine-tuning…")
-        res = cache.result(model_id, recipe, mode, progress=lambda f, m: bar.progress(
-            min(max(float(f), 0.0), 1.0), text=f"Fine-tuning — {m}"))
+        res = cache.result(model_id, recipe, mode, progress=_finetune_progress(bar))
         bar.empty()
         return res
     with st.spinner("Measuring this recipe…"):
         return cache.result(model_id, recipe, mode)
+
+
+def _finetune_progress(bar) -> Progress:
+    """A ``Progress`` callback that moves ``bar`` (an ``st.progress``) while a recipe fine-tunes."""
+    return lambda f, m: bar.progress(min(max(float(f), 0.0), 1.0), text=f"Fine-tuning — {m}")
 
 
 def size_chart(model_id: str, recipe: Recipe, res: dict) -> None:
@@ -130,7 +147,7 @@ def latency_and_layers(model_id: str, recipe: Recipe, res: dict) -> None:
 
 
 def actions(model_id: str, recipe: Recipe, mode: str, res: dict) -> None:
-    """Pin for comparison, and recover accuracy by fine-tuning (when the build has it)."""
+    """Pin for comparison, and recover accuracy by fine-tuning."""
     pin_col, ft_col = st.columns([1, 3], gap="medium")
     if pin_col.button("Pin for comparison", key=state.B_PIN, icon=":material/push_pin:", width="stretch"):
         st.toast(state.pin(model_id, recipe))
@@ -158,8 +175,6 @@ def recovery(model_id: str, recipe: Recipe, mode: str, res: dict) -> None:
         if st.button("Recover accuracy", key=state.B_RECOVER, type="primary", disabled=recipe.is_dense):
             target = replace(recipe, finetune=FinetuneSpec(epochs=float(epochs), max_samples=int(samples),
                                                            distill=bool(distill)))
-            bar = st.progress(0.0, text="Fine-tuning…")
-            cache.result(model_id, target, mode,
-                         progress=lambda f, m: bar.progress(min(max(float(f), 0.0), 1.0), text=f"Fine-tuning — {m}"))
+            cache.result(model_id, target, mode, progress=_finetune_progress(st.progress(0.0, text="Fine-tuning…")))
             state.set_recipe(target)
             st.rerun()

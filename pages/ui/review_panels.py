@@ -11,7 +11,7 @@ from compress_core import plots
 from compress_core.onnx_export import onnx_bytes
 from compress_core.recipe import Recipe
 
-from . import cache, errors, state, uploads
+from . import cache, catalogue, errors, state
 
 
 # -- Compare --------------------------------------------------------------------------------------
@@ -62,7 +62,7 @@ def slug(recipe: Recipe) -> str:
 
 
 def artifact_download(model_id: str, recipe: Recipe) -> None:
-    if uploads.artifact_id(model_id) is None:
+    if catalogue.artifact_id(model_id) is None:
         st.info("This uploaded graph matches no zoo architecture, so it has no .psz artefact; the ONNX file and "
                 "the results CSV still work.", icon=":material/info:")
         return
@@ -80,7 +80,7 @@ def onnx_download(model_id: str, recipe: Recipe) -> None:
             with st.spinner("Exporting to ONNX (torch.onnx.export; a few seconds)…"):
                 try:
                     model = cache.compressed(model_id, recipe).float_model
-                    data = onnx_bytes(model, uploads.spec(model_id).input_shape)
+                    data = onnx_bytes(model, catalogue.spec(model_id).input_shape)
                     built = {"key": key, "bytes": data, "error": None}
                 except Exception as exc:  # noqa: BLE001 - shown to the user with the reason
                     errors.log.exception("ONNX export failed")

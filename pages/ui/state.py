@@ -10,12 +10,14 @@ recipe into them, so other pages (Sweep, Sensitivity) can hand a recipe to Explo
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 
 import streamlit as st
 
 from compress_core.models import DEFAULT_MODEL, REGISTRY
 from compress_core.recipe import PruneSpec, QuantSpec, Recipe
+from compress_core.records import EVAL_MODES
 
 # -- app-wide keys -------------------------------------------------------------------------------
 MODEL = "model_id"  # sidebar selectbox: the model every page works on
@@ -27,7 +29,7 @@ FULL_RUNS = "full_runs"  # counts full script runs; fragments compare it to tell
 CURVE_SEEN = "curve_seen_full_run"  # the full run the accuracy-curve fragment last rendered in
 CURVE_FAILED = "curve_failed"  # curve points that raised (skipped, so the background fill ends)
 STARTED = "session_started"
-ROUTED = "routed"  # set by app.py right before it runs a page; each page consumes it
+ROUTED = "routed"  # set by app.py right before it runs a page; each page consumes it (see routes.py)
 
 # -- Explore widgets -----------------------------------------------------------------------------
 W_KIND = "w_kind"
@@ -49,9 +51,8 @@ B_RECOVER = "b_recover"
 B_CLEAR_RATIOS = "b_clear_ratios"
 B_CLEAR_FINETUNE = "b_clear_finetune"
 B_UNPIN = "b_unpin_{}"  # one per pin, formatted with its index
-HAS_RESIDUAL = hasattr(PruneSpec(), "residual")  # present in builds with residual-stream structured pruning
 EXPLORE_WIDGETS = (W_KIND, W_CRITERION, W_SCOPE, W_SPARSITY, W_BITS, W_INT8, W_SCHEME, W_GRANULARITY, W_INT8_MODE,
-                   *((W_RESIDUAL,) if HAS_RESIDUAL else ()))
+                   W_RESIDUAL)
 
 # -- other pages' widgets and results ------------------------------------------------------------
 SENS_KIND = "sens_kind"  # "sparsity" or "bits"
@@ -73,7 +74,7 @@ SWEEP_CHART_SIZE = "sweep_chart_size"
 SWEEP_CHART_LATENCY = "sweep_chart_latency"
 EXPORT_ONNX = "export_onnx"  # {"key": (model, recipe_json), "bytes": ..., "error": ...}
 
-# -- sidebar upload box (pages/ui/uploads.py) -------------------------------------------------------
+# -- sidebar upload box (pages/ui/upload_box.py) ----------------------------------------------------
 UPLOAD_FILE = "upload_file"  # st.file_uploader
 UPLOAD_ARCH = "upload_arch"  # "auto-detect" or a zoo id
 UPLOAD_DATASET = "upload_dataset"  # asked only for graphs that match no zoo architecture
@@ -81,13 +82,15 @@ UPLOAD_ERROR = "upload_error"  # the last refusal's message, shown until the nex
 UPLOADED_IDS = "uploaded_ids"  # upload model ids registered by this session (the picker lists them)
 
 MAX_PINS = 4
-EVAL_MODES = ("quick", "full")
 SPARSITY_MAX_PCT = 95
 DEFAULT_RECIPE = Recipe(prune=PruneSpec(kind="unstructured"))
 
 
-def init() -> None:
-    """Run at the top of every full script run: count the run, and set up a new session from the URL."""
+def init(known: Callable[[str], bool]) -> None:
+    """Run at the top of every full script run: count the run, and set up a new session from the URL.
+
+    ``known(model_id)`` says whether a model id in a link can be shown (a zoo model, or an upload this
+    process still holds: ``catalogue.known``)."""
     ss = st.session_state
     ss[FULL_RUNS] = ss.get(FULL_RUNS, 0) + 1
     if ss.get(STARTED):
@@ -100,8 +103,6 @@ def init() -> None:
     ss[CURVE_FAILED] = set()
     params = st.query_params
     model = params.get("model", DEFAULT_MODEL)
-    from .uploads import known  # an upload id still held by this process is fine too
-
     if not known(model):
         notice(f"The link names an unknown model {model!r}; showing {DEFAULT_MODEL} instead. "
                f"Models: {', '.join(REGISTRY)}.")
@@ -121,26 +122,6 @@ def init() -> None:
                    "copy a fresh link from the address bar once the page shows what you want.")
     ss[RECIPE] = recipe.to_json()
     load_into_widgets(recipe)
-
-
-def mark_routed() -> None:
-    st.session_state[ROUTED] = True
-
-
-def require_router() -> None:
-    """First line of every page: make sure app.py (router, sidebar, state) ran in this script run.
-
-    With a ``pages/`` folder beside app.py, Streamlit starts in its legacy multipage mode until
-    ``st.navigation`` has been called once in the process, so the first run of a fresh server
-    opened on a deep link (``/sweep``), and every AppTest run after the first, executes the page
-    file alone. ``st.navigation`` switches that mode off; the rerun then goes through app.py.
-    """
-    if st.session_state.pop(ROUTED, False):
-        return
-    from .routes import sections
-
-    st.navigation(sections(), position="hidden")  # same pages, so the rerun stays on this one
-    st.rerun()
 
 
 def notice(text: str) -> None:
@@ -189,8 +170,7 @@ def load_into_widgets(recipe: Recipe) -> None:
     ss[W_SPARSITY] = min(ss[W_SPARSITY], SPARSITY_MAX_PCT)
     ss[W_BITS], ss[W_INT8] = q.bits, q.int8
     ss[W_SCHEME], ss[W_GRANULARITY], ss[W_INT8_MODE] = q.scheme, q.granularity, q.int8_mode
-    if HAS_RESIDUAL:
-        ss[W_RESIDUAL] = p.residual
+    ss[W_RESIDUAL] = p.residual
 
 
 def open_in_explore(recipe: Recipe) -> None:
@@ -212,9 +192,7 @@ def recipe_from_widgets(base: Recipe) -> Recipe:
     ss = st.session_state
     bits = int(ss[W_BITS])
     prune = replace(base.prune, kind=ss[W_KIND], criterion=ss[W_CRITERION], scope=ss[W_SCOPE],
-                    sparsity=int(ss[W_SPARSITY]) / 100)
-    if HAS_RESIDUAL:
-        prune = replace(prune, residual=bool(ss[W_RESIDUAL]))
+                    sparsity=int(ss[W_SPARSITY]) / 100, residual=bool(ss[W_RESIDUAL]))
     quant = QuantSpec(bits=bits, scheme=ss[W_SCHEME], granularity=ss[W_GRANULARITY],
                       int8=bool(ss[W_INT8]) and bits == 8, int8_mode=ss[W_INT8_MODE])
     changed = (prune, quant) != (base.prune, base.quant)

@@ -1,17 +1,20 @@
-"""Widgets: each owns its session-state key (see ``state``) and returns plain values."""
+"""Widgets: each owns its session-state key (see ``state``) and returns plain values.
+
+The sidebar (model picker, upload box, evaluation size), Explore's recipe controls, the metric cards
+and the notes on what was simulated, and the labels the other panels share.
+"""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from compress_core.models import REGISTRY
 from compress_core.paths import cache_dir, data_dir, downloads_allowed
 from compress_core.plots import human_bytes
 from compress_core.recipe import BITS, CRITERIA, GRANULARITIES, INT8_MODES, SCHEMES, SCOPES, Recipe
+from compress_core.records import EVAL_MODES, size_is_estimate
 
-from . import cache, state, uploads
+from . import cache, catalogue, state, upload_box
 
-DATASETS = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
 KIND_LABELS = {"unstructured": "Unstructured (weights)", "structured": "Structured (channels)",
                "none": "None"}
 CRITERION_LABELS = {"random": "Random (baseline)", "l1": "Magnitude |w| (L1)", "l2": "Magnitude w² (L2)",
@@ -35,9 +38,9 @@ LOGO = "data:image/svg+xml;utf8," + _LOGO_SVG.replace("#", "%23").replace("<", "
 
 
 def missing_weights_message(model_id: str) -> str:
-    if uploads.is_upload(model_id):
+    if catalogue.is_upload(model_id):
         return f"The uploaded model {model_id} is no longer loaded: upload the file again in the sidebar."
-    spec = uploads.spec(model_id)
+    spec = catalogue.spec(model_id)
     root = data_dir()
     where = f"COMPRESS_DATA_DIR ({root})" if root else "a folder named by COMPRESS_DATA_DIR (not set)"
     fetch = ("They will download once, sha256-checked, when you open a page."
@@ -50,26 +53,27 @@ def missing_weights_message(model_id: str) -> str:
 def sidebar() -> tuple[str, str, bool]:
     """Model picker with its facts, and the evaluation size. Returns (model_id, eval mode, usable)."""
     st.logo(LOGO, size="large")
-    uploads.drop_if_evicted()
+    upload_box.drop_if_evicted()
     with st.sidebar:
-        st.selectbox("Model", options=[*REGISTRY, *uploads.session_ids()], key=state.MODEL,
-                     format_func=uploads.label, on_change=state.on_model_change,
+        st.selectbox("Model", options=catalogue.choices(upload_box.session_ids()), key=state.MODEL,
+                     format_func=catalogue.label, on_change=state.on_model_change,
                      help="Every page works on this model.")
         model_id = state.model_id()
-        spec = uploads.spec(model_id)
+        spec = catalogue.spec(model_id)
         ref = f"{spec.reference_accuracy:.2%}" if spec.reference_accuracy is not None else "n/a"
-        st.caption(f"**{DATASETS.get(spec.dataset, spec.dataset)}** · {spec.params:,} parameters · "
+        st.caption(f"**{catalogue.dataset_name(spec.dataset)}** · {spec.params:,} parameters · "
                    f"reference top-1 **{ref}**", help=spec.reference_source)
-        uploads.upload_box()
-        usable = uploads.usable(model_id)
+        upload_box.upload_box()
+        usable = catalogue.usable(model_id)
         if not usable:
             st.warning(missing_weights_message(model_id), icon=":material/download_for_offline:")
-            usable = downloads_allowed() and bool(spec.weights_url) and not uploads.is_upload(model_id)
-        st.radio("Evaluation", state.EVAL_MODES, key=state.EVAL, horizontal=True,
+            usable = downloads_allowed() and bool(spec.weights_url) and not catalogue.is_upload(model_id)
+        st.radio("Evaluation", EVAL_MODES, key=state.EVAL, horizontal=True,
                  format_func=lambda m: "Quick · 1,000 images" if m == "quick" else "Full test set",
                  help="Quick: a fixed stratified subset (accuracy shown with its 95 % CI). Full: every test "
                       "image, slower.")
-        st.caption(f"Latency on {cache.startup_threads()} torch thread(s), batch 1 · results cached per recipe")
+        st.caption(f"Latency on {cache.startup_threads()} torch thread(s), batch {cache.LATENCY_BATCH} · "
+                   "results cached per recipe")
     return model_id, state.eval_mode(), usable
 
 
@@ -77,7 +81,7 @@ def sidebar() -> tuple[str, str, bool]:
 def recipe_controls() -> None:
     """Explore's recipe widgets (values live in ``state.W_*``; read them with ``state.recipe_from_widgets``)."""
     ss = st.session_state
-    if not uploads.prunable(state.model_id()):
+    if not catalogue.prunable(state.model_id()):
         st.info("This uploaded model is a compiled graph (TorchScript or torch.export) that matches no zoo "
                 "architecture: PruneScope can only evaluate it as uploaded (dense, fp32). Pruning and quantization "
                 "need nn.Conv2d/nn.Linear modules; upload its state_dict to compress it.",
@@ -115,10 +119,9 @@ def recipe_controls() -> None:
                      format_func=lambda g: g.replace("_", "-"), help="One scale per output channel, or per tensor.")
             d3.selectbox("int8 backend", list(INT8_MODES), key=state.W_INT8_MODE, disabled=not ss[state.W_INT8],
                          help="auto: static for conv nets, dynamic for Linear-only nets.")
-            if state.HAS_RESIDUAL:
-                d4.toggle("Prune residual streams", key=state.W_RESIDUAL, disabled=ss[state.W_KIND] != "structured",
-                          help="Structured only. On: residual channels go too (smaller and faster, more accuracy "
-                               "lost). Off: only each block's inner channels.")
+            d4.toggle("Prune residual streams", key=state.W_RESIDUAL, disabled=ss[state.W_KIND] != "structured",
+                      help="Structured only. On: residual channels go too (smaller and faster, more accuracy "
+                           "lost). Off: only each block's inner channels.")
 
 
 # -- results ------------------------------------------------------------------------------------
@@ -150,7 +153,7 @@ def metric_cards(res: dict) -> None:
         st.metric("Non-zero parameters", f"{res['params_nonzero']:,}", delta, **_delta_style(delta))
         st.caption(f"of {res['params_total']:,} stored · dense {res['dense_params']:,}")
     with s.container(border=True):
-        estimated = "estimate" in str(res.get("size_method", "")).lower()
+        estimated = size_is_estimate(res.get("size_method"))
         delta = _pct_change(res["size_bytes"], res["dense_size_bytes"])
         st.metric("File size" + (" (estimated)" if estimated else ""), human_bytes(res["size_bytes"]), delta,
                   **_delta_style(delta))
@@ -169,7 +172,7 @@ def metric_cards(res: dict) -> None:
 def honesty_notes(res: dict) -> None:
     """Everything simulated or estimated in this result, on screen."""
     items = list(res.get("simulated") or [])
-    if "estimate" in str(res.get("size_method", "")).lower():
+    if size_is_estimate(res.get("size_method")):
         items.append(f"file size: {res['size_method']}")
     if not items:
         st.caption(":material/verified: Every number above is measured on this machine; nothing is simulated.")
@@ -178,6 +181,6 @@ def honesty_notes(res: dict) -> None:
 
 
 def recipe_summary(recipe: Recipe, model_id: str, res: dict | None = None) -> None:
-    spec = uploads.spec(model_id)
+    spec = catalogue.spec(model_id)
     where = f" · eval set `{res['eval_set']}`" if res else ""
     st.caption(f"**{spec.name}** · recipe **{recipe.label()}**{where}")

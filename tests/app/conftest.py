@@ -21,8 +21,8 @@ def warm_server_navigation(monkeypatch: pytest.MonkeyPatch) -> None:
 
     With a ``pages/`` folder beside app.py, Streamlit runs in its legacy multipage mode until the
     first ``st.navigation`` call of the process; a real server pays that once, but AppTest resets it
-    before every run, so each run after the first would execute the page file alone (app.py's
-    ``state.require_router`` then reruns through app.py, which drops one-shot button clicks). The
+    before every run, so each run after the first would execute the page file alone (each page's
+    ``routes.require_router`` then reruns through app.py, which drops one-shot button clicks). The
     first-run path itself is covered by ``test_shell.test_a_deep_link_on_a_fresh_server_...``.
     """
     def init(self, *args, **kwargs) -> None:

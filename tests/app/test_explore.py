@@ -95,12 +95,6 @@ def test_per_layer_ratios_are_shown_and_can_be_cleared():
 
 
 def test_residual_stream_toggle_is_part_of_the_structured_recipe(app):
-    from pages.ui import state
-
-    if not state.HAS_RESIDUAL:
-        import pytest
-
-        pytest.skip("this build's PruneSpec has no residual option")
     assert app.toggle(key="w_residual").disabled  # unstructured: not applicable
     app.radio(key="w_kind").set_value("structured").run()
     app.slider(key="w_sparsity_pct").set_value(30).run()

@@ -11,7 +11,7 @@ from torch import nn
 
 from compress_core.models import load
 from compress_core.uploads import UploadError
-from pages.ui import uploads
+from pages.ui import catalogue
 
 from .conftest import metric_values, new_app, texts
 
@@ -40,28 +40,28 @@ def upload(at, name: str, data: bytes):
 
 # -- the registry, without Streamlit's script runner --------------------------------------------------
 def test_register_gives_a_stable_id_a_label_and_a_workbench(lenet_bytes):
-    entry = uploads.register(lenet_bytes, "mine.safetensors")
+    entry = catalogue.register(lenet_bytes, "mine.safetensors")
     assert entry.model_id.startswith("upload-") and len(entry.model_id) == len("upload-") + 8
-    assert uploads.register(lenet_bytes, "mine.safetensors") is entry  # one load per file
+    assert catalogue.register(lenet_bytes, "mine.safetensors") is entry  # one load per file
     assert entry.label == "Uploaded: mine.safetensors (LeNet-5 (MNIST) architecture)"
-    assert uploads.lookup(entry.model_id) is entry and uploads.known(entry.model_id) and entry.prunable
-    assert uploads.spec(entry.model_id).input_shape == (1, 28, 28)
-    wb = uploads.build_workbench(entry.model_id)
+    assert catalogue.lookup(entry.model_id) is entry and catalogue.known(entry.model_id) and entry.prunable
+    assert catalogue.spec(entry.model_id).input_shape == (1, 28, 28)
+    wb = catalogue.build_workbench(entry.model_id)
     assert wb.model_id == entry.model_id and wb.artifact_id == "lenet5-mnist"
 
 
 def test_a_refused_file_raises_the_loader_message_and_registers_nothing():
     with pytest.raises(UploadError, match="not an accepted format"):
-        uploads.register(b"not a model at all", "junk.pt")
+        catalogue.register(b"not a model at all", "junk.pt")
     with pytest.raises(ValueError, match="no longer loaded"):
-        uploads.spec("upload-00000000")
+        catalogue.spec("upload-00000000")
 
 
 def test_an_opaque_graph_needs_a_dataset(opaque_pt2):
     with pytest.raises(ValueError, match="choose the dataset"):
-        uploads.register(opaque_pt2, "tiny.pt2")
-    entry = uploads.register(opaque_pt2, "tiny.pt2", dataset="mnist")
-    assert entry.model_id.endswith("-mnist") and not entry.prunable and uploads.artifact_id(entry.model_id) is None
+        catalogue.register(opaque_pt2, "tiny.pt2")
+    entry = catalogue.register(opaque_pt2, "tiny.pt2", dataset="mnist")
+    assert entry.model_id.endswith("-mnist") and not entry.prunable and catalogue.artifact_id(entry.model_id) is None
 
 
 # -- the sidebar flow (AppTest) --------------------------------------------------------------------------
@@ -71,7 +71,7 @@ def test_uploading_a_lenet5_state_dict_selects_it_and_explore_measures_it(app, l
     assert not app.exception and not app.error, texts(app.error)
     model_id = app.session_state["model_id"]
     assert model_id.startswith("upload-") and app.query_params["model"] == model_id
-    label = uploads.label(model_id)  # the file name of the first upload of these bytes in this process
+    label = catalogue.label(model_id)  # the file name of the first upload of these bytes in this process
     assert label.startswith("Uploaded: ") and label.endswith(".safetensors (LeNet-5 (MNIST) architecture)")
     assert label in app.selectbox(key="model_id").options
     assert metric_values(app)["Top-1 accuracy"] == zoo["Top-1 accuracy"]  # same weights, same accuracy
