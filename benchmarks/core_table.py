@@ -16,15 +16,12 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import compress_core  # noqa: E402,F401
-from compress_core import models  # noqa: E402
-from compress_core.pipeline import Workbench  # noqa: E402
-from compress_core.recipe import PruneSpec, QuantSpec, Recipe  # noqa: E402
-from compress_core.runtime import configure_threads  # noqa: E402
+import compress_core  # noqa: F401
+from compress_core import models
+from compress_core.pipeline import Workbench
+from compress_core.recipe import PruneSpec, QuantSpec, Recipe
+from compress_core.runtime import configure_threads
 
 RECIPES = [
     Recipe(),

@@ -12,16 +12,12 @@ Prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import compress_core  # noqa: E402,F401
-from compress_core.pipeline import Workbench  # noqa: E402
-from compress_core.recipe import FinetuneSpec, PruneSpec, QuantSpec, Recipe  # noqa: E402
-from compress_core.runtime import configure_threads  # noqa: E402
+import compress_core  # noqa: F401
+from compress_core.pipeline import Workbench
+from compress_core.recipe import FinetuneSpec, PruneSpec, QuantSpec, Recipe
+from compress_core.runtime import configure_threads
 
 ANCHOR = {"lenet300-mnist": "40× (Han et al. 2016)", "lenet5-mnist": "39× (Han et al. 2016)"}
 

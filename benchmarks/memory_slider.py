@@ -14,13 +14,10 @@ import argparse
 import gc
 import itertools
 import os
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("PRUNESCOPE_OFFLINE", "1")
 
 from slider_latency import warm_server_navigation  # noqa: E402

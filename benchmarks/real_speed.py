@@ -21,11 +21,7 @@ import argparse
 import copy
 import os
 import platform
-import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import compress_core  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PRUNESCOPE_OFFLINE", "1")
 
 from streamlit.runtime.pages_manager import PagesManager  # noqa: E402

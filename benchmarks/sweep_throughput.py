@@ -19,23 +19,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import pandas as pd
 
-import compress_core  # noqa: E402,F401  (sets OMP_WAIT_POLICY before torch loads)
-import pandas as pd  # noqa: E402
-
-from compress_core import models  # noqa: E402
-from compress_core.pipeline import Workbench  # noqa: E402
-from compress_core.recipe import Recipe  # noqa: E402
-from compress_core.runtime import configure_threads  # noqa: E402
-from compress_core.store import ResultStore  # noqa: E402
-from compress_core.sweep import grid, run_sweep  # noqa: E402
+import compress_core  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
+from compress_core import models
+from compress_core.pipeline import Workbench
+from compress_core.recipe import Recipe
+from compress_core.runtime import configure_threads
+from compress_core.store import ResultStore
+from compress_core.sweep import grid, run_sweep
 
 PHASES = ("compress_s", "eval_s", "size_s", "latency_s")
 

@@ -193,7 +193,7 @@ def _progress_bar(desc: str):
 def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.artifact:
-        from .artifact import evaluate_artifact
+        from .saved import evaluate_artifact
 
         result = evaluate_artifact(args.artifact, mode=args.eval, latency_batch=args.batch,
                                    latency_budget_s=args.latency_budget, measure_latency=not args.no_latency)
@@ -330,3 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: {exc.strerror or exc} {getattr(exc, 'filename', '') or ''}".rstrip(), file=sys.stderr)
         return 2
+
+
+def console() -> None:
+    """The ``prunescope`` command (installed by ``pip install -e .``): ``python -m compress_core``."""
+    sys.exit(main())

@@ -36,6 +36,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from .models.cifar_resnet import PadShortcut
+from .prune.scatter import ChannelScatter
+from .recipe import QuantSpec
+from .records import Calibration, Compressed
+
 MODES = ("auto", "static", "dynamic")
 SEP = "::"
 
@@ -103,9 +108,6 @@ def quantize_static(float_model: nn.Module, example: torch.Tensor, calib: list[t
     from torch.ao.quantization.fx.custom_config import PrepareCustomConfig
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
-    from .models.cifar_resnet import PadShortcut
-    from .prune.structured import ChannelScatter
-
     engine = _use_engine()
     # Option-A shortcuts have no int8 kernel: keep each one a single fp32 module in the graph.
     custom = PrepareCustomConfig().set_non_traceable_module_classes([PadShortcut, ChannelScatter])
@@ -152,15 +154,16 @@ def _fp32_ops(model: nn.Module) -> list[str]:
     return names
 
 
-def convert_int8(comp: Any, spec: Any, calib: list[torch.Tensor] | None) -> None:
+def convert_int8(comp: Compressed, q: QuantSpec, calibration: Calibration,
+                 input_shape: tuple[int, ...] | None = None) -> None:
     """Set ``comp.model`` to the int8 version of ``comp.float_model``, with kernels label and notes."""
-    q = comp.recipe.quant
     mode = resolve_mode(comp.float_model, q.int8_mode)
+    calib = calibration.images
     if mode == "static":
         if not calib:
             raise ValueError("static int8 needs calibration images (training data), which are not available "
                              "for this model; use int8 mode 'dynamic' or provide the data folder")
-        example = calib[0][:1] if spec is None else torch.zeros(1, *spec.input_shape)
+        example = calib[0][:1] if input_shape is None else torch.zeros(1, *input_shape)
         comp.model = quantize_static(comp.float_model, example, calib)
         n_images = sum(len(x) for x in calib)
         comp.kernels = f"int8-{backend()}-static"
@@ -200,7 +203,7 @@ def _flatten_value(key: str, value: Any, out: dict[str, torch.Tensor]) -> None:
         raise ValueError(f"int8 state entry {key!r} has unsupported type {type(value).__name__}")
 
 
-def int8_state(comp: Any) -> dict[str, torch.Tensor]:
+def int8_state(comp: Compressed) -> dict[str, torch.Tensor]:
     """The int8 model's state as plain tensors that safetensors can store (key scheme: module docstring)."""
     out: dict[str, torch.Tensor] = {}
     for key, value in comp.model.state_dict().items():

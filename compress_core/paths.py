@@ -83,8 +83,18 @@ def locate(relpath: str, sha256: str | None, url: str | None = None,
         f"or set COMPRESS_DATA_DIR to a folder laid out like shared/data that holds {relpath}")
 
 
-def fetch(url: str, dest: Path, sha256: str | None, opener: Callable[[str], object] | None = None) -> Path:
-    """Download ``url`` to ``dest`` with a progress bar, verifying sha256 before the file appears."""
+def sha256_matches(path: Path, sha256: str | None = None, prefix: str | None = None) -> bool:
+    """Whether the file's sha256 is ``sha256`` (or starts with ``prefix``, torch.hub's naming rule)."""
+    if not sha256 and not prefix:
+        return True
+    digest = sha256_of(path)
+    return digest == sha256 if sha256 else digest.startswith(prefix or "")
+
+
+def fetch(url: str, dest: Path, sha256: str | None, opener: Callable[[str], object] | None = None,
+          sha256_prefix: str | None = None) -> Path:
+    """Download ``url`` to ``dest`` with a progress bar, verifying sha256 (or its prefix) before the
+    file appears; a failed download leaves nothing behind. The one downloader of the project."""
     from tqdm.auto import tqdm
 
     opener = opener or (lambda u: urllib.request.urlopen(u, timeout=60))  # noqa: S310 (fixed https URLs)
@@ -99,8 +109,11 @@ def fetch(url: str, dest: Path, sha256: str | None, opener: Callable[[str], obje
                     out.write(block)
                     digest.update(block)
                     bar.update(len(block))
-        if sha256 and digest.hexdigest() != sha256:
-            raise OSError(f"sha256 mismatch for {url}: got {digest.hexdigest()[:12]}…, expected {sha256[:12]}…")
+        got = digest.hexdigest()
+        if (sha256 and got != sha256) or (sha256_prefix and not got.startswith(sha256_prefix)):
+            expected = (sha256 or sha256_prefix or "")[:12]
+            raise OSError(f"sha256 mismatch for {url}: got {got[:12]}…, expected {expected}… "
+                          "(invalid hash value; the download was discarded)")
         shutil.move(tmp_name, dest)
     finally:
         if os.path.exists(tmp_name):

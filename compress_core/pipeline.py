@@ -1,10 +1,10 @@
-"""Recipe in, Result out.
+"""Recipe in, Result out: the orchestrator at the top of the core.
 
-``apply_recipe(model, recipe, ...)`` returns a ``Compressed`` model built on a deep copy (the
-input model is never changed). ``Workbench`` holds one loaded model with its caches (dense
-predictions, importance orderings, latencies per structure, results per recipe) and turns a
-Recipe into a ``Result`` of measured values. It is thread-safe: the dashboard shares one
-Workbench per model between sessions.
+``Workbench`` holds one loaded model with its caches (dense predictions, importance orderings,
+latencies per structure, results and expensive compressed models per recipe), runs a Recipe's
+stages (``stages.apply_recipe``) on a deep copy and turns it into a ``Result`` of measured values.
+It is thread-safe: the dashboard shares one Workbench per model between sessions, and its result
+cache (with the non-computing ``peek``) is the only one the dashboard reads.
 """
 
 from __future__ import annotations
@@ -20,101 +20,19 @@ from torch import nn
 
 from . import data as data_mod
 from . import measure
-from .models import ModelSpec, get_spec
-from .models import load as load_model
-from .prune import importance
-from .prune.unstructured import apply_masks_, masks_from_scores, prunable_layers
-from .quantize import QTensor, describe, quantize_weights_
+from .artifact import artifact_bytes
+from .models import REGISTRY, ModelSpec, get_spec
 from .lru import LRU
+from .models import load as load_model
+from .prune import criteria
+from .prune.layers import prunable_layers
 from .recipe import PruneSpec, Recipe
-from .records import SIZE_ARTIFACT, SIZE_ESTIMATE, Compressed, Progress, Result
+from .records import NO_CALIBRATION, SIZE_ARTIFACT, SIZE_ESTIMATE, Calibration, Compressed, Progress, Result
+from .stages import apply_recipe, prune_stage, quantize_stage
+
 
 def _structure_key(model: nn.Module, kernels: str) -> tuple:
     return (kernels, tuple((k, tuple(v.shape)) for k, v in model.state_dict().items() if hasattr(v, "shape")))
-
-
-def apply_recipe(model: nn.Module, recipe: Recipe, spec: ModelSpec | None = None,
-                 calib: list[torch.Tensor] | None = None,
-                 labelled: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
-                 score_cache: Callable[[list, PruneSpec], tuple[list, torch.Tensor | None]] | None = None,
-                 teacher: nn.Module | None = None, progress: Progress | None = None) -> Compressed:
-    """Apply ``recipe`` to a deep copy of ``model``. ``calib``/``labelled`` are training batches for
-    data-driven criteria and int8 calibration; ``score_cache`` may supply precomputed scores."""
-    out = prune_stage(model, recipe, spec, calib, labelled, score_cache, teacher, progress)
-    quantize_stage(out, spec, calib)
-    return out
-
-
-def prune_stage(model: nn.Module, recipe: Recipe, spec: ModelSpec | None = None,
-                calib: list[torch.Tensor] | None = None,
-                labelled: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
-                score_cache: Callable | None = None, teacher: nn.Module | None = None,
-                progress: Progress | None = None) -> Compressed:
-    """Prune (and fine-tune, per the recipe's schedule) a deep copy of ``model``; no quantization yet."""
-    work = copy.deepcopy(model).eval()
-    out = Compressed(model=work, float_model=work, recipe=recipe)
-    p, ft = recipe.prune, recipe.finetune
-    if p.active and ft is not None and ft.schedule != "oneshot":
-        from .finetune import prune_with_schedule
-
-        prune_with_schedule(out, spec, calib, labelled, teacher, progress)
-    else:
-        if p.active:
-            _prune_once(out, spec, calib, labelled, score_cache)
-        if ft is not None:
-            from .finetune import finetune_
-
-            finetune_(out, spec, teacher, progress)
-    if p.active and p.kind == "unstructured":
-        out.simulated.append("unstructured zeros are stored in dense tensors: same kernels and latency as dense")
-    return out
-
-
-def quantize_stage(out: Compressed, spec: ModelSpec | None, calib: list[torch.Tensor] | None) -> None:
-    """Apply the recipe's quantization to ``out.float_model`` in place (simulated k-bit, fp16 or int8)."""
-    q = out.recipe.quant
-    layers = prunable_layers(out.float_model, skip=())
-    if q.active and not layers:
-        raise ValueError("this model has no Conv2d/Linear module to quantize (an uploaded TorchScript or torch.export "
-                         "graph that matches no zoo architecture has none): upload its state_dict instead")
-    if q.int8:
-        from .int8 import convert_int8
-
-        convert_int8(out, spec, calib)
-    elif q.bits < 32:
-        out.qcodes = quantize_weights_(layers, q)
-        out.simulated.append(describe(q) + "; latency is that of the fp32 kernels")
-
-
-def _prune_once(out: Compressed, spec: ModelSpec | None, calib, labelled, score_cache) -> None:
-    p = out.recipe.prune
-    if not prunable_layers(out.float_model, ()):
-        raise ValueError("this model has no Conv2d/Linear module to prune (an uploaded TorchScript or torch.export "
-                         "graph that matches no zoo architecture has none): upload its state_dict instead")
-    if p.kind == "structured":
-        from .prune.structured import structured_prune_
-
-        if spec is None:
-            raise ValueError("structured pruning needs the model spec (input shape)")
-        out.structure = structured_prune_(out.float_model, p, spec.input_shape, calib=calib, labelled=labelled)
-        out.model = out.float_model
-        return
-    layers = prunable_layers(out.float_model, p.skip)
-    if not layers:
-        raise ValueError("this model has no prunable Conv2d/Linear layer left after the skip list")
-    if score_cache is not None:
-        scores, order = score_cache(layers, p)
-    else:
-        scores, order = score_layers(out.float_model, layers, p, calib, labelled), None
-    out.masks = masks_from_scores(layers, scores, p, global_order=order)
-    apply_masks_(layers, out.masks)
-
-
-def score_layers(model: nn.Module, layers, p: PruneSpec, calib, labelled) -> list[torch.Tensor]:
-    batches = labelled if p.criterion == "taylor" else calib
-    if p.criterion in importance.NEEDS_DATA and not batches:
-        raise ValueError(f"the {p.criterion} criterion needs training data, which is not available for this model")
-    return importance.compute(p.criterion, model, layers, batches=batches, seed=p.seed)
 
 
 def expensive(recipe: Recipe) -> bool:
@@ -167,6 +85,10 @@ class Workbench:
             return [(s.x[i:min(i + 64, n)], s.y[i:min(i + 64, n)]) for i in range(0, n, 64)]
         return data_mod.labelled_batches(self.spec.dataset, self.calib_samples)
 
+    def calibration(self) -> Calibration:
+        """The calibration bundle every stage gets: training images, with labels where there are some."""
+        return Calibration(self.calib(), self.labelled())
+
     def dense_predictions(self, data: data_mod.TensorSet) -> torch.Tensor:
         with self._lock:
             if data.name not in self._dense_preds:
@@ -192,37 +114,34 @@ class Workbench:
                 scoring_model = copy.deepcopy(self.model)  # taylor needs grads: never on the shared model
                 modules = dict(scoring_model.named_modules())
                 score_layers_ = [(n, modules[n]) for n in base_layers]
-                needs = p.criterion in importance.NEEDS_DATA
-                scores = score_layers(scoring_model, score_layers_, p,
-                                      self.calib() if needs else None, self.labelled() if needs else None)
+                calib = self.calibration() if criteria.needs_data(p.criterion) else NO_CALIBRATION
+                scores = criteria.weight_scores(p.criterion, scoring_model, score_layers_, calib, p.seed)
                 order = torch.argsort(torch.cat([s.flatten() for s in scores]), stable=True)
                 self._scores[key] = (scores, order)
             return self._scores[key]
 
     # -- the main entry point -----------------------------------------------------------------
     def compress(self, recipe: Recipe, progress: Progress | None = None) -> Compressed:
-        needs_data = (recipe.prune.active and (recipe.prune.criterion in importance.NEEDS_DATA
+        needs_data = (recipe.prune.active and (criteria.needs_data(recipe.prune.criterion)
                                                or recipe.prune.kind == "structured")) \
             or recipe.quant.int8 or recipe.finetune is not None
-        calib = self.calib() if needs_data else None
-        labelled = self.labelled() if needs_data else None
+        calib = self.calibration() if needs_data else NO_CALIBRATION
         if recipe.finetune is None:
-            return apply_recipe(self.model, recipe, self.spec, calib=calib, labelled=labelled,
-                                score_cache=self._score_cache, teacher=self.model, progress=progress)
+            return apply_recipe(self.model, recipe, self.spec, calib, scores=self._score_cache, teacher=self.model,
+                                progress=progress)
         # Fine-tuning takes seconds to minutes: keep the tuned float model, so that another bit-width
         # (or int8) on top of the same pruning + fine-tuning only re-quantizes.
         key = (recipe.prune, recipe.finetune)
         tuned = self._tuned.get(key)
         if tuned is None:
-            tuned = prune_stage(self.model, recipe, self.spec, calib, labelled, self._score_cache, self.model,
-                                progress)
+            tuned = prune_stage(self.model, recipe, self.spec, calib, self._score_cache, self.model, progress)
             self._tuned.put(key, tuned)
         elif progress is not None:
             progress(1.0, "reused the fine-tuned model of an identical pruning + fine-tuning recipe")
         float_model = copy.deepcopy(tuned.float_model)
         out = Compressed(model=float_model, float_model=float_model, recipe=recipe, masks=dict(tuned.masks),
                          simulated=list(tuned.simulated), structure=tuned.structure, history=list(tuned.history))
-        quantize_stage(out, self.spec, calib)
+        quantize_stage(out, recipe.quant, calib, self.spec.input_shape)
         return out
 
     def evaluate(self, recipe: Recipe, mode: str = "quick", latency_batch: int = 1, threads: int | None = None,
@@ -239,15 +158,7 @@ class Workbench:
 
         t0 = time.perf_counter()
         data = self.eval_data(mode)
-        ref = self.dense_predictions(data)
-        preds = self.predict(comp.model, comp.kernels, data)
-        acc = measure.accuracy(preds, data.y, ref)
-        dense_acc = measure.accuracy(ref, data.y)
-        labelled = getattr(data, "labelled", True)
-        if not labelled:  # agreement with the dense model is all that unlabelled images can tell
-            nan = float("nan")
-            acc = dataclasses.replace(acc, accuracy=nan, ci_low=nan, ci_high=nan)
-            dense_acc = dataclasses.replace(dense_acc, accuracy=nan)
+        acc, dense_acc = self._accuracies(comp, data)
         timings["eval_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -265,15 +176,7 @@ class Workbench:
             dense_lat, _ = self.latency_of(self.model, "fp32", latency_batch, threads, latency_budget_s)
             timings["latency_s"] = time.perf_counter() - t0
 
-        simulated = list(comp.simulated)
-        if self.eval_override is not None:
-            simulated.append(f"evaluated on {len(data)} user images ({data.name}); calibration and importance "
-                             "data come from the same images")
-            if not labelled:
-                simulated.append("unlabelled images: accuracy is not measured (NaN); agreement is the fraction "
-                                 "of images whose top-1 class matches the dense model's")
-        elif mode == "quick":
-            simulated.append(f"accuracy on a stratified subset of {len(data)} test images (95 % CI shown)")
+        simulated = [*comp.simulated, *self._eval_notes(data, mode)]
         result = Result(
             model=self.model_id, recipe=recipe.to_dict(), recipe_label=recipe.label(), eval_set=data.name,
             eval_samples=len(data), accuracy=acc.accuracy, accuracy_ci_low=acc.ci_low,
@@ -289,6 +192,27 @@ class Workbench:
         if compressed is None:
             self._results.put(key, result)
         return result
+
+    def _accuracies(self, comp: Compressed, data: data_mod.TensorSet) -> tuple[measure.Accuracy, measure.Accuracy]:
+        """(compressed, dense) accuracy on ``data``; NaN where the images are unlabelled (agreement only)."""
+        ref = self.dense_predictions(data)
+        acc = measure.accuracy(self.predict(comp.model, comp.kernels, data), data.y, ref)
+        dense_acc = measure.accuracy(ref, data.y)
+        if not getattr(data, "labelled", True):  # agreement with the dense model is all they can tell
+            nan = float("nan")
+            acc = dataclasses.replace(acc, accuracy=nan, ci_low=nan, ci_high=nan)
+            dense_acc = dataclasses.replace(dense_acc, accuracy=nan)
+        return acc, dense_acc
+
+    def _eval_notes(self, data: data_mod.TensorSet, mode: str) -> list[str]:
+        if self.eval_override is not None:
+            notes = [f"evaluated on {len(data)} user images ({data.name}); calibration and importance data come "
+                     "from the same images"]
+            if not getattr(data, "labelled", True):
+                notes.append("unlabelled images: accuracy is not measured (NaN); agreement is the fraction of "
+                             "images whose top-1 class matches the dense model's")
+            return notes
+        return [f"accuracy on a stratified subset of {len(data)} test images (95 % CI shown)"] if mode == "quick" else []
 
     def peek(self, recipe: Recipe, mode: str = "quick", latency_batch: int = 1, threads: int | None = None,
              measure_latency: bool = True) -> Result | None:
@@ -326,13 +250,7 @@ class Workbench:
         return measure.predictions(model, data)
 
     def size_of(self, comp: Compressed) -> tuple[int, str]:
-        """Bytes of the real compressed artefact file when the artefact format is available."""
-        try:
-            from .artifact import artifact_bytes
-        except ImportError:
-            return measure.zlib_size(comp.model), SIZE_ESTIMATE
-        from .models import REGISTRY
-
+        """Bytes of the real compressed artefact file; an estimate where no artefact format exists."""
         if self.artifact_id not in REGISTRY:  # an upload matched to no zoo architecture: no artefact format
             return measure.zlib_size(comp.model), SIZE_ESTIMATE
         return len(artifact_bytes(comp, self.artifact_id)), SIZE_ARTIFACT

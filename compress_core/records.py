@@ -33,9 +33,16 @@ Batches = list[torch.Tensor]
 LabelledBatches = list[tuple[torch.Tensor, torch.Tensor]]
 
 
+def span(progress: Progress | None, lo: float, hi: float, prefix: str = "") -> Progress | None:
+    """Map a [0, 1] progress callback onto [lo, hi] of the caller's, prefixing messages."""
+    if progress is None:
+        return None
+    return lambda f, msg: progress(lo + (hi - lo) * min(max(f, 0.0), 1.0), prefix + msg)
+
+
 def check_eval_mode(mode: object) -> str:
     if mode not in EVAL_MODES:
-        raise ValueError(f"eval mode must be 'quick' or 'full'; got {mode!r}")
+        raise ValueError(f"eval must be 'quick' or 'full' (the eval mode: a stratified subset or the whole test set); got {mode!r}")
     return mode  # type: ignore[return-value]
 
 

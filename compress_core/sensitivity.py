@@ -10,35 +10,30 @@ dense model on the same evaluation set; the shared model is never changed.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 import torch
 
 from . import measure
 from .pipeline import Workbench
-from .prune.unstructured import prunable_layers
+from .prune import PRUNERS
+from .prune.layers import prunable_layers
 from .quantize import quantize_weights_
 from .recipe import PruneSpec, QuantSpec, Recipe
+from .records import Progress
 
-Progress = Callable[[float, str], None]
 # Accuracies are fractions of n samples, so drops are multiples of 1/n up to float rounding
 # (0.983 - 0.973 = 0.01000000000000001): compare with this slack.
 _TOLERANCE = 1e-9
-_STRUCTURED_MODULE = "compress_core.prune.structured"  # built by another part of the project; optional
 
 
 def _layers_for(wb: Workbench, kind: str) -> list[tuple[str, torch.nn.Module]]:
-    if kind == "unstructured":
-        return prunable_layers(wb.model, skip=())
-    if kind == "structured":
-        if importlib.util.find_spec(_STRUCTURED_MODULE) is None:
-            raise ValueError("structured pruning is not available in this build (compress_core.prune.structured "
-                             "is missing); use kind='unstructured'")
-        return prunable_layers(wb.model, skip=("last",))  # the logits layer cannot lose output channels
-    raise ValueError(f"sensitivity kind must be 'unstructured' or 'structured'; got {kind!r}")
+    """The layers a one-at-a-time analysis of this prune kind visits (its pruner says which to leave out)."""
+    if kind not in PRUNERS:
+        raise ValueError(f"sensitivity kind must be one of {', '.join(PRUNERS)}; got {kind!r}")
+    return prunable_layers(wb.model, skip=PRUNERS[kind].sensitivity_skip)
 
 
 def _check_values(name: str, values: Sequence) -> list:

@@ -8,7 +8,6 @@ once, and skips rows the store already holds. ``pareto_front`` picks the non-dom
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from collections.abc import Callable, Sequence
 
@@ -22,10 +21,6 @@ from .records import check_eval_mode
 from .store import ResultStore, result_row, rows_frame
 
 OnResult = Callable[[int, int, dict], None]
-
-# Recipe features that live in optional modules, built by other parts of the project.
-_OPTIONAL = {"structured": "compress_core.prune.structured", "int8": "compress_core.int8"}
-
 
 def grid(kinds: list[str], sparsities: list[float], bits: list[int], criterion: str = "l1",
          scope: str = "global", int8: bool = False) -> list[Recipe]:
@@ -53,20 +48,11 @@ def grid(kinds: list[str], sparsities: list[float], bits: list[int], criterion: 
     return list(out)
 
 
-def _check_supported(recipes: Sequence[Recipe]) -> None:
-    """Fail before the first measurement, not an hour into a sweep, if a feature is not built."""
-    needs = set()
+def _check_recipes(recipes: Sequence[Recipe]) -> None:
+    """Fail before the first measurement, not an hour into a sweep."""
     for r in recipes:
         if not isinstance(r, Recipe):
             raise ValueError(f"run_sweep needs Recipe objects; got {type(r).__name__}")
-        if r.prune.active and r.prune.kind == "structured":
-            needs.add("structured")
-        if r.quant.int8:
-            needs.add("int8")
-    for feature in sorted(needs):
-        if importlib.util.find_spec(_OPTIONAL[feature]) is None:
-            raise ValueError(f"{feature} recipes are not available in this build ({_OPTIONAL[feature]} is missing); "
-                             f"leave them out of the sweep")
 
 
 def _check_args(mode: str, latency_batch: int, latency_budget_s: float) -> None:
@@ -94,7 +80,7 @@ def run_sweep(model_id: str, recipes: list[Recipe], mode: str = "quick", latency
         get_spec(model_id)  # unknown model -> ValueError listing the zoo
     _check_args(mode, latency_batch, latency_budget_s)
     recipes = list(recipes)
-    _check_supported(recipes)
+    _check_recipes(recipes)
     if workbench is not None and workbench.model_id != model_id:
         raise ValueError(f"the workbench holds {workbench.model_id!r}, not {model_id!r}")
     wb = workbench

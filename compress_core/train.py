@@ -19,8 +19,8 @@ from torch import nn
 from . import data as data_mod
 from . import measure
 from .paths import ASSETS_DIR, sha256_of
+from .records import Progress
 
-Progress = Callable[[float, str], None]
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, labels, inputs) -> loss
 
 

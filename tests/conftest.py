@@ -29,7 +29,15 @@ def has_cifar() -> bool:
     return d is not None and (d / "cifar10" / "test.npz").is_file() and (d / "weights").is_dir()
 
 
-needs_cifar = pytest.mark.skipif(not has_cifar(), reason="CIFAR-10 data dir absent (set COMPRESS_DATA_DIR)")
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The one ``data`` marker: tests that need the data dir (CIFAR-10 weights and images) skip cleanly
+    on a user's fresh clone, and run in CI where ../shared/data is present."""
+    if has_cifar():
+        return
+    skip = pytest.mark.skip(reason="CIFAR-10 data dir absent (set COMPRESS_DATA_DIR to a folder like ../shared/data)")
+    for item in items:
+        if "data" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

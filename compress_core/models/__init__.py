@@ -18,33 +18,11 @@ from torch import nn
 from ..paths import ASSETS_DIR, MissingFileError, locate
 from .cifar_resnet import CifarResNet
 from .lenet import LeNet5, LeNet300
+from .spec import ModelSpec
 from .torchvision_zoo import load_torchvision, model_ids as torchvision_ids, torchvision_available, torchvision_specs
 
 AKAMASTER = "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/"
 AKAMASTER_LICENSE = "BSD-2-Clause, (c) 2018 Yerlan Idelbayev (akamaster/pytorch_resnet_cifar10)"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    id: str
-    name: str
-    dataset: str  # key in compress_core.data: "mnist" or "cifar10"
-    input_shape: tuple[int, ...]  # one sample, CHW
-    num_classes: int
-    params: int
-    reference_accuracy: float | None  # fraction on the dataset's test set
-    reference_source: str
-    license: str
-    builder: Callable[[], nn.Module] = field(repr=False, compare=False)
-    weights_file: str = ""  # relative to COMPRESS_DATA_DIR / cache dir, or an assets/ file name
-    weights_sha256: str = ""
-    weights_url: str = ""
-    bundled: bool = False  # weights ship in assets/ (no data dir needed)
-
-    def card(self) -> dict:
-        """The bundled model's JSON card (accuracy, split, seed, reproduce command), if any."""
-        path = ASSETS_DIR / f"{self.id}.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _cifar(depth: int, sha: str, acc: float) -> ModelSpec:

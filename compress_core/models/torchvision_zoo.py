@@ -18,7 +18,6 @@ every place searched, the URL, and where to put it.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..paths import MissingFileError, cache_dir, data_dir, downloads_allowed
+from .spec import ModelSpec
+from ..paths import MissingFileError, cache_dir, data_dir, downloads_allowed, fetch, sha256_matches
 
 NAMES = ("resnet18", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0")
 TITLES = {"resnet18": "ResNet-18", "mobilenet_v2": "MobileNetV2",
@@ -99,8 +99,6 @@ def categories() -> list[str]:
 
 
 def _spec(name: str):
-    from . import ModelSpec  # imported here: models/__init__ defines ModelSpec before it calls us
-
     enum, url, params, acc1, _ = META[name]
     src = weights_source(name + SUFFIX)
     return ModelSpec(
@@ -132,16 +130,6 @@ def _candidates(file_name: str) -> list[Path]:
     return [r / file_name for r in roots]
 
 
-def _sha256_prefix_ok(path: Path, prefix: str) -> bool:
-    if not prefix:
-        return True
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest().startswith(prefix)
-
-
 def _download(src: WeightsSource, model_id: str, where: str) -> Path:
     dest = cache_dir() / "torchvision" / src.file_name
     try:
@@ -154,8 +142,8 @@ def _download(src: WeightsSource, model_id: str, where: str) -> Path:
             f"the cache dir {dest.parent} is not writable ({exc.strerror or exc}). Set COMPRESS_CACHE_DIR to a "
             f"writable folder, or put the file from {src.url} into {_candidates(src.file_name)[0].parent}") from None
     try:
-        torch.hub.download_url_to_file(src.url, str(dest), hash_prefix=src.hash_prefix or None, progress=True)
-    except Exception as exc:  # noqa: BLE001 - network, disk or hash errors: say what to do instead
+        fetch(src.url, dest, None, sha256_prefix=src.hash_prefix or None)
+    except OSError as exc:  # network, disk or hash errors: say what to do instead
         raise MissingFileError(
             f"{src.file_name} (weights of {model_id}) is not on disk (looked in {where}) and downloading it from "
             f"{src.url} failed: {exc}. Download it by hand and put it at {dest}") from None
@@ -168,7 +156,7 @@ def weights_path(model_id: str) -> Path:
     candidates = _candidates(src.file_name)
     for path in candidates:
         if path.is_file():
-            if not _sha256_prefix_ok(path, src.hash_prefix):
+            if not sha256_matches(path, prefix=src.hash_prefix):
                 raise MissingFileError(
                     f"{path} exists but its sha256 does not start with {src.hash_prefix} as its name promises; "
                     f"the file is corrupt or a different version: delete it and fetch it again from {src.url}")

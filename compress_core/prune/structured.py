@@ -30,127 +30,23 @@ blocks (Li et al. 2017).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import measure
 from ..recipe import PruneSpec
-from .importance import forward_and_unhook
+from ..records import NO_CALIBRATION, Calibration, StructureReport
+from . import criteria
+from .kinds import PruneContext, Pruned, Pruner, register
+from .layers import classifier, prunable_layers
 from .scatter import ChannelScatter, replace_pad_shortcuts_, scatter_pruner
+from .schedule import structured_step_fraction
 from .skeleton import apply_skeleton_, skeleton
-from .unstructured import prunable_layers
 
-CRITERIA = ("random", "l1", "l2", "taylor", "activation")
-
-
-PRODUCERS = (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm)
-
-
-def _per_channel(t: torch.Tensor) -> torch.Tensor:
-    return t.sum(dim=[d for d in range(t.dim()) if d != 1])
-
-
-def _collect(model: nn.Module, hook: Any) -> list:
-    return [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, PRODUCERS)]
-
-
-def _activation_stats(model: nn.Module, calib: Sequence[torch.Tensor]) -> dict[nn.Module, torch.Tensor]:
-    """Mean of max(output, 0) per output channel of every Conv/Linear/BatchNorm over the calibration
-    batches: the average activation the channel passes on through a ReLU."""
-    sums: dict[nn.Module, torch.Tensor] = {}
-    counts: dict[nn.Module, int] = {}
-
-    def hook(module: nn.Module, _inp: tuple, out: torch.Tensor) -> None:
-        sums[module] = sums.get(module, 0) + _per_channel(out.detach().clamp(min=0))
-        counts[module] = counts.get(module, 0) + out.numel() // out.shape[1]
-
-    forward_and_unhook(model, calib, _collect(model, hook))
-    return {m: s / counts[m] for m, s in sums.items()}
-
-
-def _taylor_stats(model: nn.Module, labelled) -> dict[nn.Module, torch.Tensor]:
-    """Molchanov et al. 2019 (Taylor FO on the layer outputs): per batch, (sum over positions of
-    a * dL/da)^2 for every output channel a, summed over batches. Squaring per batch keeps gradients
-    of opposite sign from cancelling; it estimates the loss change of switching the channel off."""
-    sums: dict[nn.Module, torch.Tensor] = {}
-
-    def hook(module: nn.Module, _inp: tuple, out: torch.Tensor) -> None:
-        act = out.detach()
-
-        def on_grad(grad: torch.Tensor) -> None:
-            sums[module] = sums.get(module, 0) + _per_channel(act * grad).pow(2)
-        out.register_hook(on_grad)
-
-    model.eval()  # gradient of the deployed model: BN statistics stay fixed
-    handles = _collect(model, hook)
-    try:
-        for x, y in labelled:
-            model.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
-    finally:
-        for h in handles:
-            h.remove()
-        model.zero_grad(set_to_none=True)
-    return sums
-
-
-def _stats_importance(stats: dict[nn.Module, torch.Tensor]) -> Any:
-    """A torch-pruning Importance from per-module output-channel statistics: per channel of a group,
-    the mean over the layers producing it (their BatchNorms when the group has BatchNorms)."""
-    import torch_pruning as tp
-
-    fn = tp.pruner.function
-    out_fns = {fn.prune_conv_out_channels, fn.prune_linear_out_channels, fn.prune_batchnorm_out_channels,
-               fn.prune_depthwise_conv_out_channels}
-
-    class StatsImportance(tp.importance.GroupMagnitudeImportance):
-        @torch.no_grad()
-        def __call__(self, group: Any) -> torch.Tensor | None:
-            found = [(dep.target.module, idxs, group[i].root_idxs) for i, (dep, idxs) in enumerate(group)
-                     if dep.handler in out_fns and dep.target.module in stats]
-            bns = [f for f in found if isinstance(f[0], nn.modules.batchnorm._BatchNorm)]
-            use = bns or found
-            if not use:
-                return None
-            return self._reduce([stats[m][idxs] for m, idxs, _ in use], [r for _, _, r in use])
-
-    return StatsImportance()
-
-
-def _score_groups(criterion: str, model: nn.Module, groups: list, calib, labelled) -> list[torch.Tensor | None]:
-    """Per-channel importance of every group, each normalised by its mean (comparable across groups)."""
-    import torch_pruning as tp
-
-    if criterion in ("l1", "l2"):
-        imp = tp.importance.GroupMagnitudeImportance(p=1 if criterion == "l1" else 2, normalizer=None)
-        raw = [imp(g) for g in groups]
-    elif criterion == "random":
-        raw = [torch.rand(len(g[0][1])) for g in groups]
-    elif criterion == "taylor":
-        if not labelled:
-            raise ValueError("the taylor criterion needs labelled training batches, which are not available here")
-        imp = _stats_importance(_taylor_stats(model, labelled))
-        raw = [imp(g) for g in groups]
-    elif criterion == "activation":
-        if not calib:
-            raise ValueError("the activation criterion needs calibration batches (training images)")
-        imp = _stats_importance(_activation_stats(model, calib))
-        raw = [imp(g) for g in groups]
-    else:
-        raise ValueError(f"unknown criterion {criterion!r}; choose one of: {', '.join(CRITERIA)}")
-    return [None if s is None else (s / s.mean() if s.mean() > 0 else s).detach().float().cpu() for s in raw]
-
-
-def _classifier(model: nn.Module) -> str:
-    """The layer that makes the logits: the last Linear, else the last Conv2d."""
-    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    linears = [n for n, m in layers if isinstance(m, nn.Linear)]
-    return linears[-1] if linears else layers[-1][0]
-
+__all__ = ["ChannelScatter", "StructuredPruner", "apply_skeleton_", "merge_reports", "skeleton", "structured_prune_"]
 
 def _is_residual(group: Any) -> bool:
     return any("AddBackward" in str(getattr(dep.target.module, "_grad_fn", "")) for dep, _ in group)
@@ -165,14 +61,14 @@ def _n_pruned(n: int, ratio: float, round_to: int | None) -> int:
     return n - keep
 
 
-def _plan(model: nn.Module, dg: Any, spec: PruneSpec, ignored: list[nn.Module], data: tuple,
+def _plan(model: nn.Module, dg: Any, spec: PruneSpec, ignored: list[nn.Module], calib: Calibration,
           residual: bool, round_to: int | None) -> tuple[list[tuple], list[str]]:
     """(root module, pruning fn, channel indices to remove) per group, and unused override names."""
     name_of = {m: n for n, m in model.named_modules()}
     overrides = dict(spec.layer_sparsity)
     groups = [g for g in dg.get_all_groups(ignored_layers=ignored, root_module_types=(nn.Conv2d, nn.Linear))
               if residual or not _is_residual(g)]
-    scores = _score_groups(spec.criterion, model, groups, *data) if groups else []
+    scores = criteria.group_scores(spec.criterion, model, groups, calib, spec.seed) if groups else []
     records = []  # (root, fn, importance, ratio or None for the global pool)
     used: set[str] = set()
     for group, imp in zip(groups, scores, strict=True):
@@ -229,16 +125,14 @@ def _check_supported(model: nn.Module) -> None:
 
 
 def structured_prune_(model: nn.Module, spec: PruneSpec, input_shape: tuple[int, ...],
-                      calib: list[torch.Tensor] | None = None,
-                      labelled: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
-                      residual: bool | None = None, round_to: int | None = None) -> dict:
+                      calib: Calibration = NO_CALIBRATION, residual: bool | None = None,
+                      round_to: int | None = None) -> StructureReport:
     """Remove channels from ``model`` in place (see the module docstring) and return a report.
     ``residual`` defaults to ``spec.residual``."""
     import torch_pruning as tp
 
     residual = spec.residual if residual is None else residual
-    if spec.criterion not in CRITERIA:
-        raise ValueError(f"unknown criterion {spec.criterion!r}; choose one of: {', '.join(CRITERIA)}")
+    criteria.get(spec.criterion)  # an unknown criterion fails before any work
     if round_to is not None and round_to < 1:
         raise ValueError(f"round_to must be a positive number of channels or None; got {round_to}")
     _check_supported(model)
@@ -253,7 +147,7 @@ def structured_prune_(model: nn.Module, spec: PruneSpec, input_shape: tuple[int,
     if unknown:
         raise ValueError(f"layer_sparsity names layer(s) that are not prunable here: {', '.join(sorted(unknown))}; "
                          f"prunable: {', '.join(sorted(kept_names))}")
-    ignored_names = sorted((set(before) - kept_names) | {_classifier(model)})
+    ignored_names = sorted((set(before) - kept_names) | {classifier(model)})
     ignored = [model.get_submodule(n) for n in ignored_names]
 
     with torch.random.fork_rng():
@@ -262,7 +156,7 @@ def structured_prune_(model: nn.Module, spec: PruneSpec, input_shape: tuple[int,
             dg = tp.DependencyGraph().build_dependency(
                 model, example_inputs=torch.randn(1, *input_shape),
                 customized_pruners={ChannelScatter: scatter_pruner()})
-            plan, unused = _plan(model, dg, spec, ignored, (calib, labelled), residual, round_to)
+            plan, unused = _plan(model, dg, spec, ignored, calib, residual, round_to)
             for root, fn, idxs in plan:
                 if idxs:
                     dg.get_pruning_group(root, fn, idxs).prune()
@@ -272,15 +166,61 @@ def structured_prune_(model: nn.Module, spec: PruneSpec, input_shape: tuple[int,
 
     after = _layer_table(model)
     pruned_outputs = [n for n in after if after[n][1] != before[n][1]]
-    return {
-        "criterion": spec.criterion, "scope": spec.scope, "sparsity": spec.sparsity,
-        "residual": residual, "shortcuts_rewritten": shortcuts, "ignored": ignored_names,
-        "overrides_unused": unused, "groups": len(plan), "groups_pruned": sum(bool(p[2]) for p in plan),
-        "layers": [{"layer": n, "in_before": before[n][0], "in_after": after[n][0],
-                    "out_before": before[n][1], "out_after": after[n][1]} for n in before],
-        "channels_before": {n: before[n][1] for n in pruned_outputs},
-        "channels_after": {n: after[n][1] for n in pruned_outputs},
-        "params_before": params_before, "params_after": measure.count_params(model)[0],
-        "macs_before": macs_before, "macs_after": measure.count_macs(model, input_shape),
-        "skeleton": skeleton(model),
-    }
+    return StructureReport(
+        criterion=spec.criterion, scope=spec.scope, sparsity=spec.sparsity, residual=residual,
+        shortcuts_rewritten=shortcuts, ignored=ignored_names, overrides_unused=unused, groups=len(plan),
+        groups_pruned=sum(bool(p[2]) for p in plan),
+        layers=[{"layer": n, "in_before": before[n][0], "in_after": after[n][0],
+                 "out_before": before[n][1], "out_after": after[n][1]} for n in before],
+        channels_before={n: before[n][1] for n in pruned_outputs},
+        channels_after={n: after[n][1] for n in pruned_outputs},
+        params_before=params_before, params_after=measure.count_params(model)[0],
+        macs_before=macs_before, macs_after=measure.count_macs(model, input_shape), skeleton=skeleton(model))
+
+
+def merge_reports(total: StructureReport | None, step: StructureReport, cumulative_sparsity: float
+                  ) -> StructureReport:
+    """Fold one step's report into the running one of a gradual schedule: "before" values stay those of
+    the dense model, "after" values are the latest; ``steps`` lists every step."""
+    row = {"cumulative_sparsity": cumulative_sparsity, "step_sparsity": step.sparsity,
+           "params_after": step.params_after, "macs_after": step.macs_after}
+    if total is None:
+        return replace(step, sparsity=cumulative_sparsity, steps=[row])
+    first = {r["layer"]: r for r in total.layers}
+    layers = [{**r, "in_before": first[r["layer"]]["in_before"], "out_before": first[r["layer"]]["out_before"]}
+              if r["layer"] in first else r for r in step.layers]
+    changed = [r for r in layers if r["out_before"] != r["out_after"]]
+    return replace(step, sparsity=cumulative_sparsity, layers=layers,
+                   shortcuts_rewritten=total.shortcuts_rewritten + step.shortcuts_rewritten,
+                   channels_before={r["layer"]: r["out_before"] for r in changed},
+                   channels_after={r["layer"]: r["out_after"] for r in changed},
+                   params_before=total.params_before, macs_before=total.macs_before, steps=[*total.steps, row])
+
+
+def _input_shape(ctx: PruneContext) -> tuple[int, ...]:
+    if ctx.input_shape is None:
+        raise ValueError("structured pruning needs the model spec (input shape); pass spec=")
+    return ctx.input_shape
+
+
+@register
+class StructuredPruner(Pruner):
+    """Whole channels, physically removed: a smaller dense model (real speed-ups on stock kernels)."""
+
+    kind = "structured"
+    sensitivity_skip = ("last",)  # the logits layer cannot lose output channels
+
+    def prune_(self, model: nn.Module, spec: PruneSpec, ctx: PruneContext) -> Pruned:
+        return Pruned(structure=structured_prune_(model, spec, _input_shape(ctx), ctx.calib))
+
+    def step_(self, model: nn.Module, target: PruneSpec, previous: PruneSpec | None, state: Pruned,
+              ctx: PruneContext) -> Pruned:
+        """Remove the fraction of the *current* channels that takes cumulative ``previous`` to ``target``."""
+        before = previous.sparsity if previous else 0.0
+        prev_layers = dict(previous.layer_sparsity) if previous else {}
+        local = replace(target, sparsity=structured_step_fraction(before, target.sparsity), layer_sparsity=tuple(
+            (n, structured_step_fraction(prev_layers.get(n, 0.0), s)) for n, s in target.layer_sparsity))
+        if not local.active:
+            return state
+        report = structured_prune_(model, local, _input_shape(ctx), ctx.calib)
+        return Pruned(structure=merge_reports(state.structure, report, target.sparsity))

@@ -1,6 +1,6 @@
 """Unstructured pruning: zero single weights by importance, layer-wise or with one global threshold.
 
-The masks are computed from scores (see ``importance``) by ranking, not by a float threshold, so
+The masks are computed from scores (see ``criteria``) by ranking, not by a float threshold, so
 the number of removed weights is exact: ``round(sparsity * n)`` per layer (layer scope) or over
 all prunable weights together (global scope). Ties are broken by position, deterministically.
 """
@@ -13,32 +13,11 @@ import torch
 from torch import nn
 
 from ..recipe import PruneSpec
+from . import criteria
+from .kinds import PruneContext, Pruned, Pruner, register
+from .layers import PRUNABLE, prunable_layers
 
-PRUNABLE = (nn.Conv2d, nn.Linear)
-
-
-def prunable_layers(model: nn.Module, skip: Sequence[str] = ()) -> list[tuple[str, nn.Module]]:
-    """Conv2d and Linear layers in module order, minus ``skip``.
-
-    ``skip`` holds layer names; ``"first"`` means the first Conv2d (it sees raw pixels) and
-    ``"last"`` the final Linear (it makes the logits), as is customary. A name that matches no
-    layer raises, so a typo never silently prunes a layer the user meant to keep.
-    """
-    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, PRUNABLE)]
-    names = {n for n, _ in layers}
-    drop = set()
-    for s in skip:
-        if s == "first":
-            convs = [n for n, m in layers if isinstance(m, nn.Conv2d)]
-            drop.update(convs[:1])
-        elif s == "last":
-            linears = [n for n, m in layers if isinstance(m, nn.Linear)]
-            drop.update(linears[-1:])
-        elif s in names:
-            drop.add(s)
-        else:
-            raise ValueError(f"skip names a layer {s!r} that the model does not have; layers: {', '.join(sorted(names))}")
-    return [(n, m) for n, m in layers if n not in drop]
+__all__ = ["PRUNABLE", "UnstructuredPruner", "apply_masks_", "masks_from_scores", "prunable_layers"]
 
 
 def _bottom_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -84,3 +63,42 @@ def apply_masks_(layers: Sequence[tuple[str, nn.Module]], masks: dict[str, torch
         for name, module in layers:
             if name in masks:
                 module.weight.mul_(masks[name].to(module.weight.dtype))
+
+
+def _layers(model: nn.Module, spec: PruneSpec) -> list[tuple[str, nn.Module]]:
+    layers = prunable_layers(model, spec.skip)
+    if not layers:
+        raise ValueError("this model has no prunable Conv2d/Linear layer left after the skip list")
+    return layers
+
+
+@register
+class UnstructuredPruner(Pruner):
+    """Single weights by importance score; the zeros stay in dense tensors (same kernels, same speed)."""
+
+    kind = "unstructured"
+    note = "unstructured zeros are stored in dense tensors: same kernels and latency as dense"
+
+    def prune_(self, model: nn.Module, spec: PruneSpec, ctx: PruneContext) -> Pruned:
+        layers = _layers(model, spec)
+        if ctx.scores is not None:
+            scores, order = ctx.scores(layers, spec)
+        else:
+            scores, order = criteria.weight_scores(spec.criterion, model, layers, ctx.calib, spec.seed), None
+        masks = masks_from_scores(layers, scores, spec, global_order=order)
+        apply_masks_(layers, masks)
+        return Pruned(masks=masks)
+
+    def step_(self, model: nn.Module, target: PruneSpec, previous: PruneSpec | None, state: Pruned,
+              ctx: PruneContext) -> Pruned:
+        """Re-score the current weights; already-pruned weights score -inf so they stay pruned."""
+        layers = _layers(model, target)
+        scores = criteria.weight_scores(target.criterion, model, layers, ctx.calib, target.seed)
+        old = state.masks
+        if old:
+            scores = [s.masked_fill(~old[n], float("-inf")) for s, (n, _) in zip(scores, layers, strict=True)]
+        masks = masks_from_scores(layers, scores, target)
+        if old:
+            masks = {n: m & old[n] for n, m in masks.items()}
+        apply_masks_(layers, masks)
+        return Pruned(masks=masks, structure=state.structure)

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from compress_core.cli import CONTRACT_KEYS, main
-from tests.conftest import ROOT, needs_cifar
+from tests.conftest import ROOT
 
 
 def run_cli(*args, env=None, timeout=300):
@@ -60,7 +60,7 @@ def test_missing_data_is_a_clear_error(tmp_path):
     assert "resnet20-12fca82f.th is missing" in p.stderr and "Traceback" not in p.stderr
 
 
-@needs_cifar
+@pytest.mark.data
 @pytest.mark.slow
 def test_resnet20_full_eval_reports_the_published_dense_accuracy():
     p = run_cli("evaluate", "--model", "resnet20-cifar10", "--eval", "full", "--json", "--no-latency")

@@ -13,12 +13,14 @@ import torch
 from torch import nn
 
 from compress_core import data, measure
-from compress_core.finetune import (agp_schedule, distillation_loss,
-                                    iterative_schedule, prune_with_schedule, ramp, structured_step_fraction)
+from compress_core.finetune import distillation_loss
 from compress_core.models import ModelSpec, get_spec
 from compress_core.models import load as load_model
-from compress_core.pipeline import Compressed, Workbench, apply_recipe
-from compress_core.prune import importance
+from compress_core.pipeline import Workbench
+from compress_core.prune import PruneContext, criteria, get_pruner
+from compress_core.prune.schedule import agp_schedule, iterative_schedule, ramp, structured_step_fraction
+from compress_core.records import Compressed
+from compress_core.stages import apply_recipe, prune_gradually_
 from compress_core.recipe import FinetuneSpec, PruneSpec, Recipe
 from tests.conftest import ROOT
 
@@ -242,8 +244,8 @@ def test_once_pruned_a_weight_stays_pruned_even_when_scores_reshuffle(lenet5, mo
     spec, model = lenet5
     g = torch.Generator().manual_seed(1)
     # fresh random scores at every step: only the schedule's own rule keeps earlier zeros pruned
-    monkeypatch.setitem(importance.IMPORTANCE, "random",
-                        lambda model, layers, **_: [torch.rand(m.weight.shape, generator=g) for _, m in layers])
+    monkeypatch.setattr(criteria.CRITERIA["random"], "weight_scores",
+                        lambda model, layers, calib, seed: [torch.rand(m.weight.shape, generator=g) for _, m in layers])
     recipe = Recipe(replace(P90, criterion="random", scope="layer"),
                     finetune=FinetuneSpec(epochs=0.5, max_samples=256, schedule="iterative", steps=3))
     comp = Compressed(model=copy.deepcopy(model), float_model=None, recipe=recipe)
@@ -254,7 +256,8 @@ def test_once_pruned_a_weight_stays_pruned_even_when_scores_reshuffle(lenet5, mo
         if msg.endswith("pruning") and comp.masks:
             snapshots.append({n: m.clone() for n, m in comp.masks.items()})
 
-    prune_with_schedule(comp, spec, None, None, None, progress)
+    prune_gradually_(comp, get_pruner("unstructured"), PruneContext(spec.input_shape), recipe.finetune, spec.dataset,
+                     None, progress)
     snapshots.append(comp.masks)
     assert len(snapshots) == 3
     for earlier, later in zip(snapshots, snapshots[1:]):
@@ -275,23 +278,21 @@ def test_schedule_progress_spans_all_cycles(lenet5):
 
 @pytest.mark.parametrize("schedule", ["iterative", "agp"])
 def test_gradual_structured_pruning_removes_the_target_fraction_of_channels(schedule):
-    pytest.importorskip("compress_core.prune.structured")
     spec, model = get_spec("lenet300-mnist"), load_model("lenet300-mnist")
     ft = FinetuneSpec(epochs=0.5, max_samples=512, schedule=schedule, steps=3)
     comp = apply_recipe(model, Recipe(PruneSpec("structured", "l1", "global", 0.75), finetune=ft), spec)
     st = comp.structure
     assert comp.model is comp.float_model and comp.masks == {}
-    assert st["channels_before"] == {"fc1": 300, "fc2": 100}  # the dense model, not the last step's input
-    assert sum(st["channels_after"].values()) == 100  # 75 % of the 400 hidden units removed, cumulatively
-    assert comp.float_model.fc1.out_features == st["channels_after"]["fc1"]
-    assert st["params_before"] == 266_610 and st["params_after"] == measure.count_params(comp.model)[0]
-    assert [r["cumulative_sparsity"] for r in st["steps"]] == pytest.approx([0.75 * r for r in ramp(schedule, 3)])
+    assert st.channels_before == {"fc1": 300, "fc2": 100}  # the dense model, not the last step's input
+    assert sum(st.channels_after.values()) == 100  # 75 % of the 400 hidden units removed, cumulatively
+    assert comp.float_model.fc1.out_features == st.channels_after["fc1"]
+    assert st.params_before == 266_610 and st.params_after == measure.count_params(comp.model)[0]
+    assert [r["cumulative_sparsity"] for r in st.steps] == pytest.approx([0.75 * r for r in ramp(schedule, 3)])
     assert [h["sparsity"] for h in comp.history if h["kind"] == "summary"] == pytest.approx(
         [0.75 * r for r in ramp(schedule, 3)])
 
 
 def test_finetuning_after_one_shot_structured_pruning_keeps_the_smaller_shapes(heldout):
-    pytest.importorskip("compress_core.prune.structured")
     spec, model = get_spec("lenet300-mnist"), load_model("lenet300-mnist")
     p = PruneSpec("structured", "l1", "global", 0.75)
     pruned = apply_recipe(model, Recipe(p), spec)
@@ -299,14 +300,6 @@ def test_finetuning_after_one_shot_structured_pruning_keeps_the_smaller_shapes(h
     shapes = {k: v.shape for k, v in pruned.float_model.state_dict().items()}
     assert {k: v.shape for k, v in tuned.float_model.state_dict().items()} == shapes
     assert accuracy(tuned.model, heldout) > accuracy(pruned.model, heldout) + 0.1
-
-
-def test_gradual_structured_pruning_without_its_module_is_a_clear_error(lenet5, monkeypatch):
-    spec, model = lenet5
-    monkeypatch.setitem(sys.modules, "compress_core.prune.structured", None)  # import now fails
-    ft = FinetuneSpec(epochs=1, max_samples=128, schedule="iterative", steps=2)
-    with pytest.raises(ValueError, match="compress_core.prune.structured"):
-        apply_recipe(model, Recipe(replace(P90, kind="structured", sparsity=0.5), finetune=ft), spec)
 
 
 # -- command line -----------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ import torch
 
 from compress_core import data, measure, models
 from compress_core.paths import ASSETS_DIR, MissingFileError, locate, sha256_of
-from tests.conftest import needs_cifar
 
 
 @pytest.mark.parametrize("model_id", list(models.REGISTRY))
@@ -103,7 +102,7 @@ def test_corrupt_file_in_the_data_dir_is_reported(tmp_path, monkeypatch):
         models.load("resnet20-cifar10")
 
 
-@needs_cifar
+@pytest.mark.data
 def test_resnet20_matches_the_published_accuracy_on_the_full_test_set():
     model = models.load("resnet20-cifar10")
     test = data.eval_set("cifar10", "full")

@@ -7,7 +7,6 @@ import torch
 
 from compress_core.pipeline import Workbench
 from compress_core.recipe import PruneSpec, QuantSpec, Recipe
-from tests.conftest import needs_cifar
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +68,7 @@ def test_global_order_is_reused_across_sparsities(wb):
     assert len(wb._scores) == n
 
 
-@needs_cifar
+@pytest.mark.data
 def test_resnet20_quick_eval_end_to_end():
     wb = Workbench("resnet20-cifar10")
     dense = wb.evaluate(Recipe(), measure_latency=False)

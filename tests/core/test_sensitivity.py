@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 
 import pandas as pd
 import pytest
@@ -13,7 +12,6 @@ from compress_core.pipeline import Workbench
 from compress_core.sensitivity import bit_sensitivity, layer_sensitivity, ratios_from_sensitivity
 
 LAYERS = ["conv1", "conv2", "fc1", "fc2", "fc3"]
-HAS_STRUCTURED = importlib.util.find_spec("compress_core.prune.structured") is not None
 
 
 @pytest.fixture(scope="module")
@@ -64,13 +62,6 @@ def test_layer_sensitivity_rejects_bad_input(wb):
         layer_sensitivity(wb, mode="fast")
 
 
-def test_structured_sensitivity_needs_the_structured_module(wb, monkeypatch):
-    monkeypatch.setattr(sensitivity, "_STRUCTURED_MODULE", "compress_core.prune.not_built")
-    with pytest.raises(ValueError, match="structured pruning is not available"):
-        layer_sensitivity(wb, kind="structured")
-
-
-@pytest.mark.skipif(not HAS_STRUCTURED, reason="structured pruning is not built yet")
 def test_structured_sensitivity_covers_every_layer_but_the_logits(wb):
     before = _snapshot(wb.model)
     df = layer_sensitivity(wb, sparsities=(0.5,), kind="structured")

@@ -22,13 +22,15 @@ from torch import nn
 from compress_core import models
 from compress_core.models.cifar_resnet import BasicBlock, CifarResNet, PadShortcut
 from compress_core.models.lenet import LeNet5, LeNet300
-from compress_core.pipeline import Workbench, apply_recipe
+from compress_core.pipeline import Workbench
 from compress_core.prune.structured import (
     ChannelScatter,
     apply_skeleton_,
     structured_prune_,
 )
 from compress_core.recipe import PruneSpec, Recipe
+from compress_core.records import Calibration
+from compress_core.stages import apply_recipe
 
 CIFAR = (3, 32, 32)
 MNIST = (1, 28, 28)
@@ -130,7 +132,7 @@ def test_resnet20_with_residual_streams_pruned_equals_masked_dense(skip, criteri
 def test_resnet20_channel_counts_follow_the_sparsity():
     model = CifarResNet(20).eval()
     report = structured_prune_(model, spec(0.3), CIFAR)
-    after = report["channels_after"]
+    after = report.channels_after
     # Inner channels of every block lose round(0.3 * n); stage 1's residual stream stays whole
     # because the first conv is skipped and feeds it; stages 2 and 3 lose round(0.3 * n) too.
     for stage, n in ((1, 16), (2, 32), (3, 64)):
@@ -140,8 +142,8 @@ def test_resnet20_channel_counts_follow_the_sparsity():
         assert conv2.out_channels == (16 if stage == 1 else n - round(0.3 * n))
     assert model.conv1.out_channels == 16 and model.linear.out_features == 10
     assert model.linear.in_features == 64 - round(0.3 * 64)
-    assert report["params_after"] < report["params_before"] and report["macs_after"] < report["macs_before"]
-    assert report["ignored"] == ["conv1", "linear"]
+    assert report.params_after < report.params_before and report.macs_after < report.macs_before
+    assert report.ignored == ["conv1", "linear"]
 
 
 def test_inner_only_mode_keeps_every_residual_stream():
@@ -173,8 +175,8 @@ def test_pruned_model_equals_dense_with_removed_channels_zeroed(arch, scope):
     pruned = copy.deepcopy(dense)
     report = structured_prune_(pruned, spec(0.5, scope=scope), shape)
     assert_same_outputs(pruned, zeroed_reference(dense, kept(pruned)), shape)
-    assert report["params_after"] < 0.6 * report["params_before"]
-    assert report["macs_after"] < 0.75 * report["macs_before"]
+    assert report.params_after < 0.6 * report.params_before
+    assert report.macs_after < 0.75 * report.macs_before
     assert pruned(torch.randn(2, *shape)).shape == (2, 10)
     assert no_hooks(pruned)
 
@@ -212,8 +214,8 @@ def test_every_criterion_prunes(criterion, scope):
     model = copy.deepcopy(dense)
     calib = [torch.randn(16, *CIFAR)]
     labelled = [(torch.randn(16, *CIFAR), torch.randint(0, 10, (16,)))]
-    report = structured_prune_(model, spec(0.5, criterion=criterion, scope=scope), CIFAR, calib, labelled)
-    assert report["macs_after"] < 0.5 * report["macs_before"]
+    report = structured_prune_(model, spec(0.5, criterion=criterion, scope=scope), CIFAR, Calibration(calib, labelled))
+    assert report.macs_after < 0.5 * report.macs_before
     assert all(p.grad is None for p in model.parameters()), "taylor's gradients must not be left behind"
     assert no_hooks(model) and not model.training
 
@@ -221,7 +223,7 @@ def test_every_criterion_prunes(criterion, scope):
 def test_criteria_differ_and_random_follows_the_seed():
     def removed(**kw):
         model = tagged(CifarResNet(20))
-        structured_prune_(model, spec(0.5, **kw), CIFAR, [torch.randn(8, *CIFAR)])
+        structured_prune_(model, spec(0.5, **kw), CIFAR, Calibration([torch.randn(8, *CIFAR)]))
         return kept(model)["layer3.0.bn1"].tolist()
 
     assert removed(criterion="random", seed=1) == removed(criterion="random", seed=1)
@@ -240,7 +242,7 @@ def test_layer_sparsity_override_is_honoured():
     model = LeNet5().eval()
     report = structured_prune_(model, spec(0.5, layer_sparsity=(("fc1", 0.25),)), MNIST)
     assert (model.conv2.out_channels, model.fc1.out_features, model.fc2.out_features) == (8, 90, 42)
-    assert report["overrides_unused"] == []
+    assert report.overrides_unused == []
     resnet = CifarResNet(20).eval()
     structured_prune_(resnet, spec(0.0, layer_sparsity=(("layer3.0.conv1", 0.75),)), CIFAR)
     assert resnet.layer3[0].conv1.out_channels == 16 and resnet.layer3[1].conv1.out_channels == 64
@@ -248,7 +250,7 @@ def test_layer_sparsity_override_is_honoured():
 
 def test_override_of_a_layer_coupled_to_a_skipped_one_is_reported_unused():
     report = structured_prune_(CifarResNet(20).eval(), spec(0.5, layer_sparsity=(("layer1.0.conv2", 0.5),)), CIFAR)
-    assert report["overrides_unused"] == ["layer1.0.conv2"]
+    assert report.overrides_unused == ["layer1.0.conv2"]
 
 
 def test_skip_keeps_first_conv_and_classifier_outputs():
@@ -276,7 +278,7 @@ def test_bad_requests_raise_clear_errors():
 def test_skeleton_rebuilds_the_pruned_architecture():
     pruned = tagged(CifarResNet(20))
     report = structured_prune_(pruned, spec(0.5, skip=()), CIFAR)
-    fresh = apply_skeleton_(CifarResNet(20).eval(), report["skeleton"])
+    fresh = apply_skeleton_(CifarResNet(20).eval(), report.skeleton)
     fresh.load_state_dict(pruned.state_dict())
     assert_same_outputs(fresh, pruned, CIFAR, atol=0)
 
@@ -301,7 +303,7 @@ def test_apply_recipe_prunes_a_copy_and_leaves_the_input_untouched():
     comp = apply_recipe(base, Recipe(spec(0.5)), models.get_spec("lenet5-mnist"))
     assert comp.model is comp.float_model and comp.kernels == "fp32"
     assert comp.model.conv2.out_channels == 8 and base.conv2.out_channels == 16
-    assert comp.structure["params_after"] < comp.structure["params_before"] == 61_706
+    assert comp.structure.params_after < comp.structure.params_before == 61_706
     for k, v in base.state_dict().items():
         assert torch.equal(v, before[k]), k
     buf = io.BytesIO()

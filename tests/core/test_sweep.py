@@ -162,16 +162,6 @@ def test_run_sweep_rejects_bad_arguments_before_any_work(kwargs, message):
         run_sweep(**args)
 
 
-def test_unbuilt_features_fail_before_the_sweep_starts(monkeypatch):
-    monkeypatch.setitem(sweep_mod._OPTIONAL, "int8", "compress_core.int8_not_built")
-    monkeypatch.setitem(sweep_mod._OPTIONAL, "structured", "compress_core.prune.not_built")
-    monkeypatch.setattr(sweep_mod, "Workbench", None)  # nothing may be loaded or measured
-    with pytest.raises(ValueError, match="int8 recipes are not available"):
-        run_sweep(MODEL, grid(["unstructured"], [0], [8], int8=True))
-    with pytest.raises(ValueError, match="structured recipes are not available"):
-        run_sweep(MODEL, grid(["structured"], [0.5], [32]))
-
-
 def test_workbench_of_another_model_is_refused(wb):
     with pytest.raises(ValueError, match="workbench holds"):
         run_sweep("lenet300-mnist", [Recipe()], workbench=wb)

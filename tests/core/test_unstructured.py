@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from compress_core.pipeline import apply_recipe
-from compress_core.prune import importance
-from compress_core.prune.unstructured import prunable_layers
+from compress_core.prune import criteria
+from compress_core.prune.layers import prunable_layers
+from compress_core.records import Calibration
+from compress_core.stages import apply_recipe
 from compress_core.recipe import PruneSpec, QuantSpec, Recipe
 
 
@@ -90,12 +91,12 @@ def test_override_of_unknown_layer_is_an_error(tiny):
         apply_recipe(tiny, Recipe(PruneSpec("unstructured", layer_sparsity=(("nope", 0.5),))))
 
 
-@pytest.mark.parametrize("criterion", sorted(importance.IMPORTANCE))
+@pytest.mark.parametrize("criterion", sorted(criteria.CRITERIA))
 def test_every_criterion_prunes_exactly_and_leaves_the_input_untouched(tiny, batches, criterion):
     before = copy.deepcopy(tiny.state_dict())
     calib, labelled = batches
-    comp = apply_recipe(tiny, Recipe(PruneSpec("unstructured", criterion, "layer", 0.5)), calib=calib,
-                        labelled=labelled)
+    comp = apply_recipe(tiny, Recipe(PruneSpec("unstructured", criterion, "layer", 0.5)),
+                        calibration=Calibration(calib, labelled))
     assert zeros(comp.model, "fc1") == round(0.5 * tiny.fc1.weight.numel())
     for k, v in tiny.state_dict().items():
         assert torch.equal(v, before[k]), f"{k} of the input model changed"
@@ -107,7 +108,7 @@ def test_criteria_differ_and_random_depends_on_seed(tiny, batches):
 
     def mask(criterion, seed=0):
         comp = apply_recipe(tiny, Recipe(PruneSpec("unstructured", criterion, "layer", 0.5, seed=seed)),
-                            calib=calib, labelled=labelled)
+                            calibration=Calibration(calib, labelled))
         return comp.model.fc1.weight != 0
 
     assert not torch.equal(mask("l1"), mask("taylor"))
