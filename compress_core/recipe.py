@@ -15,7 +15,7 @@ from typing import Any
 RECIPE_VERSION = 1
 
 PRUNE_KINDS = ("none", "unstructured", "structured")
-CRITERIA = ("random", "l1", "l2", "taylor", "activation")
+CRITERIA = ("random", "l1", "l2", "taylor", "activation", "entropy")
 SCOPES = ("layer", "global")
 BITS = (1, 2, 3, 4, 6, 8, 16, 32)
 SCHEMES = ("symmetric", "asymmetric")
@@ -44,7 +44,7 @@ def _check_fraction(name: str, value: Any, high: float = MAX_SPARSITY) -> None:
 @dataclass(frozen=True)
 class PruneSpec:
     kind: str = "none"  # none | unstructured (single weights) | structured (whole channels)
-    criterion: str = "l1"  # importance: random | l1 | l2 | taylor (|w*grad|) | activation
+    criterion: str = "l1"  # importance: random | l1 | l2 | taylor (|w*grad|) | activation | entropy
     scope: str = "global"  # global: one threshold over all layers; layer: same fraction per layer
     sparsity: float = 0.0  # fraction removed in prunable layers (weights, or channels if structured)
     skip: tuple[str, ...] = DEFAULT_SKIP  # layer names left dense; "first"/"last" = first/last layer

@@ -12,6 +12,12 @@ Adding a criterion is one class with ``key``, ``needs`` and the two scoring meth
 - ``activation``: weights: |w| times the L2 norm of the input feature it multiplies (Wanda, Sun et
   al. 2023); channels: the mean of max(a, 0), the average activation passed on through a ReLU.
 
+- ``entropy``: channels: the entropy of the channel's spatially averaged activation over the
+  calibration images (Luo & Wu 2017); low entropy means little information, so those channels go
+  first. Weights (the stated per-channel rule): |w| times the entropy of the input channel (feature)
+  the weight multiplies, so weights reading an uninformative input go first. Some texts use the
+  opposite convention (prune the *high*-entropy channels); PruneScope follows Luo & Wu.
+
 Group scores are divided by their group's mean so that groups compare in global scope.
 Every score is computed on the model given (callers pass a deep copy) and never changes its weights.
 """
@@ -26,7 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..records import Calibration
-from .group_stats import activation_stats, forward_and_unhook, stats_importance, taylor_stats
+from .group_stats import (activation_stats, channel_entropy, entropy_stats, forward_and_unhook, pooled,
+                          stats_importance, taylor_stats)
 from .layers import Layers
 
 
@@ -168,6 +175,36 @@ class Activation(Criterion):
         return [imp(g) for g in groups]
 
 
+@register
+class Entropy(Criterion):
+    key = "entropy"
+    needs = "images"
+
+    def weight_scores(self, model: nn.Module, layers: Layers, calib: Calibration, seed: int) -> list[torch.Tensor]:
+        entropy = _input_entropy(model, layers, calib.images)
+        return [_per_input(m, m.weight.detach().abs(), entropy[name]) for name, m in layers]
+
+    def group_scores(self, model: nn.Module, groups: list, calib: Calibration, seed: int) -> list[torch.Tensor | None]:
+        imp = stats_importance(entropy_stats(model, calib.images))
+        return [imp(g) for g in groups]
+
+
+def _input_entropy(model: nn.Module, layers: Layers, batches: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Entropy of every input feature (channel) of each layer across the calibration images."""
+    seen: dict[str, list[torch.Tensor]] = {}
+
+    def hook(name: str) -> Callable:
+        def fn(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            seen.setdefault(name, []).append(pooled(inputs[0].detach()))
+        return fn
+
+    forward_and_unhook(model, batches, [m.register_forward_pre_hook(hook(n)) for n, m in layers])
+    missing = [n for n, _ in layers if n not in seen]
+    if missing:
+        raise ValueError(f"layer {missing[0]} never ran on the calibration data")
+    return {n: channel_entropy(torch.cat(v)) for n, v in seen.items()}
+
+
 def _input_norms(model: nn.Module, layers: Layers, batches: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
     """L2 norm of every input feature (channel) of each layer over the calibration batches."""
     sq_norms: dict[str, Any] = {}
@@ -188,11 +225,15 @@ def _input_norms(model: nn.Module, layers: Layers, batches: Sequence[torch.Tenso
 
 
 def _wanda(m: nn.Module, norm: torch.Tensor) -> torch.Tensor:
-    """|w| times the norm of the input it multiplies (grouped convs: the inputs each group sees)."""
-    w = m.weight.detach().abs()
+    """|w| times the norm of the input it multiplies."""
+    return _per_input(m, m.weight.detach().abs(), norm)
+
+
+def _per_input(m: nn.Module, w: torch.Tensor, per_feature: torch.Tensor) -> torch.Tensor:
+    """``w`` scaled by a value per input feature (grouped convs: the inputs each group sees)."""
     if isinstance(m, nn.Conv2d):
         groups = m.groups
-        norm = norm.view(groups, -1)  # input channels seen by each group
-        per_out = norm.repeat_interleave(m.out_channels // groups, dim=0)  # (out, in/groups)
+        per_group = per_feature.view(groups, -1)  # input channels seen by each group
+        per_out = per_group.repeat_interleave(m.out_channels // groups, dim=0)  # (out, in/groups)
         return w * per_out[:, :, None, None]
-    return w * norm[None, :]
+    return w * per_feature[None, :]

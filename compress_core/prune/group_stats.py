@@ -4,6 +4,8 @@ channel groups by them.
 - ``forward_and_unhook``: run calibration batches without gradients, then remove the hooks.
 - ``activation_stats``: mean of max(output, 0) per output channel of every Conv/Linear/BatchNorm.
 - ``taylor_stats``: Molchanov et al. 2019 per output channel, (sum of a * dL/da)^2 summed over batches.
+- ``entropy_stats`` / ``channel_entropy``: Luo & Wu 2017, the entropy of each channel's distribution of
+  spatially averaged activations over the calibration images (``ENTROPY_BINS`` equal-width bins).
 - ``stats_importance``: a torch-pruning Importance that scores a group's channels by such per-module
   statistics, averaging over the layers producing the channel (their BatchNorms where the group has some).
 """
@@ -18,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 PRODUCERS = (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm)
+ENTROPY_BINS = 32  # bins of the per-channel histogram over calibration images (256 images by default)
 ChannelStats = dict[nn.Module, torch.Tensor]
 
 
@@ -54,6 +57,37 @@ def activation_stats(model: nn.Module, calib: Sequence[torch.Tensor]) -> Channel
 
     forward_and_unhook(model, calib, hook_producers(model, hook))
     return {m: s / counts[m] for m, s in sums.items()}
+
+
+def pooled(t: torch.Tensor) -> torch.Tensor:
+    """(batch, channels): each channel's activation averaged over its spatial positions, per image."""
+    return t.flatten(2).mean(2) if t.dim() > 2 else t
+
+
+def channel_entropy(values: torch.Tensor, bins: int = ENTROPY_BINS) -> torch.Tensor:
+    """Entropy (nats) per column of ``values`` (images × channels): a histogram of the column's values
+    in ``bins`` equal-width bins between its min and max. A constant channel has entropy 0."""
+    v = values.double()
+    lo, hi = v.min(0).values, v.max(0).values
+    width = (hi - lo).clamp(min=1e-12)
+    idx = ((v - lo) / width * bins).long().clamp(0, bins - 1)
+    counts = torch.zeros(bins, v.shape[1], dtype=torch.float64).scatter_add_(0, idx, torch.ones_like(v))
+    p = counts / v.shape[0]
+    h = -(p * torch.where(p > 0, p.log(), torch.zeros_like(p))).sum(0)
+    return torch.where(hi > lo, h, torch.zeros_like(h)).float()
+
+
+def entropy_stats(model: nn.Module, calib: Sequence[torch.Tensor]) -> ChannelStats:
+    """Per output channel of every Conv/Linear/BatchNorm: the entropy of max(output, 0) averaged over
+    positions, across the calibration images (Luo & Wu 2017: a channel whose response hardly varies
+    between images carries little information)."""
+    seen: dict[nn.Module, list[torch.Tensor]] = {}
+
+    def hook(module: nn.Module, _inp: tuple, out: torch.Tensor) -> None:
+        seen.setdefault(module, []).append(pooled(out.detach().clamp(min=0)))
+
+    forward_and_unhook(model, calib, hook_producers(model, hook))
+    return {m: channel_entropy(torch.cat(v)) for m, v in seen.items()}
 
 
 def taylor_stats(model: nn.Module, labelled: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> ChannelStats:

@@ -207,7 +207,7 @@ def test_round_to_keeps_multiples():
 
 # -- criteria, overrides, skip -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("criterion", ["l1", "l2", "random", "taylor", "activation"])
+@pytest.mark.parametrize("criterion", ["l1", "l2", "random", "taylor", "activation", "entropy"])
 @pytest.mark.parametrize("scope", ["layer", "global"])
 def test_every_criterion_prunes(criterion, scope):
     dense = tagged(CifarResNet(20))
