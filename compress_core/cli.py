@@ -12,9 +12,10 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
-from .records import EVAL_MODES
 from .recipe import BITS, CRITERIA, PRUNE_KINDS, SCHEDULES, SCOPES, FinetuneSpec, Recipe
+from .records import EVAL_MODES
 
 CONTRACT_KEYS = ("model", "recipe", "eval_samples", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "agreement",
                  "params_total", "params_nonzero", "macs", "dense_size_bytes", "size_bytes", "compression_ratio",
@@ -87,7 +88,7 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
         text = args.recipe
         if text.startswith("@"):
             try:
-                text = open(text[1:], encoding="utf-8").read()
+                text = Path(text[1:]).read_text(encoding="utf-8")
             except OSError as exc:
                 raise CliError(f"cannot read recipe file {text[1:]}: {exc.strerror}") from None
         base = Recipe.from_json(text)
@@ -257,7 +258,6 @@ def _workbench(model_id: str, images: str | None, upload: str | None = None, arc
 def _upload(path: str, arch: str | None, dataset: str | None):
     """(model id ``upload-<sha8>``, model, ModelSpec, zoo architecture or None) for an uploaded file."""
     import hashlib
-    from pathlib import Path
 
     from .uploads import load_upload, spec_for_upload
 

@@ -94,8 +94,9 @@ def _mnist_10k() -> tuple[np.ndarray, np.ndarray] | None:
     img, lab = root / "mnist/t10k-images-idx3-ubyte.gz", root / "mnist/t10k-labels-idx1-ubyte.gz"
     if not (img.is_file() and lab.is_file()):
         return None
-    x = np.frombuffer(gzip.open(img).read(), np.uint8, offset=16).reshape(-1, 28, 28)
-    y = np.frombuffer(gzip.open(lab).read(), np.uint8, offset=8).astype(np.int64)
+    with gzip.open(img) as fi, gzip.open(lab) as fl:
+        x = np.frombuffer(fi.read(), np.uint8, offset=16).reshape(-1, 28, 28)
+        y = np.frombuffer(fl.read(), np.uint8, offset=8).astype(np.int64)
     return x, y
 
 

@@ -163,7 +163,7 @@ def load_image_folder(path: str | Path, input_size: int = 224, resize: int = 256
             rel = p.relative_to(root).as_posix()
             try:
                 xs.append(_decode(p, resize, input_size, interpolation))
-            except Exception as exc:  # noqa: BLE001 - PIL raises many types for corrupt, truncated or huge files
+            except Exception as exc:
                 if strict:
                     raise ValueError(f"cannot read image {p}: {exc}") from None
                 skipped.append(f"{rel}: {exc}")

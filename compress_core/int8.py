@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import copy
 import threading
-from unittest import mock
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from unittest import mock
 
 import torch
 from torch import nn

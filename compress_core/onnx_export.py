@@ -37,7 +37,7 @@ def onnx_bytes(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
                 warnings.simplefilter("ignore")
                 torch.onnx.export(model, (torch.zeros(batch, *input_shape),), path, dynamo=True,
                                   external_data=False, input_names=["input"], output_names=["logits"], verbose=False)
-        except Exception as exc:  # noqa: BLE001 - the exporter's errors are many pages long
+        except Exception as exc:
             first = next((line for line in str(exc).splitlines() if line.strip()), "no detail")
             raise ValueError(f"{type(exc).__name__}: {ANSI.sub('', first).strip()[:200]} "
                              "(torch.onnx.export could not convert this model)") from exc

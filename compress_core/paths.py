@@ -97,7 +97,7 @@ def fetch(url: str, dest: Path, sha256: str | None, opener: Callable[[str], obje
     file appears; a failed download leaves nothing behind. The one downloader of the project."""
     from tqdm.auto import tqdm
 
-    opener = opener or (lambda u: urllib.request.urlopen(u, timeout=60))  # noqa: S310 (fixed https URLs)
+    opener = opener or (lambda u: urllib.request.urlopen(u, timeout=60))
     dest.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".part")

@@ -100,7 +100,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: float, lr
             losses.append(loss.item())
             step += 1
             if progress is not None and (step % 10 == 0 or step == total_steps):
-                progress(step / total_steps, f"step {step}/{total_steps}, loss {sum(losses[-10:]) / len(losses[-10:]):.3f}")
+                recent = losses[-10:]
+                progress(step / total_steps, f"step {step}/{total_steps}, loss {sum(recent) / len(recent):.3f}")
             if step >= total_steps:
                 break
         log.append({"epoch": len(log) + 1, "steps": step, "loss": sum(losses) / max(1, len(losses))})

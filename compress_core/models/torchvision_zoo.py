@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .spec import ModelSpec
 from ..paths import MissingFileError, cache_dir, data_dir, downloads_allowed, fetch, sha256_matches
+from .spec import ModelSpec
 
 NAMES = ("resnet18", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0")
 TITLES = {"resnet18": "ResNet-18", "mobilenet_v2": "MobileNetV2",
@@ -185,6 +185,6 @@ def load_torchvision(model_id: str, weights: bool = True) -> nn.Module:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             model.load_state_dict(state)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ValueError(f"weights in {path} do not load into {model_id}: {exc}") from None
     return model.eval()

@@ -32,8 +32,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..records import Calibration
-from .group_stats import (activation_stats, channel_entropy, entropy_stats, forward_and_unhook, pooled,
-                          stats_importance, taylor_stats)
+from .group_stats import (
+    activation_stats,
+    channel_entropy,
+    entropy_stats,
+    forward_and_unhook,
+    pooled,
+    stats_importance,
+    taylor_stats,
+)
 from .layers import Layers
 
 

@@ -8,6 +8,7 @@ mix). The last test reproduces it deterministically."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -93,10 +94,8 @@ def test_int8_conversion_does_not_break_a_concurrent_evaluation():
             assert INSIDE.wait(60), "tracing never started"
             evaluating = pool.submit(wb.evaluate, Recipe(PruneSpec("unstructured", "l1", "global", 0.5)),
                                      measure_latency=False)
-            try:
+            with contextlib.suppress(TimeoutError):
                 evaluating.result(timeout=2)  # fails at once when broken; a fix may make it wait for the trace
-            except TimeoutError:
-                pass
         finally:
             GO.set()
         converting.result(timeout=120)

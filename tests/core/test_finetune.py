@@ -3,6 +3,7 @@ never change, gradual schedules hit their targets, and progress reaches 1.0."""
 
 import copy
 import io
+import itertools
 import json
 import subprocess
 import sys
@@ -19,9 +20,9 @@ from compress_core.models import load as load_model
 from compress_core.pipeline import Workbench
 from compress_core.prune import PruneContext, criteria, get_pruner
 from compress_core.prune.schedule import agp_schedule, iterative_schedule, ramp, structured_step_fraction
+from compress_core.recipe import FinetuneSpec, PruneSpec, Recipe
 from compress_core.records import Compressed
 from compress_core.stages import apply_recipe, prune_gradually_
-from compress_core.recipe import FinetuneSpec, PruneSpec, Recipe
 from tests.conftest import ROOT
 
 QUICK = FinetuneSpec(epochs=1, max_samples=512)
@@ -79,9 +80,9 @@ def test_agp_schedule_is_zhu_gupta_cubic_ramp():
     s = agp_schedule(0.9, 4)
     assert s == pytest.approx([0.9 * (1 - 0.75 ** 3), 0.9 * (1 - 0.5 ** 3), 0.9 * (1 - 0.25 ** 3), 0.9], abs=1e-12)
     assert s[-1] == 0.9
-    assert all(a < b for a, b in zip(s, s[1:]))  # monotone
-    gaps = [b - a for a, b in zip([0.0] + s, s)]
-    assert all(a > b for a, b in zip(gaps, gaps[1:]))  # cubic: prune fast early, slowly near the end
+    assert all(a < b for a, b in itertools.pairwise(s))  # monotone
+    gaps = [b - a for a, b in zip([0.0, *s], s)]
+    assert all(a > b for a, b in itertools.pairwise(gaps))  # cubic: prune fast early, slowly near the end
 
 
 def test_agp_schedule_from_a_nonzero_start():
@@ -211,7 +212,7 @@ def test_progress_rises_to_one(lenet5):
     seen: list[float] = []
     apply_recipe(model, Recipe(P90, finetune=QUICK), spec, progress=lambda f, _msg: seen.append(f))
     assert seen and seen[-1] == 1.0
-    assert all(0.0 <= a <= b <= 1.0 for a, b in zip(seen, seen[1:]))
+    assert all(0.0 <= a <= b <= 1.0 for a, b in itertools.pairwise(seen))
 
 
 def test_workbench_with_a_finetune_recipe_leaves_its_model_untouched():
@@ -260,7 +261,7 @@ def test_once_pruned_a_weight_stays_pruned_even_when_scores_reshuffle(lenet5, mo
                      None, progress)
     snapshots.append(comp.masks)
     assert len(snapshots) == 3
-    for earlier, later in zip(snapshots, snapshots[1:]):
+    for earlier, later in itertools.pairwise(snapshots):
         for name in earlier:
             assert not (later[name] & ~earlier[name]).any(), name  # keep-masks only shrink
 
@@ -272,7 +273,7 @@ def test_schedule_progress_spans_all_cycles(lenet5):
     apply_recipe(model, Recipe(P90, finetune=ft), spec, progress=lambda f, m: seen.append((f, m)))
     fractions = [f for f, _ in seen]
     assert fractions[-1] == 1.0 and fractions[0] == 0.0
-    assert all(a <= b for a, b in zip(fractions, fractions[1:]))
+    assert all(a <= b for a, b in itertools.pairwise(fractions))
     assert sum("pruning" in m for _, m in seen) == 3
 
 

@@ -3,6 +3,7 @@
 import hashlib
 import io
 import json
+from typing import ClassVar
 
 import pytest
 import torch
@@ -69,7 +70,7 @@ def test_missing_weights_say_what_and_where(tmp_path, monkeypatch):
 
 
 class _FakeResponse(io.BytesIO):
-    headers = {"Content-Length": "11"}
+    headers: ClassVar[dict[str, str]] = {"Content-Length": "11"}
 
 
 def test_download_goes_to_the_cache_with_sha256_check(tmp_path, monkeypatch):

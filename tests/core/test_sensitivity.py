@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-
 import pandas as pd
 import pytest
 import torch
 
-from compress_core import sensitivity
 from compress_core.pipeline import Workbench
 from compress_core.sensitivity import bit_sensitivity, layer_sensitivity, ratios_from_sensitivity
 

@@ -8,9 +8,9 @@ from torch import nn
 
 from compress_core.prune import criteria
 from compress_core.prune.layers import prunable_layers
+from compress_core.recipe import PruneSpec, QuantSpec, Recipe
 from compress_core.records import Calibration
 from compress_core.stages import apply_recipe
-from compress_core.recipe import PruneSpec, QuantSpec, Recipe
 
 
 class Tiny(nn.Module):
