@@ -30,3 +30,7 @@ with errors.guard("Export"):
         st.download_button("Download results.csv", panels.results_csv(model_id, recipe, mode, res),
                            f"{model_id}-results.csv", mime="text/csv", icon=":material/download:", width="stretch")
         st.caption("This recipe's result first, then every stored sweep result of this model.")
+    from pages.ui.code_panel import recipe_code_panel
+
+    with st.container(border=True):
+        recipe_code_panel(model_id, recipe)
