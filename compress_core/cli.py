@@ -13,8 +13,10 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import NoReturn
 
-from .recipe import BITS, CRITERIA, PRUNE_KINDS, SCHEDULES, SCOPES, FinetuneSpec, Recipe
+from .recipe import (BITS, CRITERIA, GRANULARITIES, PRUNE_KINDS, RECOVERY_LEVELS, SCHEDULES, SCHEMES, SCOPES,
+                     FinetuneSpec, Recipe)
 from .records import EVAL_MODES
 
 CONTRACT_KEYS = ("model", "recipe", "eval_samples", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "agreement",
@@ -27,7 +29,7 @@ class CliError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, status 2, no usage dump
+    def error(self, message: str) -> NoReturn:  # one line, status 2, no usage dump
         raise CliError(message)
 
 
@@ -57,10 +59,16 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--inner-only", action="store_true",
                    help="structured: keep residual streams, prune only channels inside blocks (Li et al. 2017)")
     g.add_argument("--bits", type=int, choices=BITS, help="weight bits: 1,2,3,4,6,8 fixed point, 16 fp16, 32 fp32")
-    g.add_argument("--scheme", choices=("symmetric", "asymmetric"))
-    g.add_argument("--granularity", choices=("per_tensor", "per_channel"))
+    g.add_argument("--scheme", choices=SCHEMES, help="symmetric, asymmetric (min/max) or kmeans (weight sharing)")
+    g.add_argument("--granularity", choices=GRANULARITIES)
     g.add_argument("--int8", action="store_true", help="run on real int8 CPU kernels (implies --bits 8)")
+    _add_recovery_arg(g)
     _add_finetune_args(g)
+
+
+def _add_recovery_arg(g: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
+    g.add_argument("--recovery", choices=RECOVERY_LEVELS, help="post-training recovery on training images: bn "
+                   "(re-estimate BatchNorm statistics) or reconstruct (layer-wise, against the dense model)")
 
 
 def _add_finetune_args(g: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
@@ -106,6 +114,8 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
             raise CliError(f"--int8 runs 8-bit kernels; it cannot be combined with --bits {args.bits}")
         quant["bits"] = 8
     recipe = base.with_prune(**prune).with_quant(**quant)
+    if args.recovery is not None:
+        recipe = recipe.with_recovery(args.recovery)
     return replace(recipe, finetune=finetune_from_args(args, base.finetune))
 
 
@@ -144,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--criterion", choices=CRITERIA, default="l1")
     s.add_argument("--scope", choices=SCOPES, default="global")
     s.add_argument("--int8", action="store_true", help="also run each 8-bit point on real int8 kernels")
+    _add_recovery_arg(s)
     s.add_argument("--eval", choices=EVAL_MODES, default="quick")
     s.add_argument("--batch", type=_positive_int, default=1)
     s.add_argument("--latency-budget", type=float, default=0.3)
@@ -267,6 +278,8 @@ def _upload(path: str, arch: str | None, dataset: str | None):
         raise CliError(f"{Path(path).name} matches no zoo architecture: pass --dataset mnist or --dataset cifar10 "
                        "to say what it classifies")
     spec = spec_for_upload(uploaded, model_id, dataset=dataset)
+    # what loading found (e.g. torch.nn.utils.prune masks folded, sparsity per layer); stdout stays one JSON object
+    print("\n".join(f"upload       {note}" for note in uploaded.notes), file=sys.stderr)
     return model_id, uploaded.model, spec, uploaded.arch
 
 
@@ -279,7 +292,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         bits = [int(b) for b in args.bits_list.split(",") if b.strip()]
     except ValueError as exc:
         raise CliError(f"sweep lists must be comma-separated numbers: {exc}") from None
-    recipes = grid(kinds, sparsities, bits, criterion=args.criterion, scope=args.scope, int8=args.int8)
+    recipes = grid(kinds, sparsities, bits, criterion=args.criterion, scope=args.scope, int8=args.int8,
+                   recovery=args.recovery or "none")
     ft = finetune_from_args(args)
     if ft is not None:  # recover every pruned point; the dense and quantize-only points stay as they are
         recipes = [replace(r, finetune=ft) if r.prune.active else r for r in recipes]

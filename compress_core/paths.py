@@ -14,6 +14,7 @@ import tempfile
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ASSETS_DIR = PROJECT_ROOT / "assets"
@@ -91,7 +92,7 @@ def sha256_matches(path: Path, sha256: str | None = None, prefix: str | None = N
     return digest == sha256 if sha256 else digest.startswith(prefix or "")
 
 
-def fetch(url: str, dest: Path, sha256: str | None, opener: Callable[[str], object] | None = None,
+def fetch(url: str, dest: Path, sha256: str | None, opener: Callable[[str], Any] | None = None,
           sha256_prefix: str | None = None) -> Path:
     """Download ``url`` to ``dest`` with a progress bar, verifying sha256 (or its prefix) before the
     file appears; a failed download leaves nothing behind. The one downloader of the project."""

@@ -18,10 +18,12 @@ PRUNE_KINDS = ("none", "unstructured", "structured")
 CRITERIA = ("random", "l1", "l2", "taylor", "activation", "entropy")
 SCOPES = ("layer", "global")
 BITS = (1, 2, 3, 4, 6, 8, 16, 32)
-SCHEMES = ("symmetric", "asymmetric")
+SCHEMES = ("symmetric", "asymmetric", "kmeans")
 GRANULARITIES = ("per_tensor", "per_channel")
 INT8_MODES = ("auto", "static", "dynamic")
 SCHEDULES = ("oneshot", "iterative", "agp")
+# Post-training recovery (compress_core.recover): nothing, BatchNorm re-estimation, layer-wise reconstruction
+RECOVERY_LEVELS = ("none", "bn", "reconstruct")
 MAX_SPARSITY = 0.99
 
 # The layers customarily left dense: the first conv sees raw pixels and the classifier
@@ -82,7 +84,8 @@ class PruneSpec:
 class QuantSpec:
     bits: int = 32  # weight bit-width: 1 = sign x scale, 2..8 fixed point, 16 = fp16, 32 = fp32
     scheme: str = "symmetric"  # symmetric (zero point 0) | asymmetric (min/max "dynamic range")
-    granularity: str = "per_channel"  # one scale per output channel, or one per tensor
+    # | kmeans (weight sharing, Deep Compression: 2^bits shared values from k-means of the non-zeros)
+    granularity: str = "per_channel"  # one scale (kmeans: one codebook) per output channel, or one per tensor
     int8: bool = False  # run on real int8 CPU kernels instead of simulating (needs bits == 8)
     int8_mode: str = "auto"  # auto: static for conv nets, dynamic for Linear-only nets
 
@@ -96,6 +99,9 @@ class QuantSpec:
             raise ValueError(f"int8 must be true or false; got {self.int8!r}")
         if self.int8 and self.bits != 8:
             raise ValueError(f"real int8 kernels need bits=8; got bits={self.bits}")
+        if self.int8 and self.scheme == "kmeans":
+            raise ValueError("real int8 kernels quantize uniformly; k-means weight sharing is simulated in fp32: "
+                             "choose one")
 
     @property
     def active(self) -> bool:
@@ -134,8 +140,10 @@ class Recipe:
     quant: QuantSpec = field(default_factory=QuantSpec)
     finetune: FinetuneSpec | None = None
     version: int = RECIPE_VERSION
+    recovery: str = "none"  # after compression, before measurement: none | bn | reconstruct
 
     def __post_init__(self) -> None:
+        _check_choice("recovery", self.recovery, RECOVERY_LEVELS)
         if self.version != RECIPE_VERSION:
             raise ValueError(f"recipe version {self.version!r} is not supported (this build reads {RECIPE_VERSION})")
         if not isinstance(self.prune, PruneSpec) or not isinstance(self.quant, QuantSpec):
@@ -145,7 +153,12 @@ class Recipe:
 
     # -- JSON ---------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain data; ``recovery`` only when set, so recipes written before it existed keep their JSON
+        (the cache, URL and store key)."""
+        d = asdict(self)
+        if d["recovery"] == "none":
+            del d["recovery"]
+        return d
 
     def to_json(self) -> str:
         """Canonical JSON: sorted keys, no spaces, so equal recipes give equal strings."""
@@ -158,7 +171,8 @@ class Recipe:
         quant = _build(QuantSpec, data.get("quant", {}), "quant")
         ft = data.get("finetune")
         finetune = None if ft is None else _build(FinetuneSpec, ft, "finetune")
-        return cls(prune=prune, quant=quant, finetune=finetune, version=data.get("version", RECIPE_VERSION))
+        return cls(prune=prune, quant=quant, finetune=finetune, version=data.get("version", RECIPE_VERSION),
+                   recovery=data.get("recovery", "none"))
 
     @classmethod
     def from_json(cls, text: str) -> Recipe:
@@ -175,6 +189,14 @@ class Recipe:
     def with_quant(self, **changes: Any) -> Recipe:
         return replace(self, quant=replace(self.quant, **changes))
 
+    def with_recovery(self, recovery: str) -> Recipe:
+        return replace(self, recovery=recovery)
+
+    @property
+    def compressed(self) -> bool:
+        """Whether any stage changes the weights (recovery has something to recover)."""
+        return self.prune.active or self.quant.active or self.finetune is not None
+
     @property
     def is_dense(self) -> bool:
         return not self.prune.active and not self.quant.active and self.finetune is None
@@ -190,9 +212,12 @@ class Recipe:
         elif self.quant.bits == 16:
             parts.append("fp16")
         elif self.quant.bits < 32:
-            parts.append(f"{self.quant.bits}-bit {self.quant.scheme[:4]} {self.quant.granularity.replace('_', '-')}")
+            scheme = "k-means" if self.quant.scheme == "kmeans" else self.quant.scheme[:4]
+            parts.append(f"{self.quant.bits}-bit {scheme} {self.quant.granularity.replace('_', '-')}")
         if self.finetune is not None:
             parts.append(f"finetune {self.finetune.epochs:g} ep" + (" KD" if self.finetune.distill else ""))
+        if self.recovery != "none" and parts:
+            parts.append({"bn": "BN re-estimated", "reconstruct": "reconstructed"}[self.recovery])
         return " + ".join(parts) if parts else "dense fp32"
 
 

@@ -43,9 +43,9 @@ def _check_values(name: str, values: Sequence) -> list:
 
 
 def layer_sensitivity(wb: Workbench, sparsities: Sequence[float] = (0.25, 0.5, 0.75, 0.9), criterion: str = "l1",
-                      kind: str = "unstructured", mode: str = "quick", progress: Progress | None = None
-                      ) -> pd.DataFrame:
-    """Accuracy with each layer pruned alone at each sparsity.
+                      kind: str = "unstructured", mode: str = "quick", progress: Progress | None = None,
+                      recovery: str = "none") -> pd.DataFrame:
+    """Accuracy with each layer pruned alone at each sparsity (after ``recovery``, if any).
 
     Columns: layer, params (weights in the layer), sparsity, accuracy, accuracy_drop (dense minus
     pruned, on the same eval set), agreement (top-1 agreement with the dense model).
@@ -58,7 +58,7 @@ def layer_sensitivity(wb: Workbench, sparsities: Sequence[float] = (0.25, 0.5, 0
         for s in sparsities:  # PruneSpec validates criterion and each fraction
             spec = PruneSpec(kind=kind, criterion=criterion, scope="layer", sparsity=0.0,
                              layer_sparsity=((name, s),), skip=())
-            recipes.append(Recipe(prune=spec))
+            recipes.append(Recipe(prune=spec, recovery=recovery))
     rows = []
     for i, recipe in enumerate(recipes):
         name, s = recipe.prune.layer_sparsity[0]

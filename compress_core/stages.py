@@ -3,9 +3,13 @@
 1. ``prune_stage``: a deep copy of the model, pruned by the registered pruner of ``recipe.prune.kind``
    (one-shot, or gradually per ``recipe.finetune.schedule`` with a fine-tuning cycle after each step),
    then fine-tuned if the recipe says so (``finetune.finetune_``).
-2. ``quantize_stage``: simulated k-bit / fp16 weights (``quantize``) or real int8 kernels (``int8``).
+2. ``quantize_stage``: simulated k-bit / fp16 weights (``quantize``), then post-training recovery
+   (``recover_stage``: BatchNorm re-estimation or layer-wise reconstruction against the dense model, on
+   training images), then real int8 kernels (``int8``) — recovery always works on float weights, before
+   int8 conversion. A recipe that fine-tunes recovers right after pruning instead, so fine-tuning starts
+   from the recovered model.
 
-``apply_recipe`` runs both. The input model is never changed; the ``Compressed`` record says what was
+``apply_recipe`` runs them all. The input model is never changed; the ``Compressed`` record says what was
 done and what is simulated. ``pipeline.Workbench`` calls these with its caches and data.
 """
 
@@ -16,7 +20,7 @@ import time
 
 from torch import nn
 
-from .finetune import finetune_
+from .finetune import codebook_spec, finetune_, finetune_codebooks_
 from .int8 import convert_int8
 from .models import ModelSpec
 from .prune import PruneContext, Pruned, Pruner, get_pruner
@@ -25,6 +29,7 @@ from .prune.layers import prunable_layers
 from .prune.schedule import prune_gradually
 from .quantize import describe, quantize_weights_
 from .recipe import FinetuneSpec, QuantSpec, Recipe
+from .recover import check_level, recover_
 from .records import NO_CALIBRATION, Calibration, Compressed, Progress, span
 
 NO_LAYERS = ("this model has no Conv2d/Linear module to {what} (an uploaded TorchScript or torch.export graph "
@@ -37,7 +42,8 @@ def apply_recipe(model: nn.Module, recipe: Recipe, spec: ModelSpec | None = None
     """Apply ``recipe`` to a deep copy of ``model``. ``calibration`` holds training batches for
     data-driven criteria, fine-tuning and int8 calibration; ``scores`` may supply cached scores."""
     out = prune_stage(model, recipe, spec, calibration, scores, teacher, progress)
-    quantize_stage(out, recipe.quant, calibration, spec.input_shape if spec else None)
+    quantize_stage(out, recipe.quant, calibration, spec.input_shape if spec else None, dense=model)
+    codebook_stage(out, spec, teacher if teacher is not None else model, progress)
     return out
 
 
@@ -60,6 +66,8 @@ def prune_stage(model: nn.Module, recipe: Recipe, spec: ModelSpec | None = None,
     else:
         if pruner is not None:
             _record(out, pruner.prune_(work, p, ctx))
+        if ft is not None and recipe.recovery != "none" and pruner is not None:  # tuning starts from it
+            recover_stage(out, model, calibration)
         if ft is not None:
             t0 = time.perf_counter()
             out.history += finetune_(work, ft, _dataset(spec), out.masks, teacher, span(progress, 0.0, 1.0),
@@ -71,16 +79,54 @@ def prune_stage(model: nn.Module, recipe: Recipe, spec: ModelSpec | None = None,
 
 
 def quantize_stage(out: Compressed, q: QuantSpec, calibration: Calibration = NO_CALIBRATION,
-                   input_shape: tuple[int, ...] | None = None) -> None:
-    """Apply ``q`` to ``out.float_model`` in place (simulated k-bit, fp16 or int8 kernels)."""
+                   input_shape: tuple[int, ...] | None = None, dense: nn.Module | None = None) -> None:
+    """Apply ``q`` to ``out.float_model`` in place (simulated k-bit, fp16 or int8 kernels), with the
+    recipe's recovery (against ``dense``) between the float weights and the int8 conversion."""
     layers = prunable_layers(out.float_model, skip=())
     if q.active and not layers:
         raise ValueError(NO_LAYERS.format(what="quantize"))
-    if q.int8:
-        convert_int8(out, q, calibration, input_shape)
-    elif q.bits < 32:
+    if not q.int8 and q.bits < 32:
         out.qcodes = quantize_weights_(layers, q)
         out.simulated.append(describe(q) + "; latency is that of the fp32 kernels")
+    if out.recipe.recovery != "none" and out.recovery is None and out.recipe.compressed:
+        if dense is None:
+            raise ValueError("recovery needs the dense model to reconstruct against; pass dense=")
+        recover_stage(out, dense, calibration)
+    if q.int8:
+        convert_int8(out, q, calibration, input_shape)
+
+
+def tunes_codebooks(recipe: Recipe) -> bool:
+    """k-means weight sharing after fine-tuning: the shared values are trained too (Deep Compression)."""
+    q = recipe.quant
+    return recipe.finetune is not None and q.scheme == "kmeans" and q.bits <= 8 and not q.int8
+
+
+def codebook_stage(out: Compressed, spec: ModelSpec | None, teacher: nn.Module | None,
+                   progress: Progress | None = None) -> None:
+    """Deep Compression's trained quantization: after the float fine-tune (all of ``ft.epochs``), tune the
+    k-means codebooks for ``finetune.CODEBOOK_SHARE`` x ``ft.epochs`` more, every layer tied to its codebook."""
+    if not tunes_codebooks(out.recipe) or not out.qcodes or out.recipe.finetune is None:
+        return
+    t0 = time.perf_counter()
+    out.history += finetune_codebooks_(out.float_model, out.qcodes, codebook_spec(out.recipe.finetune),
+                                       _dataset(spec), out.masks, teacher, progress, sparsity=_sparsity(out))
+    _done(progress, t0)
+
+
+def recover_stage(out: Compressed, dense: nn.Module, calibration: Calibration) -> None:
+    """The recipe's post-training recovery of ``out.float_model`` on training images (never test data);
+    ``dense`` is only read. The report (level, seconds, per-layer errors) goes to ``out.recovery``."""
+    level = check_level(out.float_model, out.recipe.recovery)
+    q = out.recipe.quant
+    if level == "reconstruct" and q.scheme == "kmeans" and q.bits <= 8 and not q.int8:
+        raise ValueError("layer-wise reconstruction keeps weights on a uniform k-bit grid; k-means weight sharing "
+                         "has none: use recovery 'bn' (or fine-tuning, which trains the shared values)")
+    report = recover_(out.float_model, dense, level, calibration.recovery_images, masks=out.masks or None,
+                      qcodes=out.qcodes if out.qcodes else None, quant=q if q.active else None,
+                      seed=out.recipe.prune.seed)
+    out.recovery = report.to_dict()
+    out.simulated.extend(report.notes)
 
 
 def prune_gradually_(out: Compressed, pruner: Pruner, ctx: PruneContext, ft: FinetuneSpec, dataset: str,

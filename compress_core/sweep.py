@@ -23,12 +23,13 @@ from .store import ResultStore, result_row, rows_frame
 OnResult = Callable[[int, int, dict], None]
 
 def grid(kinds: list[str], sparsities: list[float], bits: list[int], criterion: str = "l1",
-         scope: str = "global", int8: bool = False) -> list[Recipe]:
+         scope: str = "global", int8: bool = False, recovery: str = "none") -> list[Recipe]:
     """Every (kind, sparsity, bits) recipe once, in input order.
 
     Kind ``none`` ignores sparsity, and sparsity 0 with a pruning kind is the same dense recipe,
     so each collapses to the canonical unpruned ``PruneSpec()``. With ``int8=True`` every 8-bit
-    point is followed by the same recipe on real int8 kernels.
+    point is followed by the same recipe on real int8 kernels. ``recovery`` applies to every compressed
+    point (the dense point has nothing to recover).
     """
     for name, values in (("kinds", kinds), ("sparsities", sparsities), ("bits", bits)):
         if isinstance(values, str) or not isinstance(values, Sequence) or len(values) == 0:
@@ -42,9 +43,9 @@ def grid(kinds: list[str], sparsities: list[float], bits: list[int], criterion: 
             if not prune.active:
                 prune = PruneSpec()
             for b in bits:
-                out.setdefault(Recipe(prune=prune, quant=QuantSpec(bits=b)))
-                if int8 and b == 8:
-                    out.setdefault(Recipe(prune=prune, quant=QuantSpec(bits=8, int8=True)))
+                for quant in (QuantSpec(bits=b), *((QuantSpec(bits=8, int8=True),) if int8 and b == 8 else ())):
+                    r = Recipe(prune=prune, quant=quant)
+                    out.setdefault(r.with_recovery(recovery) if r.compressed else r)
     return list(out)
 
 

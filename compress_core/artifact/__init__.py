@@ -28,12 +28,21 @@ a tensor as the *layout* of its non-zero positions plus the values at those posi
   weight) or ``index8``/``index16`` (gaps between non-zeros as uint8/uint16 tokens; the top token
   value is an escape meaning "skip that many positions"): whichever needs the fewest bytes;
 - ``store`` a dtype name (``float32``; ``float16`` for Conv/Linear weights when the recipe has 16
-  bits; ``int8``, ``int64``, ...): raw little-endian values, byte-shuffled so the compressor sees the
-  exponent bytes together; ``q``: k-bit codes (1..8 bits) bit-packed, ``code = u * step + offset``
+  bits, and for their biases under k-means; ``int8``, ``int64``, ...): raw little-endian values,
+  byte-shuffled so the compressor sees the exponent bytes together; ``q``: k-bit codes (1..8 bits)
+  bit-packed, ``code = u * step + offset``
   (``step`` 2 for 1-bit signs), fp32 ``scale`` and int32 ``zp`` per channel (``axis`` 0) or per
   tensor (no ``zp`` chunk: all zero); ``none``: a float tensor of an int8 model (shape only, the
   ``int8_state`` records hold its weights). Positions outside the layout hold 0 or the zero point.
   Weights are rebuilt with ``QTensor.dequantize``, so they are bit-identical.
+- ``store`` ``codebook`` (k-means weight sharing): ``q = {bits, axis, codebook, coding}``; the layout
+  marks the weights in a cluster (code >= 0; zeros are in none), ``val`` holds their k-bit indices,
+  bit-packed (``coding`` ``packed``) or canonical-Huffman-coded (``huffman``: chunk ``lens`` holds one
+  code length per index value, ``entropy``), ``cb`` the 2^bits shared values per tensor (axis null) or
+  per output channel (axis 0), byte-shuffled ``float16`` when exact, else ``float32``. A writer picks
+  Huffman per tensor where it deflates smaller, and keeps the all-packed file when that is smaller.
+  Readers before this store refuse such files with "unknown value storage 'codebook'"; every file
+  they could read is written and read exactly as before (same format version).
 ``-0.0`` (what masking leaves on negative weights) counts as zero and loads as ``+0.0``: equal
 values, so ``torch.equal`` holds for weights and outputs. The loader never unpickles anything: it
 parses JSON and raw bytes, checks every length, shape and dtype against the header, the file size
@@ -41,7 +50,8 @@ and the base architecture (pruning only shrinks tensors), and raises ``ArtifactE
 
 The package:
 - ``errors``: ``ArtifactError`` and checked access to header fields;
-- ``codec``: one tensor <-> one record and its chunks (layouts, k-bit codes, byte shuffle);
+- ``codec``: one tensor <-> one record and its chunks (layouts, k-bit codes, codebooks, byte shuffle);
+- ``entropy``: canonical Huffman coding of k-means indices (pure numpy);
 - ``container``: preamble, codecs, header JSON, reading with every length checked, atomic writes;
 - ``architecture``: the stored architecture (fingerprint, module swaps, PadShortcut planes) and its
   rebuild through ``prune.skeleton`` (the skeleton is derived from the stored tensors);

@@ -1,6 +1,7 @@
-"""One tensor <-> one record plus its byte chunks: sparse layouts, k-bit codes and byte shuffling.
+"""One tensor <-> one record plus its byte chunks: sparse layouts, k-bit codes, k-means codebooks
+(indices bit-packed or Huffman-coded, ``entropy``) and byte shuffling.
 
-Encoding (``encode_raw``, ``encode_q``) appends a tensor's chunks to a list and returns its record;
+Encoding (``encode_raw``, ``encode_q``, ``encode_codebook``) appends a tensor's chunks to a list and returns its record;
 decoding (``decode``) reads the chunks back through a bounds-checked ``Reader`` and checks every
 length against the record. The record fields are described in the package docstring. Pure numpy
 below the record level: ``pack_bits``/``unpack_bits`` (k-bit codes), ``index_tokens``/
@@ -10,17 +11,20 @@ below the record level: ``pack_bits``/``unpack_bits`` (k-bit codes), ``index_tok
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from ..quantize import QTensor
+from .entropy import huffman_decode, huffman_encode, huffman_lengths
 from .errors import ArtifactError, field, shape
 
 DTYPES = {"float32": "<f4", "float16": "<f2", "float64": "<f8", "int8": "i1", "uint8": "u1", "int16": "<i2",
           "int32": "<i4", "int64": "<i8", "bool": "?"}
 LAYOUTS = ("dense", "bitmask", "index8", "index16")
+CODINGS = ("packed", "huffman")  # how a k-means record stores its indices
 
 
 # -- bit packing and sparse positions (pure numpy) ---------------------------------------------
@@ -149,6 +153,50 @@ def encode_q(name: str, weight: torch.Tensor, q: QTensor, chunks: list[bytes]) -
     return _add_chunks(rec, parts, chunks)
 
 
+def encode_codebook(name: str, weight: torch.Tensor, q: QTensor, chunks: list[bytes], entropy: bool = True
+                    ) -> dict | None:
+    """The record of a k-means weight (positions, indices, codebook), or None when ``q`` does not
+    describe ``weight`` exactly. Indices are Huffman-coded when ``entropy`` and that deflates smaller."""
+    k, per_channel = 1 << q.bits, q.axis is not None
+    cb = q.codebook.detach().cpu().to(torch.float32).contiguous() if q.codebook is not None else None
+    want = (weight.shape[0], k) if per_channel and weight.dim() else (k,)
+    if cb is None or q.codes.shape != weight.shape or not 1 <= q.bits <= 8 or q.axis not in (0, None) \
+            or tuple(cb.shape) != want or not torch.equal(q.dequantize(), weight):
+        return None
+    codes = q.codes.detach().cpu().numpy().reshape(-1).astype(np.int64)
+    if codes.size and (codes.min() < -1 or codes.max() >= k):
+        return None
+    nz = codes >= 0  # -1: a zero weight, in no cluster
+    layout, positions, idx = _layout(nz, lambda m: (m * q.bits + 7) // 8, bool(nz.all()))
+    kept = (codes if layout == "dense" else codes[nz] if idx is None else codes[idx]).astype(np.uint8)
+    flat = cb.numpy().reshape(-1)
+    half = flat.astype("<f2")
+    fp16 = np.array_equal(half.astype("<f4").view(np.uint32), flat.view(np.uint32))
+    coding, parts = _index_coding(kept, q.bits, entropy)
+    rec = {"name": name, "shape": list(weight.shape), "dtype": "float32", "layout": layout, "nnz": int(nz.sum()),
+           "store": "codebook", "q": {"bits": q.bits, "axis": 0 if per_channel else None,
+                                      "codebook": "float16" if fp16 else "float32", "coding": coding}}
+    cb_bytes = _shuffle(half if fp16 else flat.astype("<f4"))
+    return _add_chunks(rec, {"pos": positions, **parts, "cb": cb_bytes}, chunks)
+
+
+def _deflated(data: bytes) -> int:
+    comp = zlib.compressobj(6, zlib.DEFLATED, -15)  # as the container compresses the body
+    return len(comp.compress(data) + comp.flush())
+
+
+def _index_coding(kept: np.ndarray, bits: int, entropy: bool) -> tuple[str, dict[str, bytes]]:
+    """("packed", {val}) or ("huffman", {lens, val}): Huffman only where it deflates smaller."""
+    packed = pack_bits(kept, bits)
+    if not entropy or len(kept) == 0:
+        return "packed", {"val": packed}
+    lengths = huffman_lengths(np.bincount(kept, minlength=1 << bits))
+    table, stream = lengths.tobytes(), huffman_encode(kept, lengths)
+    if _deflated(table + stream) < _deflated(packed):
+        return "huffman", {"lens": table, "val": stream}
+    return "packed", {"val": packed}
+
+
 def encode_raw(name: str, t: torch.Tensor, chunks: list[bytes], fp16: bool = False) -> dict:
     """The record of a tensor stored as raw values (as float16 when ``fp16`` and that is exact)."""
     dtype = str(t.dtype).removeprefix("torch.")
@@ -226,6 +274,8 @@ def decode(rd: Reader, rec: dict, where: str) -> tuple[torch.Tensor, QTensor | N
     m = n if idx is None else nnz
     if store == "q":
         return _decode_q(rd, rec, dims, idx, m, where)
+    if store == "codebook":
+        return _decode_codebook(rd, rec, dims, idx, m, where)
     if store not in DTYPES:
         raise ArtifactError(f"{where}: unknown value storage {store!r}")
     dtype = np.dtype(DTYPES[store])
@@ -259,4 +309,29 @@ def _decode_q(rd: Reader, rec: dict, dims: tuple[int, ...], idx: np.ndarray | No
     per_shape = (channels,) if axis == 0 else ()
     qt = QTensor(torch.from_numpy(codes).reshape(dims), torch.from_numpy(scale.astype(np.float32).reshape(per_shape)),
                  torch.from_numpy(zp.astype(np.int32).reshape(per_shape)), bits, axis)
+    return qt.dequantize(), qt
+
+
+def _decode_codebook(rd: Reader, rec: dict, dims: tuple[int, ...], idx: np.ndarray | None, m: int,
+                     where: str) -> tuple[torch.Tensor, QTensor]:
+    q = field(rec, "q", dict, where)
+    bits, axis, cb_store = field(q, "bits", int, where), q.get("axis"), q.get("codebook")
+    if not 1 <= bits <= 8 or axis not in (0, None) or (axis == 0 and not dims) or rec.get("dtype") != "float32" \
+            or cb_store not in ("float16", "float32") or q.get("coding") not in CODINGS:
+        raise ArtifactError(f"{where}: bad k-means parameters {q!r}")
+    k, rows = 1 << bits, dims[0] if axis == 0 else 1
+    if q["coding"] == "huffman":
+        lengths = np.frombuffer(rd.take(rec, "lens", k, where), np.uint8)
+        u = huffman_decode(rd.take(rec, "val", None, where), lengths, m, where)
+    else:
+        u = unpack_bits(rd.take(rec, "val", (m * bits + 7) // 8, where), bits, m)
+    dtype = np.dtype(DTYPES[cb_store])
+    cb = _unshuffle(rd.take(rec, "cb", rows * k * dtype.itemsize, where), dtype, rows * k).astype(np.float32)
+    codes = u.astype(np.int32) if idx is None else np.full(math.prod(dims), -1, np.int32)
+    if idx is not None:
+        codes[idx] = u
+    per_shape = (rows,) if axis == 0 else ()
+    qt = QTensor(torch.from_numpy(codes).reshape(dims), torch.ones(per_shape),
+                 torch.zeros(per_shape, dtype=torch.int32), bits, axis,
+                 torch.from_numpy(cb).reshape((rows, k) if axis == 0 else (k,)))
     return qt.dequantize(), qt

@@ -25,7 +25,7 @@ from ..quantize import QTensor
 from ..recipe import Recipe
 from ..records import Compressed
 from .architecture import fingerprint, rebuild_, reference, shortcut_planes, stored_skeleton, swaps
-from .codec import DTYPES, Reader, decode, encode_q, encode_raw
+from .codec import DTYPES, Reader, decode, encode_codebook, encode_q, encode_raw
 from .container import (
     DEFAULT_CODEC,
     DEFAULT_MAX_BYTES,
@@ -63,25 +63,41 @@ class Loaded:
 
 
 # -- writing -----------------------------------------------------------------------------------
-def artifact_bytes(comp: Compressed, model_id: str, codec: str = DEFAULT_CODEC) -> bytes:
-    """The whole artefact file for ``comp`` (a model of ``model_id``) as bytes."""
+def artifact_bytes(comp: Compressed, model_id: str, codec: str = DEFAULT_CODEC, entropy: bool = True) -> bytes:
+    """The whole artefact file for ``comp`` (a model of ``model_id``) as bytes. ``entropy``: Huffman-code
+    the indices of k-means layers where that is smaller (False: always bit-packed). Each tensor picks
+    Huffman where its own chunks deflate smaller; since neighbouring chunks share deflate's blocks, the
+    file is then compared with the all-packed one and the smaller kept: entropy coding never grows a file."""
+    coded, huffman = _file(comp, model_id, codec, entropy)
+    if not huffman:
+        return coded
+    packed, _ = _file(comp, model_id, codec, False)
+    return coded if len(coded) < len(packed) else packed
+
+
+def _file(comp: Compressed, model_id: str, codec: str, entropy: bool) -> tuple[bytes, bool]:
+    """(the file, whether any tensor's indices are Huffman-coded)."""
     fm = comp.float_model
     replaced = swaps(fm, model_id)
     int8 = comp.kernels.startswith("int8")
     chunks: list[bytes] = []
-    records = _tensor_records(comp, int8, chunks)
+    records = _tensor_records(comp, int8, chunks, entropy)
     header = {"model_id": model_id, "arch": fingerprint(model_id), "recipe": comp.recipe.to_dict(),
               "kernels": comp.kernels, "replaced": replaced, "modules": shortcut_planes(fm),
               "masked": sorted(comp.masks), "tensors": records, "meta": _meta(comp)}
     if int8:
         header["int8_state"] = [_encode_int8(k, v, chunks) for k, v in int8_state(comp).items()]
-    return assemble(encode_header(header), b"".join(chunks), codec)
+    huffman = any(r.get("q", {}).get("coding") == "huffman" for r in records)
+    return assemble(encode_header(header), b"".join(chunks), codec), huffman
 
 
-def _tensor_records(comp: Compressed, int8: bool, chunks: list[bytes]) -> list[dict]:
-    """One record per entry of the float model's state_dict (k-bit codes where they are exact)."""
+def _tensor_records(comp: Compressed, int8: bool, chunks: list[bytes], entropy: bool = True) -> list[dict]:
+    """One record per entry of the float model's state_dict (k-bit codes or codebooks where exact)."""
     fm = comp.float_model
-    fp16 = {f"{n}.weight" for n, _ in prunable_layers(fm)} if comp.recipe.quant.bits == 16 else set()
+    spec = comp.recipe.quant
+    fp16 = {f"{n}.weight" for n, _ in prunable_layers(fm)} if spec.bits == 16 else set()
+    if spec.scheme == "kmeans" and spec.bits <= 8:  # k-means recipes round biases to fp16 (quantize_weights_)
+        fp16 |= {f"{n}.bias" for n, _ in prunable_layers(fm)}
     records = []
     for key, t in fm.state_dict().items():
         if int8 and t.is_floating_point():  # the int8 state holds the weights; keep index buffers
@@ -89,7 +105,8 @@ def _tensor_records(comp: Compressed, int8: bool, chunks: list[bytes]) -> list[d
                             "store": "none"})
             continue
         q = comp.qcodes.get(key.removesuffix(".weight")) if key.endswith(".weight") and not int8 else None
-        rec = encode_q(key, t, q, chunks) if q is not None else None
+        rec = None if q is None else encode_codebook(key, t, q, chunks, entropy) if q.codebook is not None \
+            else encode_q(key, t, q, chunks)
         records.append(rec or encode_raw(key, t, chunks, fp16=key in fp16))
     return records
 
@@ -109,9 +126,10 @@ def _meta(comp: Compressed) -> dict:
             "writer": f"compress_core {__version__}"}
 
 
-def save_artifact(comp: Compressed, model_id: str, path: str | os.PathLike, codec: str = DEFAULT_CODEC) -> int:
+def save_artifact(comp: Compressed, model_id: str, path: str | os.PathLike, codec: str = DEFAULT_CODEC,
+                  entropy: bool = True) -> int:
     """Write the artefact atomically (temp file + rename); returns the bytes written."""
-    return write_atomically(path, artifact_bytes(comp, model_id, codec))
+    return write_atomically(path, artifact_bytes(comp, model_id, codec, entropy))
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -180,7 +198,7 @@ def _check_records(records: object, base: dict | None, max_bytes: int, what: str
                     or any(d > r for d, r in zip(dims, ref_shape, strict=True)):
                 raise ArtifactError(f"{where_}: tensor {name!r} {dtype}{list(dims)} does not fit the architecture "
                                     f"({ref_dtype}{list(ref_shape)}; pruning only shrinks tensors)")
-        total += math.prod(dims) * (8 if rec.get("store") == "q" else np.dtype(DTYPES[dtype]).itemsize)
+        total += math.prod(dims) * (8 if rec.get("store") in ("q", "codebook") else np.dtype(DTYPES[dtype]).itemsize)
         if total > max_bytes:
             raise ArtifactError(f"{where_}: tensors would need more than {max_bytes:,} bytes of memory")
     if base is not None and [r["name"] for r in records] != list(base):

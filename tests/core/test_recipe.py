@@ -86,3 +86,16 @@ def test_labels_and_density():
     assert not r.is_dense
     assert r.label() == "structured l1 global 50% + int8 kernels"
     assert json.loads(r.to_json())["prune"]["kind"] == "structured"
+
+
+def test_recovery_round_trips_and_leaves_older_recipes_json_unchanged():
+    plain = Recipe(PruneSpec("unstructured", sparsity=0.5))
+    assert "recovery" not in plain.to_json()  # the cache, URL and store key of recipes written before it existed
+    rec = plain.with_recovery("reconstruct")
+    assert Recipe.from_json(rec.to_json()) == rec and rec.recovery == "reconstruct"
+    assert rec.label().endswith("reconstructed") and rec != plain
+
+
+def test_unknown_recovery_level_is_refused():
+    with pytest.raises(ValueError, match="recovery must be one of none, bn, reconstruct"):
+        Recipe(recovery="magic")
