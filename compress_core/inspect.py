@@ -7,21 +7,31 @@ change them. The dashboard turns these frames into figures with ``compress_core.
   non-zero count and sparsity (measured against the dense layer, so removed channels count).
 - ``weight_histogram``: weight-value histograms before/after on shared bins (long format).
 - ``size_breakdown``: the file sizes that explain "I pruned it but it is not smaller".
+- ``knob_summary`` / ``bottlenecks`` / ``speed_note``: what the sparsity knob did to this recipe
+  (channels vs parameters vs MACs removed), layers left nearly empty, and why int8 or structured
+  pruning did not speed a model up.
+- ``slider_layers``: the layers the global sparsity still moves once per-layer ratios are set.
 """
 
 from __future__ import annotations
 
 import io
+import math
+import re
 from collections.abc import Mapping
 
 import pandas as pd
 import torch
 from torch import nn
 
+from .prune.layers import prunable_layers
 from .prune.unstructured import PRUNABLE
+from .recipe import PruneSpec
 from .records import size_is_estimate
 
-LAYER_COLUMNS = ["layer", "type", "shape", "dense_shape", "params", "dense_params", "nonzero", "sparsity"]
+LAYER_COLUMNS = ["layer", "type", "shape", "dense_shape", "params", "dense_params", "nonzero", "sparsity",
+                 "channels", "dense_channels"]
+SMALL_MACS = 5_000_000  # per sample: below this, per-op overheads outweigh int8 arithmetic at batch 1
 HISTOGRAM_COLUMNS = ["model", "bin_left", "bin_right", "bin_center", "count"]
 SIZE_COLUMNS = ["item", "size_bytes", "basis", "note"]
 FP32_BYTES = 4
@@ -74,6 +84,7 @@ def layer_table(model: object, dense: nn.Module | None = None) -> pd.DataFrame:
             "layer": name, "type": _type_label(m), "shape": _shape(w), "dense_shape": _shape(dense_w),
             "params": int(w.numel()), "dense_params": dense_params, "nonzero": nonzero,
             "sparsity": 1.0 - nonzero / dense_params if dense_params else 0.0,
+            "channels": int(w.shape[0]), "dense_channels": int(dense_w.shape[0]),
         })
     return pd.DataFrame(rows, columns=LAYER_COLUMNS)
 
@@ -151,3 +162,71 @@ def size_breakdown(result: Mapping, masked_size_bytes: int) -> pd.DataFrame:
          "params_nonzero × 4 bytes: a structured model with as many weights"),
     ]
     return pd.DataFrame(rows, columns=SIZE_COLUMNS)
+
+
+# -- what the knob did, in words ------------------------------------------------------------------
+def _fraction_removed(now: float, dense: float) -> float:
+    return 1.0 - now / dense if dense else 0.0
+
+
+def knob_summary(table: pd.DataFrame, result: Mapping) -> dict[str, float]:
+    """Channels, parameters and MACs removed by this recipe, as fractions of the dense model.
+
+    ``table`` is ``layer_table(compressed, dense)``; channels count the output channels (or
+    features) of every Conv2d/Linear layer but the classifier, whose outputs are the classes."""
+    inner = table.iloc[:-1] if len(table) > 1 else table
+    return {"channels": _fraction_removed(float(inner["channels"].sum()), float(inner["dense_channels"].sum())),
+            "params": _fraction_removed(float(result["params_nonzero"]), float(result["dense_params"])),
+            "macs": _fraction_removed(float(result["macs"]), float(result["dense_macs"]))}
+
+
+def bottlenecks(table: pd.DataFrame, floor: float = 0.1) -> list[tuple[str, int, int]]:
+    """(layer, channels left, dense channels) of layers that kept at most ``floor`` of their output
+    channels, or a single one: a choke point that caps accuracy (the classifier is left out)."""
+    inner = table.iloc[:-1] if len(table) > 1 else table
+    thin = inner[(inner["dense_channels"] > 1) & ((inner["channels"] <= 1)
+                                                  | (inner["channels"] <= floor * inner["dense_channels"]))]
+    return [(str(r.layer), int(r.channels), int(r.dense_channels)) for r in thin.itertuples()]
+
+
+def _fp32_islands(simulated: list[str]) -> int:
+    for note in simulated:
+        if (m := re.search(r"(\d+) op\(s\) without int8 kernels", note)):
+            return int(m.group(1))
+    return 0
+
+
+def speed_note(result: Mapping) -> str | None:
+    """Why this recipe is not (much) faster than dense, when it is int8 or structured and is not;
+    None when it is faster, or when no speed-up was expected (masked zeros, simulated bits)."""
+    speedup, kernels = result.get("speedup"), str(result.get("latency_kernels") or "")
+    if speedup is None or not math.isfinite(speedup) or speedup >= 1.1:
+        return None
+    macs, dense_macs = int(result["macs"]), int(result["dense_macs"])
+    ms, dense_ms = result.get("latency_ms_p50"), result.get("dense_latency_ms_p50")
+    timed = f" ({ms:.3g} vs {dense_ms:.3g} ms dense)" if ms and dense_ms else ""
+    if kernels.startswith("int8"):
+        islands = _fp32_islands(list(result.get("simulated") or []))
+        why = [f"int8 ran {1 / speedup:.2f}× slower than fp32{timed}" if speedup < 1 else
+               f"int8 ran only {speedup:.2f}× faster than fp32{timed}"]
+        if macs < SMALL_MACS:
+            why.append(f"at batch {result.get('latency_batch', 1)} a model this small ({macs / 1e6:.2f} M MACs) "
+                       "spends more time quantizing, dequantizing and dispatching than int8 arithmetic saves")
+        else:
+            why.append("each int8 op pays a fixed cost (quantize, dequantize, re-layout) that thin layers "
+                       f"({macs / 1e6:.1f} M MACs in all) do not earn back at batch {result.get('latency_batch', 1)}")
+        if islands:
+            why.append(f"{islands} op(s) without int8 kernels force a dequantize → fp32 → quantize round trip")
+        return "; ".join(why) + ". int8 pays off on wide layers and large batches."
+    if macs < 0.9 * dense_macs:
+        return (f"Structured pruning removed {_fraction_removed(macs, dense_macs):.0%} of the MACs but ran only "
+                f"{speedup:.2f}× as fast{timed}: at batch {result.get('latency_batch', 1)} the layers are so small "
+                "that per-layer overheads (dispatch, memory traffic, index ops on pruned residual streams) and "
+                "not arithmetic set the time.")
+    return None
+
+
+def slider_layers(model: nn.Module, spec: PruneSpec) -> list[str]:
+    """Prunable layers the global sparsity moves: not skipped and without a per-layer ratio."""
+    fixed = {name for name, _ in spec.layer_sparsity}
+    return [n for n, _ in prunable_layers(model, spec.skip) if n not in fixed]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import math
 import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -146,3 +148,28 @@ def latency(model: nn.Module, input_shape: tuple[int, ...], batch: int = 1, thre
                                 setup="import torch; torch.set_grad_enabled(False)")
         m = timer.blocked_autorange(min_run_time=min_run_time)
     return Latency(m.median * 1e3, m.iqr * 1e3, batch, threads, len(m.times))
+
+
+def forward_fn(model: nn.Module, input_shape: tuple[int, ...], batch: int = 1,
+               memory_format: torch.memory_format = torch.contiguous_format) -> Callable[[], object]:
+    """One forward pass of ``model`` on a fixed random batch, as a callable for ``timing.paired``
+    (run it under ``torch.no_grad()``; the model is put in eval mode)."""
+    x = torch.randn(batch, *input_shape)
+    if x.dim() == 4:
+        x = x.contiguous(memory_format=memory_format)
+    model.eval()
+    return lambda: model(x)
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block on ``threads`` intra-op threads (what the result records), then restore."""
+    before = torch.get_num_threads()
+    if before != threads:
+        torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)

@@ -65,8 +65,13 @@ def human_bytes(n: float) -> str:
 
 
 def accuracy_curve(df: pd.DataFrame, current_sparsity: float | None = None, dense_accuracy: float | None = None,
-                   title: str = "Accuracy vs sparsity") -> go.Figure:
-    """Columns: sparsity (fraction), accuracy, accuracy_ci_low, accuracy_ci_high (fractions)."""
+                   title: str = "Accuracy vs sparsity", current: dict | None = None) -> go.Figure:
+    """Columns: sparsity (fraction), accuracy, accuracy_ci_low, accuracy_ci_high (fractions).
+
+    The red marker is the current recipe: at ``current["accuracy"]`` (with its CI as error bar and
+    ``current["label"]`` as its name) when given, so it shows the very number on the accuracy card
+    even when the recipe is off the curve (fine-tuned); else the curve's own point at
+    ``current_sparsity``."""
     _require(df, ["sparsity", "accuracy", "accuracy_ci_low", "accuracy_ci_high"], "accuracy_curve")
     d = df.sort_values("sparsity")
     x = (d["sparsity"] * 100).tolist()
@@ -79,12 +84,9 @@ def accuracy_curve(df: pd.DataFrame, current_sparsity: float | None = None, dens
                    line={"color": COMPRESSED, "width": 2}, marker={"size": 6},
                    hovertemplate="sparsity %{x:.0f} %<br>accuracy %{y:.2f} %<extra></extra>"),
     ]
-    if current_sparsity is not None:
-        here = d[(d["sparsity"] - current_sparsity).abs() < 1e-9]
-        if not here.empty:
-            traces.append(go.Scatter(x=here["sparsity"] * 100, y=here["accuracy"] * 100, mode="markers",
-                                     name="current", marker={"size": 14, "color": ACCENT, "symbol": "diamond"},
-                                     hovertemplate="current: %{y:.2f} %<extra></extra>"))
+    marker = _current_marker(d, current_sparsity, current)
+    if marker is not None:
+        traces.append(marker)
     shapes, notes = [], []
     if dense_accuracy is not None:
         shape, note = _hline(dense_accuracy * 100, "dense")
@@ -93,6 +95,26 @@ def accuracy_curve(df: pd.DataFrame, current_sparsity: float | None = None, dens
                      xaxis={"title": {"text": "sparsity (%)"}, "range": [-2, 100]},
                      yaxis={"title": {"text": "top-1 accuracy (%)"}})
     return go.Figure(traces, layout)
+
+
+def _current_marker(d: pd.DataFrame, sparsity: float | None, current: dict | None) -> go.Scatter | None:
+    style = {"size": 14, "color": ACCENT, "symbol": "diamond"}
+    if sparsity is None:
+        return None
+    if current is not None:
+        acc = current["accuracy"] * 100
+        low, high = current.get("accuracy_ci_low"), current.get("accuracy_ci_high")
+        err = None if low is None or high is None else {
+            "type": "data", "symmetric": False, "array": [high * 100 - acc], "arrayminus": [acc - low * 100],
+            "color": ACCENT, "thickness": 1.5}
+        name = current.get("label", "current")
+        return go.Scatter(x=[sparsity * 100], y=[acc], mode="markers", name=name, marker=style, error_y=err,
+                          hovertemplate=f"{name}: %{{y:.2f}} %<extra></extra>")
+    here = d[(d["sparsity"] - sparsity).abs() < 1e-9]
+    if here.empty:
+        return None
+    return go.Scatter(x=here["sparsity"] * 100, y=here["accuracy"] * 100, mode="markers", name="current",
+                      marker=style, hovertemplate="current: %{y:.2f} %<extra></extra>")
 
 
 def size_breakdown(df: pd.DataFrame, title: str = "Where the bytes go") -> go.Figure:
@@ -135,7 +157,19 @@ def layer_sparsity(df: pd.DataFrame, title: str = "Sparsity per layer") -> go.Fi
                  hovertemplate="%{x} (%{customdata[0]})<br>%{y:.1f} % removed<br>"
                                "%{customdata[1]:,} of %{customdata[2]:,} weights left<extra></extra>")
     return go.Figure([bar], _layout(title, yaxis={"title": {"text": "weights removed (%)"}, "range": [0, 100]},
-                                    xaxis={"tickangle": -40, "automargin": True}))
+                                    xaxis=_thinned_ticks(list(df["layer"]))))
+
+
+MAX_TICK_LABELS = 24
+
+
+def _thinned_ticks(names: list[str]) -> dict:
+    """Category axis that labels at most ``MAX_TICK_LABELS`` layers (every k-th, evenly), so 55 ResNet-56
+    layer names never overlap; every bar still names its layer on hover."""
+    step = max(1, -(-len(names) // MAX_TICK_LABELS))
+    shown = names[::step]
+    return {"type": "category", "tickangle": -45 if len(shown) > 8 else 0, "automargin": True,
+            "tickmode": "array", "tickvals": shown, "ticktext": shown, "tickfont": {"size": 10}}
 
 
 def weight_histogram(df: pd.DataFrame, title: str = "Weight values before and after") -> go.Figure:
@@ -167,51 +201,87 @@ def sensitivity_heatmap(df: pd.DataFrame, x: str = "sparsity", value: str = "acc
                                      yaxis={"type": "category", "autorange": "reversed", "automargin": True}))
 
 
+KIND_NAMES = {"none": "no pruning", "unstructured": "unstructured", "structured": "structured"}
+AXIS_TITLES = {"size_bytes": "file size (bytes)", "latency_ms_p50": "CPU latency p50 (ms, batch 1)", "macs": "MACs"}
+
+
+def _x_text(x: str, v: float) -> str:
+    if x == "size_bytes":
+        return f"file size {human_bytes(v)}"
+    if x == "latency_ms_p50":
+        return f"latency {v:.3g} ms"
+    return f"{AXIS_TITLES.get(x, x)} {v:,.4g}"
+
+
+def _hover(d: pd.DataFrame, x: str, y: str) -> list[str]:
+    noisy = d["latency_noisy"] if x == "latency_ms_p50" and "latency_noisy" in d else [False] * len(d)
+    return [f"{label}<br>{_x_text(x, xv)}{' (noisy)' if n else ''}<br>top-1 {yv:.2%}"
+            for label, xv, yv, n in zip(d["label"], d[x], d[y], noisy, strict=True)]
+
+
 def tradeoff_scatter(df: pd.DataFrame, x: str = "size_bytes", y: str = "accuracy", frontier: str = "pareto",
                      title: str = "Accuracy vs size") -> go.Figure:
-    """Columns: ``x``, ``y`` (fraction), kind, label, and an optional boolean ``frontier`` column.
-    Points carry their row index as customdata so a selection maps back to the row."""
+    """Columns: ``x``, ``y`` (fraction), kind, label; optional booleans ``frontier``, ``chance`` (at chance
+    level: drawn hollow, in their own legend entry) and ``latency_noisy`` (said on hover).
+    Points carry their row index as customdata so a selection maps back to the row. A latency axis
+    starts at 0, so recipes that all share the dense latency sit at it instead of around a bare ±0.5."""
     _require(df, [x, y, "kind", "label"], "tradeoff_scatter")
+    chance = df["chance"].astype(bool) if "chance" in df.columns else pd.Series(False, index=df.index)
     traces = []
-    for kind, d in df.groupby("kind", sort=False):
+    for kind, d in df[~chance].groupby("kind", sort=False):
         traces.append(go.Scatter(
-            x=d[x], y=d[y] * 100, mode="markers", name=str(kind), customdata=list(d.index),
+            x=d[x], y=d[y] * 100, mode="markers", name=KIND_NAMES.get(str(kind), str(kind)), customdata=list(d.index),
             marker={"size": 9, "color": KIND_COLORS.get(str(kind), "#7c3aed"), "opacity": 0.8},
-            text=d["label"], hovertemplate="%{text}<br>%{x:,.4g}, %{y:.2f} %<extra></extra>"))
+            text=_hover(d, x, y), hovertemplate="%{text}<extra></extra>"))
+    if chance.any():
+        d = df[chance]
+        traces.append(go.Scatter(
+            x=d[x], y=d[y] * 100, mode="markers", name="at chance level (off the front)", customdata=list(d.index),
+            marker={"size": 9, "color": "rgba(0,0,0,0)", "line": {"color": DENSE, "width": 1.5}},
+            text=_hover(d, x, y), hovertemplate="%{text}<br>no better than guessing<extra></extra>"))
     if frontier in df.columns and df[frontier].any():
-        f = df[df[frontier]].sort_values(x)
+        f = df[df[frontier].astype(bool) & ~chance].sort_values(x)
         traces.append(go.Scatter(x=f[x], y=f[y] * 100, mode="lines", name="Pareto front",
                                  line={"color": FRONTIER, "width": 2, "shape": "hv"}, hoverinfo="skip"))
-    axis = {"size_bytes": "file size (bytes)", "latency_ms_p50": "latency p50 (ms)", "macs": "MACs"}
-    xaxis = {"title": {"text": axis.get(x, x)}}
+    xaxis: dict = {"title": {"text": AXIS_TITLES.get(x, x)}}
     if x == "size_bytes":
         xaxis.update(type="log", dtick="D2")  # ticks at 1, 2 and 5 of each decade
-    return go.Figure(traces, _layout(title, height=380, xaxis=xaxis, yaxis={"title": {"text": "top-1 accuracy (%)"}}))
+    elif x == "latency_ms_p50":
+        top = pd.to_numeric(df[x], errors="coerce").max()
+        xaxis.update(range=[0, float(top) * 1.15 if pd.notna(top) and top > 0 else 1.0])
+    legend = {"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0.0}  # below: never on the title
+    return go.Figure(traces, _layout(title, height=420, xaxis=xaxis, legend=legend,
+                                     yaxis={"title": {"text": "top-1 accuracy (%)"}}))
 
 
 def compare_bars(df: pd.DataFrame, title: str = "Pinned recipes") -> go.Figure:
-    """Columns: label, metric, value, unit (long format: one row per recipe and metric); one panel per metric."""
-    _require(df, ["label", "metric", "value", "unit"], "compare_bars")
+    """Columns: pin, metric, value, unit (long format: one row per pinned recipe and metric); one panel
+    per metric, one colour per pin, named in the legend. ``pin`` names a pin uniquely (e.g. "#2 ResNet-20
+    · dense fp32"): the same recipe pinned on two models is two pins. Missing values draw no bar."""
+    _require(df, ["pin", "metric", "value", "unit"], "compare_bars")
     metrics = list(dict.fromkeys(df["metric"]))
-    labels = list(dict.fromkeys(df["label"]))
+    pins = list(dict.fromkeys(df["pin"]))
     palette = [DENSE, COMPRESSED, "#16a34a", FRONTIER, "#7c3aed"]
-    colors = [palette[i % len(palette)] for i in range(len(labels))]
     n, gap = len(metrics), 0.06
     width = (1 - gap * (n - 1)) / n
-    layout = _layout(title, height=340, annotations=[])
+    layout = _layout(title, height=380, annotations=[], barmode="group",
+                     legend={"orientation": "h", "yanchor": "top", "y": -0.08, "xanchor": "left", "x": 0.0})
     traces = []
     for i, m in enumerate(metrics):
         suffix = "" if i == 0 else str(i + 1)
         lo = i * (width + gap)
-        layout[f"xaxis{suffix}"] = {"domain": [lo, lo + width], "anchor": f"y{suffix}", "title": {"text": "pin #"}}
-        layout[f"yaxis{suffix}"] = {"anchor": f"x{suffix}"}
-        unit = df[df["metric"] == m]["unit"].iloc[0]
+        layout[f"xaxis{suffix}"] = {"domain": [lo, lo + width], "anchor": f"y{suffix}", "showticklabels": False}
+        layout[f"yaxis{suffix}"] = {"anchor": f"x{suffix}", "rangemode": "tozero"}
+        rows = df[df["metric"] == m]
+        unit = rows["unit"].iloc[0]
         layout["annotations"].append({"xref": "paper", "yref": "paper", "x": lo + width / 2, "y": 1.0,
                                       "xanchor": "center", "yanchor": "bottom", "showarrow": False,
                                       "text": f"{m} ({unit})", "font": {"size": 12}})
-        d = df[df["metric"] == m].set_index("label").reindex(labels)
-        traces.append(go.Bar(x=[str(j + 1) for j in range(len(labels))], y=d["value"], showlegend=False,
-                             marker_color=colors, text=[f"{v:.3g}" for v in d["value"]], customdata=labels,
-                             xaxis=f"x{suffix}", yaxis=f"y{suffix}",
-                             hovertemplate="%{customdata}: %{y:.4g}<extra></extra>"))
+        for j, pin in enumerate(pins):
+            value = rows.loc[rows["pin"] == pin, "value"]
+            v = float(value.iloc[0]) if len(value) and pd.notna(value.iloc[0]) else None
+            traces.append(go.Bar(x=[m], y=[v], name=str(pin), legendgroup=str(pin), showlegend=i == 0,
+                                 marker_color=palette[j % len(palette)], xaxis=f"x{suffix}", yaxis=f"y{suffix}",
+                                 text=["n/a" if v is None else f"{v:.3g}"], textposition="auto",
+                                 hovertemplate=f"{pin}<br>{m}: %{{y:.4g}} {unit}<extra></extra>"))
     return go.Figure(traces, layout)

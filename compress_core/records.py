@@ -42,8 +42,9 @@ def span(progress: Progress | None, lo: float, hi: float, prefix: str = "") -> P
 
 def check_eval_mode(mode: object) -> str:
     if mode not in EVAL_MODES:
-        raise ValueError(f"eval must be 'quick' or 'full' (the eval mode: a stratified subset or the whole test set); got {mode!r}")
-    return mode  # type: ignore[return-value]
+        raise ValueError("eval must be 'quick' or 'full' (the eval mode: a stratified subset or the whole "
+                         f"test set); got {mode!r}")
+    return str(mode)
 
 
 def size_is_estimate(size_method: object) -> bool:
@@ -57,6 +58,11 @@ class Calibration:
 
     images: Batches = field(default_factory=list)
     labelled: LabelledBatches = field(default_factory=list)
+    recovery: Batches = field(default_factory=list)  # a larger sample for post-training recovery (else images)
+
+    @property
+    def recovery_images(self) -> Batches:
+        return self.recovery or self.images
 
     @property
     def empty(self) -> bool:
@@ -106,6 +112,7 @@ class Compressed:
     simulated: list[str] = field(default_factory=list)  # what is simulated or estimated, in words
     structure: StructureReport | None = None  # structured pruning report (channels, MACs)
     history: list[dict] = field(default_factory=list)  # fine-tuning log, if any
+    recovery: dict | None = None  # the post-training recovery report (compress_core.recover), if any
 
 
 @dataclass
@@ -140,6 +147,15 @@ class Result:
     speedup: float | None
     simulated: list[str]
     seconds: dict[str, float]
+    # Paired timing (compress_core.timing): the dense baseline is timed interleaved with this model.
+    speedup_spread: float | None = None  # half-IQR of the per-round speed-ups / their median (0.05 = ± 5 %)
+    latency_noisy: bool | None = None  # timing.verdict: spread or machine load too high to trust as a fact
+    latency_load: float | None = None  # 1-minute load average when the latency was timed
+    latency_note: str = ""  # why the latency is marked noisy ("" when it is not)
+    dense_artifact_bytes: int | None = None  # the dense model in the same file format as ``size_bytes``
+    # Post-training recovery (recipe.recovery): ``accuracy`` is after it; this is the same recipe without it.
+    accuracy_oneshot: float | None = None
+    recovery_s: float | None = None  # seconds the recovery took (compress_s includes them)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -3,6 +3,11 @@
 Each row is keyed by (model_id, recipe_json, mode, latency_batch) and holds the whole
 ``pipeline.Result`` as JSON, a few indexed columns for querying, and ``created_at``.
 
+Re-measuring. Accuracy, parameters and sizes are deterministic; latency is not. ``put`` over an
+existing row therefore keeps the *better-quality* latency measurement of the two (``timing.better``:
+quiet beats noisy, then the smaller spread of the paired speed-up), not simply the newer one: the
+other fields come from the new result, the latency fields (``timing.LATENCY_FIELDS``) from the better.
+
 Durability. The database runs in WAL mode with ``synchronous=FULL`` and every ``put`` is its own
 committed transaction. In WAL mode a commit is a ``write()`` of the WAL frames; once it returns the
 bytes are in the kernel, so a SIGKILL of this process one instruction later loses nothing
@@ -30,6 +35,7 @@ import pandas as pd
 from .paths import cache_dir
 from .recipe import Recipe
 from .records import EVAL_MODES
+from .timing import LATENCY_FIELDS, better
 
 SCHEMA_VERSION = 1
 MODES = EVAL_MODES
@@ -37,14 +43,17 @@ MODES = EVAL_MODES
 # The wide table shared by ``ResultStore.frame`` and ``sweep.run_sweep``: one row per recipe.
 ID_COLUMNS = ["model", "recipe_json", "label", "kind", "criterion", "scope", "sparsity", "bits", "int8", "mode"]
 FLOAT_COLUMNS = ["accuracy", "accuracy_ci_low", "accuracy_ci_high", "agreement", "dense_accuracy",
-                 "compression_ratio", "latency_ms_p50", "latency_ms_iqr", "dense_latency_ms_p50", "speedup"]
+                 "compression_ratio", "latency_ms_p50", "latency_ms_iqr", "dense_latency_ms_p50", "speedup",
+                 "speedup_spread", "latency_load"]
 INT_COLUMNS = ["eval_samples", "params_total", "params_nonzero", "dense_params", "macs", "dense_macs",
-               "size_bytes", "dense_size_bytes", "latency_batch", "latency_threads"]
-TEXT_COLUMNS = ["eval_set", "size_method", "latency_kernels", "simulated"]
+               "size_bytes", "dense_size_bytes", "latency_batch", "latency_threads", "dense_artifact_bytes"]
+TEXT_COLUMNS = ["eval_set", "size_method", "latency_kernels", "simulated", "latency_note"]
+BOOL_COLUMNS = ["int8", "latency_noisy", "cached"]
 COLUMNS = [*ID_COLUMNS, "eval_set", "eval_samples", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "agreement",
            "dense_accuracy", "params_total", "params_nonzero", "dense_params", "macs", "dense_macs", "size_bytes",
            "dense_size_bytes", "size_method", "compression_ratio", "latency_ms_p50", "latency_ms_iqr", "latency_batch",
-           "latency_threads", "latency_kernels", "dense_latency_ms_p50", "speedup", "simulated", "cached"]
+           "latency_threads", "latency_kernels", "dense_latency_ms_p50", "speedup", "simulated",
+           "speedup_spread", "latency_noisy", "latency_load", "latency_note", "dense_artifact_bytes", "cached"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -80,6 +89,8 @@ def result_row(result: dict, recipe_json: str, mode: str, cached: bool) -> dict:
     for name in FLOAT_COLUMNS + INT_COLUMNS + TEXT_COLUMNS:
         row[name] = result.get(name)
     row["simulated"] = "; ".join(result.get("simulated") or [])
+    row["latency_note"] = result.get("latency_note") or ""
+    row["latency_noisy"] = bool(result.get("latency_noisy"))
     row["cached"] = bool(cached)
     return row
 
@@ -93,8 +104,8 @@ def rows_frame(rows: list[dict]) -> pd.DataFrame:
         df[name] = pd.to_numeric(df[name], errors="coerce")
         if not df[name].isna().any():
             df[name] = df[name].astype("int64")
-    for name in ("int8", "cached"):
-        df[name] = df[name].astype(bool)
+    for name in BOOL_COLUMNS:
+        df[name] = df[name].fillna(False).astype(bool)
     return df
 
 
@@ -181,11 +192,21 @@ class ResultStore:
         return model_id, canonical, mode, latency_batch
 
     # -- API ----------------------------------------------------------------------------------
-    def put(self, model_id: str, recipe_json: str, mode: str, latency_batch: int, result: dict) -> None:
-        """Insert or replace one finished result; committed (durable) when this returns."""
+    def put(self, model_id: str, recipe_json: str, mode: str, latency_batch: int, result: dict) -> dict:
+        """Insert or replace one finished result, keeping the better latency measurement of the new
+        and the stored one (module docstring); committed (durable) when this returns. Returns the row
+        as stored."""
         key = self._key(model_id, recipe_json, mode, latency_batch)
         if not isinstance(result, dict):
             raise ValueError(f"result must be a dict (Result.to_dict()); got {type(result).__name__}")
+        with self._lock:
+            old = self.get(model_id, recipe_json, mode, latency_batch)
+            if old is not None and not better(result, old):
+                result = {**result, **{f: old[f] for f in LATENCY_FIELDS if f in old}}
+            self._write(key, result)
+        return result
+
+    def _write(self, key: tuple[str, str, str, int], result: dict) -> None:
         recipe = Recipe.from_json(key[1])
         payload = json.dumps(result, sort_keys=True)
         created = datetime.now(timezone.utc).isoformat(timespec="microseconds")

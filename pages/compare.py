@@ -1,4 +1,4 @@
-"""Compare: up to four pinned recipes side by side."""
+"""Compare: up to four pinned recipes side by side, from any models, and a report to keep."""
 
 import streamlit as st
 
@@ -7,12 +7,13 @@ from pages.ui import review_panels as panels
 
 routes.require_router()
 st.title("Compare")
-with errors.guard("Compare"):
-    pins = state.pins()
-    if not pins:
-        st.info(f"Nothing pinned yet. On **Explore**, press **Pin for comparison** (up to {state.MAX_PINS} recipes, "
-                "from any model).", icon=":material/push_pin:")
-        st.page_link("pages/explore.py", label="Go to Explore", icon=":material/tune:")
-    else:
-        st.caption(f"{len(pins)} of {state.MAX_PINS} pins · evaluation: {state.eval_mode()}")
+pins = state.pins()
+if not pins:
+    st.info(f"Nothing pinned yet. On **Explore**, press **Pin for comparison** (up to {state.MAX_PINS} recipes, "
+            "from any model).", icon=":material/push_pin:")
+    st.page_link("pages/explore.py", label="Go to Explore", icon=":material/tune:")
+else:
+    st.caption(f"{len(pins)} of {state.MAX_PINS} pins · evaluation: {state.eval_mode()}")
+    panels.pin_controls(pins)
+    with errors.guard("Compare"):
         panels.compare(pins, state.eval_mode())

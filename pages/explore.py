@@ -2,26 +2,30 @@
 
 import streamlit as st
 
-from pages.ui import errors, routes, state, widgets
+from pages.ui import actions, errors, explain, routes, state, widgets
 from pages.ui import explore_panels as panels
 
 routes.require_router()
 st.title("Explore")
 with errors.guard("Explore", reset=state.reset_recipe):
     model_id, mode = state.model_id(), state.eval_mode()
+    panels.ensure_loaded(model_id, mode)
     state.ensure_widgets()
-    widgets.recipe_controls()
+    free = explain.free_layers(model_id, state.current_recipe())
+    knob = widgets.recipe_controls(None if free is None else len(free))
     recipe = state.recipe_from_widgets(state.current_recipe())
     state.set_recipe(recipe)
-    panels.layer_ratios_notice(recipe)
+    explain.layer_ratios_notice(recipe, explain.free_layers(model_id, recipe))
     res = panels.measure(model_id, recipe, mode)
     widgets.recipe_summary(recipe, model_id, res)
     widgets.metric_cards(res)
+    explain.knob_note(knob, model_id, recipe, res)
+    explain.speed_note(res)
     widgets.honesty_notes(res)
-    panels.actions(model_id, recipe, mode, res)
+    actions.actions(model_id, recipe, mode, res)
     left, right = st.columns(2, gap="medium")
     with left:
-        panels.accuracy_curve(model_id, recipe, mode, res["dense_accuracy"])
+        panels.accuracy_curve(model_id, recipe, mode, res)
     with right:
         panels.size_chart(model_id, recipe, res)
     panels.latency_and_layers(model_id, recipe, res)

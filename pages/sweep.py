@@ -13,4 +13,4 @@ with errors.guard("Sweep"):
     recipes = panels.form()
     if recipes:
         panels.run(state.model_id(), state.eval_mode(), recipes)
-    panels.results(cache.store_frame(state.model_id(), state.eval_mode()))
+    panels.results(state.model_id(), state.eval_mode(), cache.store_frame(state.model_id(), state.eval_mode()))

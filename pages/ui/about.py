@@ -39,9 +39,17 @@ HONESTY = """
 - **Parameters**: non-zero counts are exact; structured pruning really removes them.
 - **File size** is the length of the compressed artefact (`.psz`: sparse layouts and bit-packed
   codes) when that format is available, otherwise a zlib estimate — the card says which.
-- **Latency** is timed with `torch.utils.benchmark` at batch 1 on a fixed number of threads, on the
-  kernels that actually run: k-bit weights are *dequantized to fp32* for compute, so their latency is
-  that of fp32 kernels. Every simulated or estimated quantity is listed under the cards.
+- **Latency** is timed at batch 1 on a fixed number of threads, on the kernels that actually run: k-bit
+  weights are *dequantized to fp32* for compute, so their latency is that of fp32 kernels. Each model is
+  timed **paired** with the dense model: interleaved rounds in the same window (alternating which goes
+  first), so both meet the same machine load; the speed-up is the **median of the per-round ratios**,
+  shown with its spread (± half the interquartile range). A result is marked **noisy** when that spread
+  exceeds ± 10 % or the machine's 1-minute load average exceeds one runnable thread per CPU;
+  **Re-measure latency** times it again and the better-quality measurement is kept (on screen and in the
+  sweep store): quiet beats noisy, then the smaller spread.
+- **"Dense"** means the same model measured the same way on every card: the same test images, the same
+  file format (the dense `.psz`), the same timing window.
+- Every simulated or estimated quantity is listed under the cards.
 """
 
 CREDITS = ("CIFAR ResNets: akamaster/pytorch_resnet_cifar10 (BSD-2-Clause, © 2018 Yerlan Idelbayev). "

@@ -11,49 +11,39 @@ from compress_core import plots
 from compress_core.onnx_export import onnx_bytes
 from compress_core.recipe import Recipe
 
-from . import cache, catalogue, errors, state
+from . import cache, catalogue, errors, report_panel, state, views
 
 
 # -- Compare --------------------------------------------------------------------------------------
-def compare_frame(pins: list[dict], mode: str) -> pd.DataFrame:
-    rows = []
-    for i, pin in enumerate(pins, start=1):
-        res = cache.result(pin["model"], Recipe.from_json(pin["recipe"]), mode)
-        rows.append({"#": i, "model": pin["model"], "recipe": pin["label"], "accuracy": res["accuracy"],
-                     "ci": f"{res['accuracy_ci_low']:.1%}–{res['accuracy_ci_high']:.1%}",
-                     "params_nonzero": res["params_nonzero"], "size_bytes": res["size_bytes"],
-                     "compression_ratio": res["compression_ratio"], "latency_ms_p50": res["latency_ms_p50"],
-                     "speedup": res["speedup"], "kernels": res["latency_kernels"], "macs": res["macs"],
-                     "simulated": "; ".join(res["simulated"] or []) or "nothing"})
-    return pd.DataFrame(rows)
+def pin_controls(pins: list[dict]) -> None:
+    """Each pin with its Unpin button, and Clear all: drawn before anything is measured, so a pin that
+    fails to measure can always be removed."""
+    with st.container(border=True):
+        for i, pin in enumerate(pins):
+            name_col, button_col = st.columns([5, 1], vertical_alignment="center")
+            name_col.markdown(f"**{views.pin_name(i + 1, pin)}**")
+            button_col.button("Unpin", key=state.B_UNPIN.format(i), on_click=state.unpin, args=(i,),
+                              icon=":material/close:", width="stretch", help=f"Remove pin #{i + 1}")
+        st.button("Clear all pins", key=state.B_CLEAR_PINS, on_click=state.clear_pins,
+                  icon=":material/delete_sweep:")
 
 
 def compare(pins: list[dict], mode: str) -> None:
+    """The pins side by side (measures as rows, so four pins fit the page), their bars and their notes."""
     with st.spinner("Measuring the pinned recipes…"):
-        df = compare_frame(pins, mode)
-    st.dataframe(df, hide_index=True, width="stretch", column_config={
-        "accuracy": st.column_config.NumberColumn(format="percent"),
-        "ci": st.column_config.TextColumn("95 % CI"),
-        "params_nonzero": st.column_config.NumberColumn("non-zero params", format="localized"),
-        "size_bytes": st.column_config.NumberColumn("file size (bytes)", format="localized"),
-        "compression_ratio": st.column_config.NumberColumn("ratio", format="%.1f×"),
-        "latency_ms_p50": st.column_config.NumberColumn("latency p50 (ms)", format="%.3f"),
-        "speedup": st.column_config.NumberColumn(format="%.2f×"),
-        "simulated": st.column_config.TextColumn("simulated / estimated", width="large")})
-    long = pd.concat([
-        pd.DataFrame({"label": df["recipe"], "metric": "accuracy", "value": df["accuracy"] * 100, "unit": "%"}),
-        pd.DataFrame({"label": df["recipe"], "metric": "file size", "value": df["size_bytes"] / 1e3, "unit": "kB"}),
-        pd.DataFrame({"label": df["recipe"], "metric": "latency", "value": df["latency_ms_p50"], "unit": "ms"}),
-        pd.DataFrame({"label": df["recipe"], "metric": "non-zero params", "value": df["params_nonzero"] / 1e3,
-                      "unit": "k"}),
-    ], ignore_index=True)
-    st.plotly_chart(plots.compare_bars(long), width="stretch", key="compare_bars")
-    cols = st.columns(len(pins) + 1)
-    for i, pin in enumerate(pins):
-        cols[i].button(f"Unpin #{i + 1}", key=state.B_UNPIN.format(i), on_click=state.unpin, args=(i,),
-                       help=pin["label"],
-                       icon=":material/close:", width="stretch")
-    cols[-1].button("Clear all", on_click=state.clear_pins, width="stretch")
+        df, failed = views.compare_frame(pins, mode)
+    for message in failed:
+        st.warning(f"Pin {message}. Unpin it above.", icon=":material/warning:")
+    if df.empty:
+        return
+    st.dataframe(views.side_by_side(df), hide_index=True, width="stretch",
+                 column_config={"measure": st.column_config.TextColumn("", width="medium")})
+    st.plotly_chart(views.compare_figure(df), width="stretch", key="compare_bars", config={"displaylogo": False})
+    notes = views.notes_of(df)
+    if notes:
+        st.caption(":material/info: **Honest numbers**\n\n" + "\n".join(f"- {n}" for n in notes))
+    report_panel.download_button("compare", report_panel.compare_html, pins, mode,
+                                 file_name=f"prunescope-compare-{len(df)}-pins.html")
 
 
 # -- Export ---------------------------------------------------------------------------------------

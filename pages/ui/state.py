@@ -51,6 +51,11 @@ B_RECOVER = "b_recover"
 B_CLEAR_RATIOS = "b_clear_ratios"
 B_CLEAR_FINETUNE = "b_clear_finetune"
 B_UNPIN = "b_unpin_{}"  # one per pin, formatted with its index
+B_CLEAR_PINS = "b_clear_pins"
+B_REMEASURE = "b_remeasure"  # time the current recipe against dense again (noisy latency)
+B_RESET_DENSE = "b_reset_dense"
+B_REPORT = "b_report_{}"  # the HTML report's download button, formatted with the page
+B_SWEEP_REMEASURE = "b_sweep_remeasure"
 EXPLORE_WIDGETS = (W_KIND, W_CRITERION, W_SCOPE, W_SPARSITY, W_BITS, W_INT8, W_SCHEME, W_GRANULARITY, W_INT8_MODE,
                    W_RESIDUAL)
 
@@ -227,7 +232,7 @@ def pins() -> list[dict]:
 
 def pin(model: str, recipe: Recipe) -> str:
     """Pin a recipe for Compare; returns a message for the user."""
-    entry = {"model": model, "recipe": recipe.to_json(), "label": recipe.label()}
+    entry = {"model": model, "recipe": recipe.to_json(), "label": recipe_text(recipe)}
     current = pins()
     if entry in current:
         return f"Already pinned: {entry['label']}."
@@ -246,6 +251,20 @@ def unpin(index: int) -> None:
 
 def clear_pins() -> None:
     st.session_state[PINS] = []
+
+
+def recipe_text(recipe: Recipe) -> str:
+    """``Recipe.label()``, except that per-layer ratios (from Sensitivity) say so instead of showing the
+    slider's sparsity, which they override."""
+    p = recipe.prune
+    if not p.layer_sparsity or p.kind == "none":
+        return recipe.label()
+    ratios = [s for _, s in p.layer_sparsity]
+    inner = " inner" if p.kind == "structured" and not p.residual else ""
+    span = f"{min(ratios):.0%}" if min(ratios) == max(ratios) else f"{min(ratios):.0%}–{max(ratios):.0%}"
+    prune = f"{p.kind}{inner} {p.criterion} per-layer ratios ({len(ratios)} layers, {span})"
+    rest = replace(recipe, prune=PruneSpec()).label()
+    return prune if rest == "dense fp32" else f"{prune} + {rest}"
 
 
 def pretty_json(recipe: Recipe) -> str:

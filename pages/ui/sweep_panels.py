@@ -12,8 +12,9 @@ from . import cache, state
 from .widgets import CRITERION_LABELS, SCOPE_LABELS, bits_label
 
 SPARSITY_CHOICES = (0.0, 0.1, 0.25, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 0.95)
-TABLE_COLUMNS = ["label", "accuracy", "params_nonzero", "size_bytes", "compression_ratio", "latency_ms_p50",
-                 "speedup", "latency_kernels", "pareto_size", "pareto_latency", "simulated"]
+TABLE_COLUMNS = ["label", "accuracy", "params_nonzero", "size_bytes", "size_vs_dense", "latency_ms_p50", "speedup",
+                 "speedup_spread", "latency_noisy", "latency_kernels", "pareto_size", "pareto_latency", "chance",
+                 "simulated"]
 
 
 def form() -> list[Recipe] | None:
@@ -57,12 +58,18 @@ def run(model_id: str, mode: str, recipes: list[Recipe]) -> None:
                icon=":material/check_circle:")
 
 
-def _with_pareto(df: pd.DataFrame) -> pd.DataFrame:
+def _with_pareto(df: pd.DataFrame, classes: int) -> pd.DataFrame:
+    """Pareto flags over the rows that beat guessing: a model whose 95 % CI reaches chance level
+    (1 / classes) is marked ``chance`` and is never on a front, however small or fast it is."""
     from compress_core.sweep import mark_pareto
 
     out = df.copy()
-    out["pareto_size"] = mark_pareto(out, "size_bytes", "accuracy")
-    out["pareto_latency"] = mark_pareto(out, "latency_ms_p50", "accuracy")
+    out["chance"] = out["accuracy_ci_low"].fillna(out["accuracy"]) <= 1.0 / max(classes, 1)
+    useful = out[~out["chance"]]
+    for flag, x in (("pareto_size", "size_bytes"), ("pareto_latency", "latency_ms_p50")):
+        out[flag] = mark_pareto(useful, x, "accuracy").reindex(out.index, fill_value=False).astype(bool)
+    dense_file = out["dense_artifact_bytes"].where(out["dense_artifact_bytes"].notna(), out["dense_size_bytes"])
+    out["size_vs_dense"] = dense_file / out["size_bytes"]
     return out
 
 
@@ -74,13 +81,25 @@ def _selected_index(event: object) -> int | None:
         return None
 
 
-def results(df: pd.DataFrame) -> None:
+def _latency_caption(df: pd.DataFrame) -> str:
+    lat = df["latency_ms_p50"].dropna()
+    if len(lat) > 1 and lat.max() - lat.min() <= 1e-9 + 0.005 * lat.max():
+        return (f" Every recipe here runs the dense fp32 kernels (unstructured zeros and simulated bits are still "
+                f"multiplied), so all share the dense latency, {lat.iloc[0]:.3g} ms: add structured pruning or real "
+                "int8 kernels to the sweep to move along the latency axis.")
+    noisy = int(df["latency_noisy"].sum())
+    return f" {noisy} latency measurement(s) are noisy (see the noisy? column): re-measure them." if noisy else ""
+
+
+def results(model_id: str, mode: str, df: pd.DataFrame) -> None:
     """Pareto charts, the table, and a picker that opens a row's recipe in Explore."""
+    from . import catalogue
+
     if df.empty:
         st.info("No stored results for this model and evaluation size yet: run a sweep above.",
                 icon=":material/info:")
         return
-    df = _with_pareto(df)
+    df = _with_pareto(df, catalogue.spec(model_id).num_classes)
     left, right = st.columns(2, gap="medium")
     picked = []
     panels = ((left, "size_bytes", "pareto_size", state.SWEEP_CHART_SIZE, "Accuracy vs file size"),
@@ -91,27 +110,59 @@ def results(df: pd.DataFrame) -> None:
             picked.append(_selected_index(st.plotly_chart(fig, width="stretch", key=key, on_select="rerun",
                                                           selection_mode="points")))
     st.caption("Click a point to pick it below. Amber line: the Pareto front (no other recipe is both smaller "
-               "or faster and more accurate).")
+               "or faster and more accurate); hollow points are at chance level and never on it."
+               + _latency_caption(df))
     choice = next((p for p in picked if p is not None and p in df.index), None)
     if choice is not None and st.session_state.get(state.SWEEP_PICK_FROM_CHART) != choice:
         st.session_state[state.SWEEP_PICK] = choice  # a new click on a chart moves the picker once
         st.session_state[state.SWEEP_PICK_FROM_CHART] = choice
     if st.session_state.get(state.SWEEP_PICK) not in df.index:  # e.g. after switching models
         st.session_state.pop(state.SWEEP_PICK, None)
-    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="bottom")
     index = c1.selectbox("Recipe", list(df.index), key=state.SWEEP_PICK, format_func=lambda i: _option(df, i))
     if c2.button("Open in Explore", type="primary", icon=":material/tune:", width="stretch"):
-        cache.remember_stored(state.model_id(), df.loc[index, "recipe_json"], state.eval_mode())
+        cache.remember_stored(model_id, df.loc[index, "recipe_json"], mode)
         state.open_in_explore(Recipe.from_json(df.loc[index, "recipe_json"]))
         st.switch_page("pages/explore.py")
-    st.dataframe(df[TABLE_COLUMNS], width="stretch", hide_index=True, column_config={
-        "accuracy": st.column_config.NumberColumn(format="percent"),
-        "size_bytes": st.column_config.NumberColumn("size (bytes)", format="localized"),
-        "compression_ratio": st.column_config.NumberColumn("ratio", format="%.1f×"),
-        "latency_ms_p50": st.column_config.NumberColumn("latency p50 (ms)", format="%.3f"),
-        "speedup": st.column_config.NumberColumn(format="%.2f×"),
-        "pareto_size": st.column_config.CheckboxColumn("front (size)"),
-        "pareto_latency": st.column_config.CheckboxColumn("front (latency)")})
+    _remeasure_noisy(c3, model_id, mode, df)
+    _table(df)
+
+
+def _remeasure_noisy(col, model_id: str, mode: str, df: pd.DataFrame) -> None:
+    noisy = df[df["latency_noisy"]]
+    if not col.button(f"Re-measure {len(noisy)} noisy", key=state.B_SWEEP_REMEASURE, icon=":material/timer:",
+                      width="stretch", disabled=noisy.empty,
+                      help="Time each noisy row against the dense model again; the store keeps the better-quality "
+                           "measurement of the two (quiet beats noisy, then the smaller spread)."):
+        return
+    bar = st.progress(0.0, text="Re-measuring…")
+    for i, rj in enumerate(noisy["recipe_json"], start=1):
+        cache.remember_stored(model_id, rj, mode)
+        cache.remeasure(model_id, Recipe.from_json(rj), mode)
+        bar.progress(i / len(noisy), text=f"Re-measured {i} of {len(noisy)}")
+    st.rerun()
+
+
+TABLE_CONFIG = {
+    "label": st.column_config.TextColumn("recipe", width="large"),
+    "accuracy": st.column_config.NumberColumn("top-1", format="percent"),
+    "params_nonzero": st.column_config.NumberColumn("non-zero params", format="localized"),
+    "size_bytes": st.column_config.NumberColumn("file size (bytes)", format="localized"),
+    "size_vs_dense": st.column_config.NumberColumn("× smaller than dense", format="%.1f×"),
+    "latency_ms_p50": st.column_config.NumberColumn("latency p50 (ms)", format="%.3f"),
+    "speedup": st.column_config.NumberColumn("speed-up (paired)", format="%.2f×"),
+    "speedup_spread": st.column_config.NumberColumn("± spread", format="percent"),
+    "latency_noisy": st.column_config.CheckboxColumn("noisy?"),
+    "latency_kernels": st.column_config.TextColumn("kernels"),
+    "pareto_size": st.column_config.CheckboxColumn("front (size)"),
+    "pareto_latency": st.column_config.CheckboxColumn("front (latency)"),
+    "chance": st.column_config.CheckboxColumn("chance level"),
+    "simulated": st.column_config.TextColumn("simulated / estimated", width="large"),
+}
+
+
+def _table(df: pd.DataFrame) -> None:
+    st.dataframe(df[TABLE_COLUMNS], width="stretch", hide_index=True, column_config=TABLE_CONFIG)
 
 
 def _option(df: pd.DataFrame, i: int) -> str:

@@ -67,10 +67,13 @@ def upload_box() -> None:
     ss = st.session_state
     with st.expander("Upload your model", icon=":material/upload_file:",
                      expanded=bool(ss.get(state.UPLOAD_ERROR)) or ss.get(state.UPLOAD_FILE) is not None):
-        st.file_uploader("Model file", type=list(FILE_TYPES), key=state.UPLOAD_FILE, on_change=_on_change,
+        # No ``type=`` filter: the browser would refuse e.g. a .pkl with a bare red chip and leave the previous
+        # file's message on screen. Every file reaches the loader, whose one message says what to upload instead.
+        st.file_uploader("Model file", key=state.UPLOAD_FILE, on_change=_on_change,
                          max_upload_size=max(1, catalogue.MAX_UPLOAD_BYTES // 2**20),
-                         help="A state_dict (.safetensors, or .pt/.pth/.bin/.ckpt saved with torch.save), a "
-                              "TorchScript archive or a torch.export .pt2. Pickled Python objects are refused.")
+                         help=f"A state_dict ({', '.join('.' + t for t in FILE_TYPES[:5])} saved with safetensors "
+                              "or torch.save), a TorchScript archive or a torch.export .pt2. Pickled Python objects "
+                              "are refused with the reason.")
         st.selectbox("Architecture", [AUTO, *REGISTRY], key=state.UPLOAD_ARCH, on_change=_on_change,
                      format_func=lambda a: "Auto-detect from the weights" if a == AUTO else get_spec(a).name,
                      help="Which zoo architecture a state_dict belongs to; auto-detect matches names and shapes.")

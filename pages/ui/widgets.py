@@ -78,8 +78,11 @@ def sidebar() -> tuple[str, str, bool]:
 
 
 # -- Explore controls ---------------------------------------------------------------------------
-def recipe_controls() -> None:
-    """Explore's recipe widgets (values live in ``state.W_*``; read them with ``state.recipe_from_widgets``)."""
+def recipe_controls(slider_layers: int | None = None):
+    """Explore's recipe widgets (values live in ``state.W_*``; read them with ``state.recipe_from_widgets``).
+
+    ``slider_layers``: how many layers the sparsity still moves (None: all prunable layers); at 0 the
+    slider is switched off. Returns the slot under the slider where ``knob_note`` says what it did."""
     ss = st.session_state
     if not catalogue.prunable(state.model_id()):
         st.info("This uploaded model is a compiled graph (TorchScript or torch.export) that matches no zoo "
@@ -88,9 +91,15 @@ def recipe_controls() -> None:
                 icon=":material/lock:")
     with st.container(border=True):
         left, right = st.columns(2, gap="large")
-        left.slider("Sparsity", 0, state.SPARSITY_MAX_PCT, step=5, key=state.W_SPARSITY, format="%d%%",
-                    help="Fraction of weights (unstructured) or channels (structured) removed from the prunable "
-                         "layers; the first conv and the classifier stay dense unless per-layer ratios say otherwise.")
+        off = slider_layers == 0
+        left.slider("Sparsity" + (" (off: every layer has its own ratio)" if off else ""), 0,
+                    state.SPARSITY_MAX_PCT, step=5, key=state.W_SPARSITY, format="%d%%", disabled=off,
+                    help="Every prunable layer has a per-layer ratio (from Sensitivity), so there is nothing left "
+                         "for this slider to move: clear the ratios to use it." if off else
+                         "Fraction of weights (unstructured) or channels (structured) removed from the prunable "
+                         "layers; the first conv and the classifier stay dense unless per-layer ratios say otherwise. "
+                         "The line under the slider says what that fraction removed from this model.")
+        knob = left.empty()
         right.select_slider("Weight bit-width", options=list(BITS), key=state.W_BITS, format_func=bits_label,
                             help="1 = sign × scale, 2–8 = fixed point (simulated on fp32 kernels), 16 = fp16, "
                                  "32 = the original fp32.")
@@ -122,6 +131,7 @@ def recipe_controls() -> None:
             d4.toggle("Prune residual streams", key=state.W_RESIDUAL, disabled=ss[state.W_KIND] != "structured",
                       help="Structured only. On: residual channels go too (smaller and faster, more accuracy "
                            "lost). Off: only each block's inner channels.")
+    return knob
 
 
 # -- results ------------------------------------------------------------------------------------
@@ -139,7 +149,8 @@ def _delta_style(delta: str | None, better: str = "inverse") -> dict:
 
 
 def metric_cards(res: dict) -> None:
-    """Accuracy (with CI), non-zero parameters, file size and CPU latency, each against the dense model."""
+    """Accuracy (with CI), non-zero parameters, file size and CPU latency, each against the dense model:
+    the same model, measured the same way (same test images, same file format, same timing window)."""
     a, p, s, t = st.columns(4)
     with a.container(border=True):
         drop_pp = (res["accuracy"] - res["dense_accuracy"]) * 100
@@ -153,20 +164,58 @@ def metric_cards(res: dict) -> None:
         st.metric("Non-zero parameters", f"{res['params_nonzero']:,}", delta, **_delta_style(delta))
         st.caption(f"of {res['params_total']:,} stored · dense {res['dense_params']:,}")
     with s.container(border=True):
-        estimated = size_is_estimate(res.get("size_method"))
-        delta = _pct_change(res["size_bytes"], res["dense_size_bytes"])
-        st.metric("File size" + (" (estimated)" if estimated else ""), human_bytes(res["size_bytes"]), delta,
-                  **_delta_style(delta))
-        st.caption(f"{res['compression_ratio']:.1f}× smaller than dense fp32 · {res['size_method']}")
+        _size_card(res)
     with t.container(border=True):
-        lat = res.get("latency_ms_p50")
+        _latency_card(res)
+
+
+def dense_file_bytes(res: dict) -> int:
+    """The dense model's size in the format of ``size_bytes`` (older results: the torch.save file)."""
+    return int(res.get("dense_artifact_bytes") or res["dense_size_bytes"])
+
+
+def _size_card(res: dict) -> None:
+    estimated = size_is_estimate(res.get("size_method"))
+    dense = dense_file_bytes(res)
+    delta = _pct_change(res["size_bytes"], dense)
+    st.metric("File size" + (" (estimated)" if estimated else ""), human_bytes(res["size_bytes"]), delta,
+              **_delta_style(delta))
+    ratio = dense / res["size_bytes"]
+    vs = "dense" if abs(ratio - 1) < 0.005 else f"{ratio:.1f}× smaller than dense"
+    method = f" · {res['size_method']}" if estimated else ""
+    st.caption(f"{vs} ({human_bytes(dense)}, same format){method} · fp32 torch.save file: "
+               f"{human_bytes(res['dense_size_bytes'])}")
+
+
+def speed_text(res: dict) -> str:
+    """"1.41× vs dense (± 3 %, paired)", or "" when no speed-up was measured."""
+    if not res.get("speedup"):
+        return ""
+    spread = res.get("speedup_spread")
+    paired = f" (± {spread:.0%}, paired)" if spread is not None else ""
+    return f"{res['speedup']:.2f}× vs dense{paired}"
+
+
+def _latency_card(res: dict) -> None:
+    lat, speedup = res.get("latency_ms_p50"), res.get("speedup")
+    noisy = bool(res.get("latency_noisy"))
+    if speedup:
+        change = (1 / speedup - 1) * 100
+        delta = "same as dense" if abs(change) < 0.5 else f"{change:+.0f} % vs dense"
+    else:
         delta = _pct_change(lat, res.get("dense_latency_ms_p50"))
-        st.metric("CPU latency (p50)", f"{lat:.3g} ms" if lat is not None else "not measured", delta,
-                  **_delta_style(delta))
-        speed = f"{res['speedup']:.2f}× vs dense · " if res.get("speedup") else ""
-        iqr = f" · IQR {res['latency_ms_iqr']:.2g} ms" if res.get("latency_ms_iqr") is not None else ""
-        st.caption(f"{speed}batch {res['latency_batch']} · {res['latency_threads']} thread(s) · "
-                   f"{res['latency_kernels']}{iqr}")
+    if noisy:
+        delta = f"noisy · {delta}" if delta else "noisy"
+    st.metric("CPU latency (p50)", f"{lat:.3g} ms" if lat is not None else "not measured", delta,
+              **(_delta_style(None) if noisy else _delta_style(delta)))
+    speed = speed_text(res)
+    dense = f" · dense {res['dense_latency_ms_p50']:.3g} ms in the same window" if res.get("dense_latency_ms_p50") \
+        else ""
+    st.caption(f"{speed + dense + ' · ' if speed else ''}batch {res['latency_batch']} · "
+               f"{res['latency_threads']} thread(s) · {res['latency_kernels']}")
+    if noisy:
+        st.caption(f":material/warning: **Noisy:** {res.get('latency_note') or 'see the spread'}. "
+                   "Re-measure below when the machine is quieter.")
 
 
 def honesty_notes(res: dict) -> None:
@@ -183,4 +232,4 @@ def honesty_notes(res: dict) -> None:
 def recipe_summary(recipe: Recipe, model_id: str, res: dict | None = None) -> None:
     spec = catalogue.spec(model_id)
     where = f" · eval set `{res['eval_set']}`" if res else ""
-    st.caption(f"**{spec.name}** · recipe **{recipe.label()}**{where}")
+    st.caption(f"**{spec.name}** · recipe **{state.recipe_text(recipe)}**{where}")

@@ -58,7 +58,7 @@ def test_pin_button_adds_the_recipe_to_compare(app):
     assert app.session_state["pins"][0]["label"] == "unstructured l1 global 30%"
     app.switch_page("pages/compare.py").run()
     assert not app.exception and not app.error
-    assert app.dataframe[0].value["recipe"].tolist() == ["unstructured l1 global 30%"]
+    assert list(app.dataframe[0].value.columns) == ["measure", "#1 LeNet-5 (MNIST) · unstructured l1 global 30%"]
 
 
 def test_a_recipe_that_cannot_be_built_shows_an_error_not_a_traceback():

@@ -80,13 +80,18 @@ def test_compare_shows_pinned_recipes_side_by_side_and_unpins(app):
         app.slider(key="w_sparsity_pct").set_value(sparsity).run()
         app.button(key="b_pin").click().run()
     _open(app, "pages/compare.py")
-    table = app.dataframe[0].value
-    assert table["recipe"].tolist() == ["dense fp32", "unstructured l1 global 50%", "unstructured l1 global 90%"]
-    assert table["params_nonzero"].is_monotonic_decreasing
+    table = app.dataframe[0].value.set_index("measure")
+    assert list(table.columns) == ["#1 LeNet-5 (MNIST) · dense fp32", "#2 LeNet-5 (MNIST) · unstructured l1 global 50%",
+                                   "#3 LeNet-5 (MNIST) · unstructured l1 global 90%"]
+    params = [int(v.split()[0].replace(",", "")) for v in table.loc["non-zero parameters"]]
+    assert params == sorted(params, reverse=True) and params[0] == 61_706
+    assert table.loc["file size"].iloc[0].endswith("(same as dense)")
     assert len(app.get("plotly_chart")) == 1
-    [unpin] = [b for b in app.button if b.label == "Unpin #1"]
-    unpin.click().run()
-    assert len(app.dataframe[0].value) == 2
+    app.button(key="b_unpin_0").click().run()
+    assert list(app.dataframe[0].value.columns)[1:] == ["#1 LeNet-5 (MNIST) · unstructured l1 global 50%",
+                                                        "#2 LeNet-5 (MNIST) · unstructured l1 global 90%"]
+    app.button(key="b_clear_pins").click().run()
+    assert not app.dataframe and "Nothing pinned yet" in texts(app.info)
 
 
 def test_export_offers_artefact_recipe_onnx_and_csv(app):

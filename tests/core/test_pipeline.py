@@ -98,17 +98,102 @@ def test_a_new_bit_width_on_a_fine_tuned_recipe_reuses_the_fine_tuning(wb):
     assert fp32.float_model.fc1.weight[0].unique().numel() > 15, "quantizing the reuse must not touch the fp32 model"
 
 
+def _fake_paired(cl_ms: float):
+    """A stand-in for timing.paired: 10 ms contiguous, ``cl_ms`` channels_last, dense twice as slow."""
+    from compress_core import timing
+
+    def paired(candidate, baseline, budget_s, checkpoint=None):
+        ms = cl_ms if getattr(candidate, "channels_last", False) else 10.0
+        return timing.summarise([ms] * 7, [2 * ms] * 7, [2.0] * 7, 1, 0.0, 2)
+
+    return paired
+
+
 @pytest.mark.parametrize("cl_ms, label", [(5.0, "fp32 channels_last"), (20.0, "fp32")])
 def test_large_batch_latency_keeps_the_faster_memory_format_and_says_which(monkeypatch, cl_ms, label):
-    from compress_core import measure
+    from compress_core import measure, pipeline
 
-    def fake_latency(model, input_shape, batch, threads, min_run_time, memory_format=torch.contiguous_format):
-        ms = cl_ms if memory_format == torch.channels_last else 10.0
-        return measure.Latency(ms, 0.1, batch, threads, 5)
+    real = measure.forward_fn
 
-    monkeypatch.setattr(measure, "latency", fake_latency)
+    def tagged(model, input_shape, batch=1, memory_format=torch.contiguous_format):
+        fn = real(model, input_shape, batch, memory_format)
+        fn.channels_last = memory_format == torch.channels_last
+        return fn
+
+    monkeypatch.setattr(measure, "forward_fn", tagged)
+    monkeypatch.setattr(pipeline.timing, "paired", _fake_paired(cl_ms))
     wb = Workbench("lenet5-mnist")
-    big = wb.evaluate(Recipe(), latency_batch=64, threads=1)
+    pruned = Recipe(PruneSpec("structured", "l1", "layer", 0.5))
+    big = wb.evaluate(pruned, latency_batch=64, threads=1)
     assert big.latency_kernels == label and big.latency_ms_p50 == min(cl_ms, 10.0)
-    small = wb.evaluate(Recipe(), latency_batch=1, threads=1)
+    small = wb.evaluate(pruned, latency_batch=1, threads=1)
     assert small.latency_kernels == "fp32" and small.latency_ms_p50 == 10.0, "batch 1 is timed contiguous only"
+
+
+def test_latency_is_paired_with_the_dense_model_in_the_same_window(wb):
+    r = wb.evaluate(Recipe(PruneSpec("structured", "l1", "layer", 0.5)), latency_budget_s=0.05, threads=1)
+    assert r.dense_latency_ms_p50 > 0 and r.latency_ms_p50 > 0
+    assert r.speedup_spread is not None and r.speedup_spread >= 0
+    assert isinstance(r.latency_noisy, bool) and r.latency_load is not None
+    assert (r.latency_note != "") == r.latency_noisy
+    assert r.speedup == pytest.approx(r.dense_latency_ms_p50 / r.latency_ms_p50, rel=0.5), \
+        "median of per-round ratios, close to (not equal to) the ratio of medians"
+
+
+def test_the_dense_model_is_its_own_baseline_for_size_and_speed(wb):
+    r = wb.evaluate(Recipe(), latency_budget_s=0.05, threads=1)
+    assert r.size_bytes == r.dense_artifact_bytes, "dense means the same file format on every card"
+    assert r.speedup == 1.0 and r.dense_latency_ms_p50 == r.latency_ms_p50
+
+
+def test_remeasure_keeps_the_better_quality_latency(monkeypatch):
+    from compress_core import pipeline, timing
+
+    wb = Workbench("lenet5-mnist")
+    recipe = Recipe(PruneSpec("structured", "l1", "layer", 0.5))
+    def noisy(*a, **k):
+        return timing.summarise([4.0] * 7, [8.0] * 7, [1.0, 1.5, 2, 2, 2, 2.5, 3.0], 1, 9.0, 2)
+
+    def quiet(*a, **k):
+        return timing.summarise([5.0] * 7, [9.0] * 7, [1.8] * 7, 1, 0.1, 2)
+
+    monkeypatch.setattr(pipeline.timing, "paired", noisy)
+    first = wb.evaluate(recipe, threads=1)
+    assert first.latency_noisy and "load 9.0" in first.latency_note
+    monkeypatch.setattr(pipeline.timing, "paired", quiet)
+    second = wb.remeasure(recipe, threads=1)
+    assert not second.latency_noisy and second.speedup == pytest.approx(1.8)
+    assert wb.peek(recipe, threads=1) is second
+    monkeypatch.setattr(pipeline.timing, "paired", noisy)
+    third = wb.remeasure(recipe, threads=1)
+    assert third is second, "a noisier re-measurement never replaces a quiet one"
+
+
+def test_remember_accepts_a_row_stored_before_the_paired_fields_existed(wb):
+    old = wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.33)), measure_latency=False).to_dict()
+    for name in ("speedup_spread", "latency_noisy", "latency_load", "latency_note", "dense_artifact_bytes"):
+        old.pop(name)
+    fresh = Workbench("lenet5-mnist")
+    fresh.remember(old, measure_latency=False)
+    hit = fresh.peek(Recipe(PruneSpec("unstructured", "l1", "global", 0.33)), measure_latency=False)
+    assert hit is not None and hit.speedup_spread is None and hit.latency_note == ""
+
+
+def test_evaluation_reports_progress_in_chunks_and_can_be_abandoned():
+    wb = Workbench("lenet5-mnist")
+    seen = []
+    wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.61)), progress=lambda f, m: seen.append(m),
+                latency_budget_s=0.05)
+    assert sum("images" in m for m in seen) >= 5 and any("timing" in m for m in seen)
+
+    class Moved(Exception):
+        pass
+
+    def stop(f, m):
+        if "images" in m:
+            raise Moved
+
+    recipe = Recipe(PruneSpec("unstructured", "l1", "global", 0.62))
+    with pytest.raises(Moved):
+        wb.evaluate(recipe, progress=stop)
+    assert wb.peek(recipe) is None, "an abandoned measurement leaves nothing half-done in the cache"

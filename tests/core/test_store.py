@@ -212,3 +212,38 @@ def test_a_row_this_build_cannot_read_is_reported_not_hidden(store):
     with pytest.raises(StoreError, match="delete that model's rows"):
         store.frame()
     assert store.count() == 1
+
+
+def _timed(speedup: float, spread: float | None, noisy: bool | None, accuracy: float = 0.9, **extra) -> dict:
+    out = _result(accuracy, latency_ms_p50=1.0 / speedup, dense_latency_ms_p50=1.0, speedup=speedup,
+                  latency_ms_iqr=0.01, latency_kernels="fp32", **extra)
+    if spread is not None:
+        out.update(speedup_spread=spread, latency_noisy=noisy, latency_load=0.5,
+                   latency_note="machine busy: load 4.0 on 2 CPU(s)" if noisy else "")
+    return out
+
+
+def test_re_measuring_keeps_the_better_quality_latency_not_the_first(store):
+    key = ("lenet5-mnist", HALF.to_json(), "quick", 1)
+    store.put(*key, _timed(0.31, 0.40, True))  # a noisy first measurement (the +225 % "slower" one)
+    store.put(*key, _timed(1.9, 0.03, False))
+    assert store.get(*key)["speedup"] == 1.9
+    kept = store.put(*key, _timed(0.5, 0.30, True, accuracy=0.91))  # noisier again: latency kept, rest new
+    stored = store.get(*key)
+    assert stored == kept and stored["speedup"] == 1.9 and stored["latency_noisy"] is False
+    assert stored["accuracy"] == 0.91
+
+
+def test_a_paired_measurement_replaces_a_row_written_before_paired_timing(store):
+    key = ("lenet5-mnist", HALF.to_json(), "quick", 1)
+    store.put(*key, _timed(3.0, None, None))
+    store.put(*key, _timed(1.2, 0.2, True))
+    assert store.get(*key)["speedup"] == 1.2
+
+
+def test_frame_carries_the_noisy_verdict_and_spread(store):
+    store.put("lenet5-mnist", HALF.to_json(), "quick", 1, _timed(1.2, 0.2, True))
+    store.put("lenet5-mnist", DENSE.to_json(), "quick", 1, _result(0.98))
+    df = store.frame("lenet5-mnist")
+    assert df["latency_noisy"].tolist() == [True, False] and df["latency_noisy"].dtype == bool
+    assert df["speedup_spread"].iloc[0] == 0.2 and df["latency_note"].iloc[0].startswith("machine busy")

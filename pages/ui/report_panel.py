@@ -1,0 +1,101 @@
+"""The "Download report" button of Compare and Explore: one self-contained HTML file (``compress_core.report``)
+with the recipes side by side, every chart, the honest-number notes, the environment, and each row's
+artefact hash with the command that re-measures it.
+
+The file is built when the button is pressed (Streamlit runs the callable on its own thread, without
+a rerun), from the results the page already shows; a failure becomes an HTML page that says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import logging
+import re
+
+import streamlit as st
+
+from compress_core import report, timing
+from compress_core.plots import human_bytes
+from compress_core.recipe import Recipe
+
+from . import cache, catalogue, state, views
+
+log = logging.getLogger("prunescope.app")
+RULES = [
+    "Accuracy: top-1 on real test images; the quick evaluation is a fixed stratified subset of 1,000, shown "
+    "with its 95 % Wilson interval.",
+    "File size: the real compressed artefact (.psz); 'dense' is the dense model in that same format.",
+    f"Latency: each model is timed paired with its dense baseline, interleaved in the same window "
+    f"(alternating rounds); the speed-up is the median of the per-round ratios, ± half their IQR. A result is "
+    f"marked noisy when that spread exceeds ± {timing.SPREAD_LIMIT:.0%} or the 1-minute load average exceeds "
+    f"{timing.LOAD_LIMIT:g} per CPU.",
+]
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "dense"
+
+
+def _command(model_id: str, recipe_json: str, mode: str) -> str:
+    if catalogue.is_upload(model_id):
+        entry = catalogue.lookup(model_id)
+        name = entry.uploaded.filename if entry else "YOUR_FILE"
+        return report.cli_command(model_id, recipe_json, mode, cache.LATENCY_BATCH).replace(
+            f"--model {model_id}", f"--upload {name}")
+    return report.cli_command(model_id, recipe_json, mode, cache.LATENCY_BATCH)
+
+
+def artefact_row(row_name: str, model_id: str, recipe_json: str, mode: str) -> dict:
+    """The .psz file of one row: its name, size and sha256, and the commands that re-measure it."""
+    out = {"row": row_name, "command": _command(model_id, recipe_json, mode)}
+    if catalogue.artifact_id(model_id) is None:
+        return {**out, "file": "no .psz format for this uploaded graph", "sha256": "–"}
+    data = cache.artifact_file(model_id, recipe_json)
+    name = f"{model_id}-{slug(state.recipe_text(Recipe.from_json(recipe_json)))}.psz"
+    return {**out, "file": name, "size": human_bytes(len(data)), "sha256": hashlib.sha256(data).hexdigest(),
+            "artifact_command": report.artifact_command(name, mode, cache.LATENCY_BATCH)}
+
+
+def compare_html(pins: list[dict], mode: str) -> str:
+    """The report of Compare's pinned recipes."""
+    df, failed = views.compare_frame(pins, mode)
+    table = views.side_by_side(df)
+    figures = [("Pinned recipes", views.compare_figure(df))] if len(df) else []
+    rows = [artefact_row(r["pin"], r["model"], r["recipe_json"], mode) for _, r in df.iterrows()]
+    notes = [*views.notes_of(df), *failed, *RULES]
+    return report.build_report("PruneScope: pinned recipes side by side", table, figures, notes, report.environment(),
+                               rows, subtitle=f"{len(df)} recipe(s) · evaluation: {mode}")
+
+
+def explore_html(model_id: str, recipe: Recipe, mode: str) -> str:
+    """The report of one Explore view: its four numbers, every chart and the notes."""
+    res = cache.result(model_id, recipe, mode)
+    pin = {"model": model_id, "recipe": recipe.to_json(), "label": state.recipe_text(recipe)}
+    df, _ = views.compare_frame([pin], mode)
+    table = views.side_by_side(df)
+    rows = [artefact_row(df["pin"].iloc[0], model_id, recipe.to_json(), mode)]
+    notes = [*views.notes_of(df), *RULES]
+    title = f"PruneScope: {catalogue.spec(model_id).name} · {state.recipe_text(recipe)}"
+    return report.build_report(title, table, views.explore_figures(model_id, recipe, mode, res), notes,
+                               report.environment(), rows, subtitle=f"evaluation: {mode}")
+
+
+def _safe(build, *args) -> str:
+    """``build(*args)``, or a small HTML page saying why it failed (never a traceback in a download)."""
+    try:
+        return build(*args)
+    except Exception as exc:  # noqa: BLE001 - the download must still say something useful
+        log.exception("report failed")
+        return (f"<!DOCTYPE html><html><body><h1>The report could not be built</h1><p>{html.escape(str(exc))}</p>"
+                "<p>Reload the page and try again; the server log has the details.</p></body></html>")
+
+
+def download_button(where: str, build, *args, file_name: str) -> None:
+    """A download button that builds the report only when pressed."""
+    st.download_button("Download report (HTML)", lambda: _safe(build, *args).encode(), file_name,
+                       mime="text/html", key=state.B_REPORT.format(where), on_click="ignore",
+                       icon=":material/summarize:", width="stretch",
+                       help="One self-contained HTML file: side-by-side numbers, every chart (interactive, opens "
+                            "offline), the notes on what is simulated or noisy, the environment, and each "
+                            "artefact's sha256 with the command that re-measures it.")
