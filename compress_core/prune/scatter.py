@@ -19,7 +19,12 @@ from ..models.cifar_resnet import PadShortcut
 
 class ChannelScatter(nn.Module):
     """Option-A shortcut as index maps: subsample by 2, then ``out[:, dst[k]] = x[:, src[k]]``; other
-    output channels are zero. Built from a ``PadShortcut`` it computes exactly the same values."""
+    output channels are zero. Built from a ``PadShortcut`` it computes exactly the same values.
+
+    The channel counts are plain Python ints (``in_planes``/``out_planes``), so ``forward`` never reads
+    a tensor to size its output and strict ``torch.export`` / ``torch.compile`` trace it without a
+    data-dependent guard. The ``planes`` buffer mirrors them for the state_dict (artefacts store it);
+    loading a state_dict sets the ints from it, and setting an int updates the buffer."""
 
     def __init__(self, in_planes: int, out_planes: int, src: torch.Tensor | None = None,
                  dst: torch.Tensor | None = None) -> None:
@@ -30,18 +35,33 @@ class ChannelScatter(nn.Module):
         self.register_buffer("src", torch.as_tensor(src, dtype=torch.long).clone())
         self.register_buffer("dst", torch.as_tensor(dst, dtype=torch.long).clone())
         self.register_buffer("planes", torch.tensor([in_planes, out_planes], dtype=torch.long))
+        self._in, self._out = int(in_planes), int(out_planes)
 
     @property
     def in_planes(self) -> int:
-        return int(self.planes[0])
+        return self._in
+
+    @in_planes.setter
+    def in_planes(self, value: int) -> None:
+        self._in = int(value)
+        self.planes[0] = self._in
 
     @property
     def out_planes(self) -> int:
-        return int(self.planes[1])
+        return self._out
+
+    @out_planes.setter
+    def out_planes(self, value: int) -> None:
+        self._out = int(value)
+        self.planes[1] = self._out
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._in, self._out = (int(v) for v in self.planes.tolist())  # the ints follow the loaded buffer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x[:, :, ::2, ::2]
-        out = x.new_zeros((x.shape[0], self.out_planes, x.shape[2], x.shape[3]))
+        out = x.new_zeros((x.shape[0], self._out, x.shape[2], x.shape[3]))
         return out.index_copy(1, self.dst, x.index_select(1, self.src))
 
     def extra_repr(self) -> str:
@@ -74,13 +94,13 @@ def scatter_pruner() -> Any:
         def prune_out_channels(self, layer: ChannelScatter, idxs: Sequence[int]) -> ChannelScatter:
             keep, new_dst = _drop(layer.dst, idxs)
             layer.src, layer.dst = layer.src[keep], new_dst[keep]
-            layer.planes[1] -= len(idxs)
+            layer.out_planes -= len(idxs)
             return layer
 
         def prune_in_channels(self, layer: ChannelScatter, idxs: Sequence[int]) -> ChannelScatter:
             keep, new_src = _drop(layer.src, idxs)
             layer.src, layer.dst = new_src[keep], layer.dst[keep]
-            layer.planes[0] -= len(idxs)
+            layer.in_planes -= len(idxs)
             return layer
 
         def get_out_channels(self, layer: ChannelScatter) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from compress_core import recipe
+from compress_core import recipe, recover
 from compress_core.prune import PRUNERS, criteria
 from tests.conftest import ROOT
 
@@ -106,5 +106,6 @@ def test_core_files_and_functions_stay_short():
 def test_every_recipe_criterion_and_prune_kind_has_its_registered_class():
     assert set(recipe.CRITERIA) == set(criteria.CRITERIA)
     assert set(recipe.PRUNE_KINDS) - {"none"} == set(PRUNERS)
+    assert recipe.RECOVERY_LEVELS == recover.LEVELS
     for key, obj in criteria.CRITERIA.items():
         assert obj.key == key and obj.needs in (None, "images", "labels")
