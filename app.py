@@ -9,8 +9,9 @@ import streamlit as st
 
 from pages.ui import cache, catalogue, routes, state, widgets
 
-st.set_page_config(page_title="PruneScope", page_icon=":material/content_cut:", layout="wide",
-                   initial_sidebar_state="expanded")
+st.set_page_config(
+    page_title="PruneScope", page_icon=":material/content_cut:", layout="wide", initial_sidebar_state="expanded"
+)
 cache.startup_threads()
 state.init(known=catalogue.known)
 

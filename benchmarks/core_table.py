@@ -45,21 +45,27 @@ def dense_table(mode: str) -> None:
             continue
         r = Workbench(model_id).evaluate(Recipe(), mode=mode, measure_latency=False)
         ref = f"{spec.reference_accuracy:.2%}" if spec.reference_accuracy else "-"
-        print(f"| {model_id} | {r.eval_set} | {r.eval_samples:,} | {r.accuracy:.2%} "
-              f"({r.accuracy_ci_low:.2%}–{r.accuracy_ci_high:.2%}) | {ref} | {spec.reference_source} |")
+        print(
+            f"| {model_id} | {r.eval_set} | {r.eval_samples:,} | {r.accuracy:.2%} "
+            f"({r.accuracy_ci_low:.2%}–{r.accuracy_ci_high:.2%}) | {ref} | {spec.reference_source} |"
+        )
 
 
 def recipe_table(model_id: str, mode: str, batch: int, threads: int, budget: float) -> None:
     wb = Workbench(model_id)
     print(f"\n**{model_id}** — eval `{mode}`, latency batch {batch}, {threads} thread(s)\n")
-    print("| recipe | top-1 (95 % CI) | agreement | non-zero / total params | file size (B) | size method | "
-          "vs dense fp32 | latency p50 (ms) | kernels |")
+    print(
+        "| recipe | top-1 (95 % CI) | agreement | non-zero / total params | file size (B) | size method | "
+        "vs dense fp32 | latency p50 (ms) | kernels |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |")
     for recipe in RECIPES:
         r = wb.evaluate(recipe, mode=mode, latency_batch=batch, threads=threads, latency_budget_s=budget)
-        print(f"| {r.recipe_label} | {r.accuracy:.2%} ({r.accuracy_ci_low:.2%}–{r.accuracy_ci_high:.2%}) | "
-              f"{r.agreement:.2%} | {r.params_nonzero:,} / {r.params_total:,} | {r.size_bytes:,} | {r.size_method} | "
-              f"{r.compression_ratio:.1f}× | {r.latency_ms_p50:.3f} | {r.latency_kernels} |")
+        print(
+            f"| {r.recipe_label} | {r.accuracy:.2%} ({r.accuracy_ci_low:.2%}–{r.accuracy_ci_high:.2%}) | "
+            f"{r.agreement:.2%} | {r.params_nonzero:,} / {r.params_total:,} | {r.size_bytes:,} | {r.size_method} | "
+            f"{r.compression_ratio:.1f}× | {r.latency_ms_p50:.3f} | {r.latency_kernels} |"
+        )
     print(f"\ndense fp32 state_dict: {wb.dense_facts()['size_bytes']:,} B")
 
 
@@ -67,12 +73,18 @@ def cli_wall_time(repeats: int = 3) -> None:
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "compress_core", "evaluate", "--json"], check=True,
-                       capture_output=True, env=os.environ.copy())
+        subprocess.run(
+            [sys.executable, "-m", "compress_core", "evaluate", "--json"],
+            check=True,
+            capture_output=True,
+            env=os.environ.copy(),
+        )
         times.append(time.perf_counter() - t0)
     times.sort()
-    print(f"\n`python -m compress_core evaluate --json` (lenet5-mnist, quick eval, fresh process): "
-          f"median {times[len(times) // 2]:.2f} s over {repeats} runs (min {times[0]:.2f} s)")
+    print(
+        f"\n`python -m compress_core evaluate --json` (lenet5-mnist, quick eval, fresh process): "
+        f"median {times[len(times) // 2]:.2f} s over {repeats} runs (min {times[0]:.2f} s)"
+    )
 
 
 def main() -> None:

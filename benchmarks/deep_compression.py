@@ -46,14 +46,17 @@ def cpu_model() -> str:
 
 
 def row(model_id: str, step: str, r: Result, dense: Result, packed: int | str, wall: float | str) -> str:
-    return (f"| {model_id} | {step} | {r.accuracy:.2%} ({r.accuracy_ci_low:.2%}–{r.accuracy_ci_high:.2%}) | "
-            f"{100 * (r.accuracy - dense.accuracy):+.2f} | {r.params_nonzero:,} | {r.size_bytes:,} | "
-            f"{packed if isinstance(packed, str) else f'{packed:,}'} | {r.compression_ratio:.1f}× | "
-            f"{wall if isinstance(wall, str) else f'{wall:.1f}'} |")
+    return (
+        f"| {model_id} | {step} | {r.accuracy:.2%} ({r.accuracy_ci_low:.2%}–{r.accuracy_ci_high:.2%}) | "
+        f"{100 * (r.accuracy - dense.accuracy):+.2f} | {r.params_nonzero:,} | {r.size_bytes:,} | "
+        f"{packed if isinstance(packed, str) else f'{packed:,}'} | {r.compression_ratio:.1f}× | "
+        f"{wall if isinstance(wall, str) else f'{wall:.1f}'} |"
+    )
 
 
-def kmeans_rows(wb: Workbench, prune: PruneSpec, ft: FinetuneSpec, bits: int, share: float, mode: str,
-                dense: Result) -> tuple[list[str], Result]:
+def kmeans_rows(
+    wb: Workbench, prune: PruneSpec, ft: FinetuneSpec, bits: int, share: float, mode: str, dense: Result
+) -> tuple[list[str], Result]:
     """k-means after fine-tuning (post-training), then with its codebooks fine-tuned."""
     after = codebook_spec(ft, share)
     quant = QuantSpec(bits, "kmeans", "per_tensor")
@@ -64,13 +67,29 @@ def kmeans_rows(wb: Workbench, prune: PruneSpec, ft: FinetuneSpec, bits: int, sh
     t0 = time.perf_counter()
     quantize_stage(comp, quant)
     ptq = wb.evaluate(recipe, mode=mode, measure_latency=False, compressed=comp)
-    lines = [row(wb.model_id, f"… + {bits}-bit k-means per-tensor ({prune.sparsity:.0%})",
-                 ptq, dense, len(artifact_bytes(comp, wb.model_id, entropy=False)), time.perf_counter() - t0)]
+    lines = [
+        row(
+            wb.model_id,
+            f"… + {bits}-bit k-means per-tensor ({prune.sparsity:.0%})",
+            ptq,
+            dense,
+            len(artifact_bytes(comp, wb.model_id, entropy=False)),
+            time.perf_counter() - t0,
+        )
+    ]
     t0 = time.perf_counter()
     finetune_codebooks_(comp.float_model, comp.qcodes, after, wb.spec.dataset, comp.masks, wb.model)
     final = wb.evaluate(recipe, mode=mode, measure_latency=False, compressed=comp)
-    lines.append(row(wb.model_id, f"… + {after.epochs:g} ep codebook fine-tune (Deep Compression)", final, dense,
-                     len(artifact_bytes(comp, wb.model_id, entropy=False)), time.perf_counter() - t0))
+    lines.append(
+        row(
+            wb.model_id,
+            f"… + {after.epochs:g} ep codebook fine-tune (Deep Compression)",
+            final,
+            dense,
+            len(artifact_bytes(comp, wb.model_id, entropy=False)),
+            time.perf_counter() - t0,
+        )
+    )
     return lines, final
 
 
@@ -84,8 +103,9 @@ def verdict(label: str, model_id: str, r: Result, dense: Result) -> str:
     if got_drop > drop + 1e-9:
         misses.append(f"drop {got_drop:.2f} pp > {drop:g} pp (by {got_drop - drop:.2f} pp)")
     state = "**met**" if not misses else "**missed**: " + "; ".join(misses)
-    return (f"- {label}: {r.compression_ratio:.1f}× at {-got_drop:+.2f} pp against ≥ {ratio:g}× at ≤ {drop:g} pp: "
-            f"{state}")
+    return (
+        f"- {label}: {r.compression_ratio:.1f}× at {-got_drop:+.2f} pp against ≥ {ratio:g}× at ≤ {drop:g} pp: {state}"
+    )
 
 
 def main() -> None:
@@ -94,31 +114,44 @@ def main() -> None:
     ap.add_argument("--codebook-share", type=float, default=CODEBOOK_SHARE)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval", default="full", choices=("quick", "full"))
-    ap.add_argument("--plan", default="lenet300-mnist:0.94:3/4,lenet5-mnist:0.95:3/4",
-                    help="comma list of model:sparsity:bits[/bits...]")
+    ap.add_argument(
+        "--plan",
+        default="lenet300-mnist:0.94:3/4,lenet5-mnist:0.95:3/4",
+        help="comma list of model:sparsity:bits[/bits...]",
+    )
     args = ap.parse_args()
     configure_threads(args.threads)
     print(f"CPU: {cpu_model()}\n")
-    print(f"# Deep Compression — {time.strftime('%Y-%m-%d')}, {args.threads} threads, fine-tune {args.epochs:g} "
-          f"epochs over the 4,000-digit train split, then {args.codebook_share * args.epochs:g} on the k-means "
-          "codebooks\n")
-    print("| model | step | test top-1 (95 % CI) | Δ vs dense (pp) | non-zero params | file (B) | packed (B) | "
-          "vs dense fp32 | wall (s) |")
+    print(
+        f"# Deep Compression — {time.strftime('%Y-%m-%d')}, {args.threads} threads, fine-tune {args.epochs:g} "
+        f"epochs over the 4,000-digit train split, then {args.codebook_share * args.epochs:g} on the k-means "
+        "codebooks\n"
+    )
+    print(
+        "| model | step | test top-1 (95 % CI) | Δ vs dense (pp) | non-zero params | file (B) | packed (B) | "
+        "vs dense fp32 | wall (s) |"
+    )
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     verdicts = []
     for item in args.plan.split(","):
         model_id, sparsity, bits_list = item.split(":")
         wb = Workbench(model_id)
         dense = wb.evaluate(Recipe(), mode=args.eval, measure_latency=False)
-        print(f"| {model_id} | dense fp32 (anchor {ANCHOR[model_id]}) | {dense.accuracy:.2%} "
-              f"({dense.accuracy_ci_low:.2%}–{dense.accuracy_ci_high:.2%}) | – | {dense.params_nonzero:,} | "
-              f"{dense.dense_size_bytes:,} | – | 1.0× | – |")
+        print(
+            f"| {model_id} | dense fp32 (anchor {ANCHOR[model_id]}) | {dense.accuracy:.2%} "
+            f"({dense.accuracy_ci_low:.2%}–{dense.accuracy_ci_high:.2%}) | – | {dense.params_nonzero:,} | "
+            f"{dense.dense_size_bytes:,} | – | 1.0× | – |"
+        )
         prune = PruneSpec("unstructured", "l1", "global", float(sparsity), skip=())
         ft = FinetuneSpec(epochs=args.epochs, lr=0.01, schedule="agp", steps=4, distill=True)
-        steps = [(f"prune only, one-shot ({prune.sparsity:.0%})", Recipe(prune)),
-                 (f"prune + {ft.epochs:g} ep AGP fine-tune + KD", Recipe(prune, finetune=ft))]
-        steps += [(f"… + {b}-bit asymmetric per-channel", Recipe(prune, QuantSpec(int(b), "asymmetric"), finetune=ft))
-                  for b in bits_list.split("/")]
+        steps = [
+            (f"prune only, one-shot ({prune.sparsity:.0%})", Recipe(prune)),
+            (f"prune + {ft.epochs:g} ep AGP fine-tune + KD", Recipe(prune, finetune=ft)),
+        ]
+        steps += [
+            (f"… + {b}-bit asymmetric per-channel", Recipe(prune, QuantSpec(int(b), "asymmetric"), finetune=ft))
+            for b in bits_list.split("/")
+        ]
         for name, recipe in steps:
             t0 = time.perf_counter()
             r = wb.evaluate(recipe, mode=args.eval, measure_latency=False)
@@ -127,9 +160,11 @@ def main() -> None:
             lines, final = kmeans_rows(wb, prune, ft, int(bits), args.codebook_share, args.eval, dense)
             print("\n".join(lines), flush=True)
             verdicts.append(verdict(f"{model_id} ({prune.sparsity:.0%}, {bits}-bit k-means)", model_id, final, dense))
-    print(f"\n_Eval set {dense.eval_set} ({dense.eval_samples:,} images); file = PruneScope artefact (.psz) with "
-          "entropy-coded k-means indices where smaller, packed = the same without entropy coding; dense = torch.save "
-          "fp32 state_dict. k-means: one codebook of 2^k fp16 values per layer over its non-zero weights._\n")
+    print(
+        f"\n_Eval set {dense.eval_set} ({dense.eval_samples:,} images); file = PruneScope artefact (.psz) with "
+        "entropy-coded k-means indices where smaller, packed = the same without entropy coding; dense = torch.save "
+        "fp32 state_dict. k-means: one codebook of 2^k fp16 values per layer over its non-zero weights._\n"
+    )
     print("\n".join(verdicts))
 
 

@@ -39,8 +39,9 @@ def rss_mb() -> float:
 def moves():
     """(sparsity %, bits) pairs: 20 x 8 = 160 distinct recipes, then revisits, cycling."""
     pairs = list(itertools.product(range(0, 100, 5), BITS))
-    return itertools.cycle(pairs[::7] + pairs[1::7] + pairs[2::7] + pairs[3::7] + pairs[4::7] + pairs[5::7]
-                           + pairs[6::7])
+    return itertools.cycle(
+        pairs[::7] + pairs[1::7] + pairs[2::7] + pairs[3::7] + pairs[4::7] + pairs[5::7] + pairs[6::7]
+    )
 
 
 def main() -> None:
@@ -67,14 +68,18 @@ def main() -> None:
             samples.append((i - args.warmup, rss_mb()))
     wall = time.perf_counter() - t0
     base = samples[0][1]
-    print(f"Resident memory over {args.moves} slider moves after {args.warmup} warm-up moves "
-          f"(lenet5-mnist, sparsity x bit-width, AppTest in one process; {wall:.0f} s)\n")
+    print(
+        f"Resident memory over {args.moves} slider moves after {args.warmup} warm-up moves "
+        f"(lenet5-mnist, sparsity x bit-width, AppTest in one process; {wall:.0f} s)\n"
+    )
     print("| moves after warm-up | RSS (MB) | growth (MB) |")
     print("| ---: | ---: | ---: |")
     for n, mb in samples:
         print(f"| {n} | {mb:.1f} | {mb - base:+.1f} |")
     growth = samples[-1][1] - base
-    print(f"\nGrowth over {args.moves} moves: {growth:+.1f} MB (target <= 50 MB: {'met' if growth <= 50 else 'MISSED'})")
+    print(
+        f"\nGrowth over {args.moves} moves: {growth:+.1f} MB (target <= 50 MB: {'met' if growth <= 50 else 'MISSED'})"
+    )
 
 
 if __name__ == "__main__":

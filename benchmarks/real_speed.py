@@ -47,24 +47,35 @@ def recipes(structured: float, unstructured: float, criterion: str) -> list[tupl
 
 def fmt_row(name: str, r: Result) -> str:
     acc = f"{r.accuracy:.2%} [{r.accuracy_ci_low:.1%}, {r.accuracy_ci_high:.1%}]"
-    return (f"| {name} | {r.latency_kernels} | {acc} | {r.params_nonzero:,} / {r.params_total:,} | "
-            f"{r.macs / 1e6:.1f} M | {r.size_bytes:,} | {r.latency_ms_p50:.2f} ± {r.latency_ms_iqr:.2f} | "
-            f"{r.speedup:.2f}× |")
+    return (
+        f"| {name} | {r.latency_kernels} | {acc} | {r.params_nonzero:,} / {r.params_total:,} | "
+        f"{r.macs / 1e6:.1f} M | {r.size_bytes:,} | {r.latency_ms_p50:.2f} ± {r.latency_ms_iqr:.2f} | "
+        f"{r.speedup:.2f}× |"
+    )
 
 
 def speed_table(wb: Workbench, comps: dict[str, Compressed], batch: int, args: argparse.Namespace) -> None:
     print(f"\n### {wb.model_id}, batch {batch}, {args.threads} thread(s), eval {args.eval}\n")
-    print("| recipe | kernels | accuracy [95 % CI] | non-zero / total params | MACs | size (bytes) "
-          "| latency p50 ± IQR (ms) | speed-up |")
+    print(
+        "| recipe | kernels | accuracy [95 % CI] | non-zero / total params | MACs | size (bytes) "
+        "| latency p50 ± IQR (ms) | speed-up |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for name, comp in comps.items():
-        r = wb.evaluate(comp.recipe, mode=args.eval, latency_batch=batch, threads=args.threads,
-                        latency_budget_s=args.budget, compressed=comp)
+        r = wb.evaluate(
+            comp.recipe,
+            mode=args.eval,
+            latency_batch=batch,
+            threads=args.threads,
+            latency_budget_s=args.budget,
+            compressed=comp,
+        )
         print(fmt_row(name, r), flush=True)
 
 
-def memory_format_table(wb: Workbench, comps: dict[str, Compressed], batches: list[int],
-                        args: argparse.Namespace) -> None:
+def memory_format_table(
+    wb: Workbench, comps: dict[str, Compressed], batches: list[int], args: argparse.Namespace
+) -> None:
     print(f"\n### memory format: contiguous vs channels_last, {args.threads} thread(s)\n")
     print("| recipe | batch | contiguous p50 (ms) | channels_last p50 (ms) | ratio |")
     print("|---|---:|---:|---:|---:|")
@@ -77,8 +88,12 @@ def memory_format_table(wb: Workbench, comps: dict[str, Compressed], batches: li
             t_c = t_cl = float("inf")
             for _ in range(args.rounds):  # alternate the two and keep the best: robust to other load
                 t_c = min(t_c, measure.latency(comp.model, wb.spec.input_shape, b, args.threads, args.budget).ms_p50)
-                t_cl = min(t_cl, measure.latency(model_cl, wb.spec.input_shape, b, args.threads, args.budget,
-                                                 memory_format=cl).ms_p50)
+                t_cl = min(
+                    t_cl,
+                    measure.latency(
+                        model_cl, wb.spec.input_shape, b, args.threads, args.budget, memory_format=cl
+                    ).ms_p50,
+                )
             print(f"| {name} | {b} | {t_c:.2f} | {t_cl:.2f} | {t_c / t_cl:.2f}× |", flush=True)
 
 
@@ -97,8 +112,10 @@ def main() -> None:
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"quantized engine {torch.backends.quantized.engine}, load average before {os.getloadavg()[0]:.2f}")
+    print(
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"quantized engine {torch.backends.quantized.engine}, load average before {os.getloadavg()[0]:.2f}"
+    )
     wb = Workbench(args.model)
     comps = {}
     for name, recipe in recipes(args.structured, args.unstructured, args.criterion):
@@ -109,8 +126,10 @@ def main() -> None:
         speed_table(wb, comps, batch, args)
     if not args.no_memory_format:
         memory_format_table(wb, comps, args.batches, args)
-    print(f"\nload average after {os.getloadavg()[0]:.2f}; structured pruning keeps the first conv and the "
-          "classifier's outputs (skip first/last) and prunes residual streams stage by stage")
+    print(
+        f"\nload average after {os.getloadavg()[0]:.2f}; structured pruning keeps the first conv and the "
+        "classifier's outputs (skip first/last) and prunes residual streams stage by stage"
+    )
 
 
 if __name__ == "__main__":

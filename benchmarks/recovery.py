@@ -75,8 +75,15 @@ def accuracy(model: nn.Module, test: data.TensorSet, int8: bool) -> float:
     return float((pred == test.y).float().mean())
 
 
-def recovered(dense: nn.Module, comp: Compressed, recipe: Recipe, level: str, images: list[torch.Tensor],
-              calibration: Calibration, spec) -> tuple[nn.Module, tuple[float, float]]:
+def recovered(
+    dense: nn.Module,
+    comp: Compressed,
+    recipe: Recipe,
+    level: str,
+    images: list[torch.Tensor],
+    calibration: Calibration,
+    spec,
+) -> tuple[nn.Module, tuple[float, float]]:
     """A recovered copy of ``comp``'s float model (converted to int8 if the recipe says so), and the
     recovery's (wall, CPU) seconds; CPU is the process's time over all threads."""
     fm = copy.deepcopy(comp.float_model)
@@ -107,10 +114,14 @@ def model_table(model_id: str, args: argparse.Namespace) -> None:
     test = data.eval_set(spec.dataset, "full")
     calibration = Calibration(data.calibration_batches(spec.dataset, 256), data.labelled_batches(spec.dataset, 256))
     images = data.calibration_batches(spec.dataset, args.samples, 64, seed=0)
-    print(f"\n### {model_id}: dense {accuracy(dense, test, False):.2%} on {len(test):,} test images; recovery on "
-          f"{args.samples:,} training images\n")
-    print("| recipe | one-shot | bn | reconstruct | fine-tune 1 ep × 25k (wall) | bn s wall / CPU | "
-          "reconstruct s wall / CPU | load avg | ResNet-20 target (reconstruct) |")
+    print(
+        f"\n### {model_id}: dense {accuracy(dense, test, False):.2%} on {len(test):,} test images; recovery on "
+        f"{args.samples:,} training images\n"
+    )
+    print(
+        "| recipe | one-shot | bn | reconstruct | fine-tune 1 ep × 25k (wall) | bn s wall / CPU | "
+        "reconstruct s wall / CPU | load avg | ResNet-20 target (reconstruct) |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for label, recipe, target in RECIPES:
         base = replace(recipe, quant=QuantSpec()) if recipe.quant.int8 else recipe
@@ -120,11 +131,17 @@ def model_table(model_id: str, args: argparse.Namespace) -> None:
             model, secs[level] = recovered(dense, comp, recipe, level, images, calibration, spec)
             acc[level] = accuracy(model, test, recipe.quant.int8)
         tuned = "skipped" if args.skip_finetune else finetuned(dense, recipe, calibration, spec, test)
-        goal = f"≥ {target:.1%}: {'met' if acc['reconstruct'] >= target else 'MISSED'}" if target else \
-            "within 0.5 pp of structured 30 % alone (see text)"
-        print(f"| {label} | {acc['none']:.2%} | {acc['bn']:.2%} | {acc['reconstruct']:.2%} | {tuned} | "
-              f"{secs['bn'][0]:.1f} / {secs['bn'][1]:.1f} | {secs['reconstruct'][0]:.1f} / "
-              f"{secs['reconstruct'][1]:.1f} | {os.getloadavg()[0]:.1f} | {goal} |", flush=True)
+        goal = (
+            f"≥ {target:.1%}: {'met' if acc['reconstruct'] >= target else 'MISSED'}"
+            if target
+            else "within 0.5 pp of structured 30 % alone (see text)"
+        )
+        print(
+            f"| {label} | {acc['none']:.2%} | {acc['bn']:.2%} | {acc['reconstruct']:.2%} | {tuned} | "
+            f"{secs['bn'][0]:.1f} / {secs['bn'][1]:.1f} | {secs['reconstruct'][0]:.1f} / "
+            f"{secs['reconstruct'][1]:.1f} | {os.getloadavg()[0]:.1f} | {goal} |",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -136,9 +153,11 @@ def main() -> None:
     args = ap.parse_args()
     configure_threads(args.threads)
     print(cpu_line())
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), load average before "
-          f"{os.getloadavg()[0]:.2f}. The machine is shared with other sessions: wall seconds are noisy (CPU seconds, "
-          "summed over threads, are the steadier measure of the work; 'load avg' is the 1-minute load at the row).")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), load average before "
+        f"{os.getloadavg()[0]:.2f}. The machine is shared with other sessions: wall seconds are noisy (CPU seconds, "
+        "summed over threads, are the steadier measure of the work; 'load avg' is the 1-minute load at the row)."
+    )
     print(f"Command: {' '.join(['python', *sys.argv])}")
     for model_id in args.models.split(","):
         model_table(model_id, args)

@@ -62,10 +62,14 @@ def cpu_line() -> str:
 def configs(sparsity: float, round_to: int) -> list[tuple[str, str, bool]]:
     """(row label, float-model key, int8)."""
     s = f"{sparsity:.0%}"
-    return [("dense fp32", "dense", False), (f"structured {s} layer", "layer", False),
-            (f"structured {s} global", "global", False),
-            (f"structured {s} global round_to={round_to}", "aligned", False),
-            ("int8", "dense", True), (f"structured {s} layer + int8", "layer", True)]
+    return [
+        ("dense fp32", "dense", False),
+        (f"structured {s} layer", "layer", False),
+        (f"structured {s} global", "global", False),
+        (f"structured {s} global round_to={round_to}", "aligned", False),
+        ("int8", "dense", True),
+        (f"structured {s} layer + int8", "layer", True),
+    ]
 
 
 def float_models(model_id: str, sparsity: float, round_to: int) -> dict[str, nn.Module]:
@@ -97,8 +101,9 @@ class Pool:
         derived = base.reconfigure(batch, threads) if base is not None else None
         if derived is None:
             try:
-                derived = runtime(rt_key, self.torch_int8).deploy(self.floats[model_key], INPUT, batch=batch,
-                                                                  threads=threads, int8=int8, calib=self.calib)
+                derived = runtime(rt_key, self.torch_int8).deploy(
+                    self.floats[model_key], INPUT, batch=batch, threads=threads, int8=int8, calib=self.calib
+                )
             except (RuntimeUnsupported, ValueError) as exc:
                 derived = str(exc)
         self.items[key] = derived
@@ -116,7 +121,7 @@ def paired_times(entries: dict[str, Deployed], rounds: int, budget: float) -> di
     out: dict[str, list[list[float]]] = {name: [] for name in entries}
     names = list(entries)
     for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:  # rotate the order: no entry always first
+        for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order: no entry always first
             out[name].append(entries[name].timings(budget))
     return out
 
@@ -129,8 +134,15 @@ def median(xs: list[float]) -> float:
     return float(torch.tensor(xs, dtype=torch.float64).median())
 
 
-def accuracy_rows(pool: Pool, rt_keys: list[str], cfgs: list, evalset: data.TensorSet,
-                  eager: dict[str, torch.Tensor], batch: int, threads: int) -> dict[tuple, tuple[float, float]]:
+def accuracy_rows(
+    pool: Pool,
+    rt_keys: list[str],
+    cfgs: list,
+    evalset: data.TensorSet,
+    eager: dict[str, torch.Tensor],
+    batch: int,
+    threads: int,
+) -> dict[tuple, tuple[float, float]]:
     """(runtime, model key, int8) -> (top-1 accuracy, top-1 agreement with eager PyTorch on the same
     float model), predicted by the ``batch`` deployment."""
     out = {}
@@ -140,13 +152,16 @@ def accuracy_rows(pool: Pool, rt_keys: list[str], cfgs: list, evalset: data.Tens
             if isinstance(dep, str):
                 continue
             preds = dep.predict(evalset.x).argmax(1)
-            out[(rt_key, model_key, int8)] = (float((preds == evalset.y).float().mean()),
-                                              float((preds == eager[model_key]).float().mean()))
+            out[(rt_key, model_key, int8)] = (
+                float((preds == evalset.y).float().mean()),
+                float((preds == eager[model_key]).float().mean()),
+            )
     return out
 
 
-def time_group(pool: Pool, rt_key: str, cfgs: list, batch: int, threads: int,
-               args: argparse.Namespace) -> dict[str, object]:
+def time_group(
+    pool: Pool, rt_key: str, cfgs: list, batch: int, threads: int, args: argparse.Namespace
+) -> dict[str, object]:
     """Interleaved timings of eager PyTorch dense (NCHW, and channels_last at batch >= 32) and every
     config of ``rt_key``; returns label -> per-round times, or the one-line reason it did not deploy."""
     refs = {"eager": pool.get("torch", "dense", False, batch, threads)}
@@ -167,8 +182,18 @@ def fmt_speedup(num: list[list[float]], den: list[list[float]]) -> tuple[float, 
     return mid, f"{mid:.2f}× [{min(per_round):.2f}–{max(per_round):.2f}]"
 
 
-def print_group(model_id: str, rt_key: str, cfgs: list, batch: int, threads: int, times: dict, pool: Pool,
-                acc: dict, macs: dict, results: dict) -> None:
+def print_group(
+    model_id: str,
+    rt_key: str,
+    cfgs: list,
+    batch: int,
+    threads: int,
+    times: dict,
+    pool: Pool,
+    acc: dict,
+    macs: dict,
+    results: dict,
+) -> None:
     eager_key = min((k for k in ("eager", "eager-cl") if k in times), key=lambda k: median(flat(times[k])))
     eager = times[eager_key]
     dense = times.get(cfgs[0][0])
@@ -182,14 +207,24 @@ def print_group(model_id: str, rt_key: str, cfgs: list, batch: int, threads: int
         vs_dense, vs_dense_s = fmt_speedup(t, dense) if not isinstance(dense, str) else (float("nan"), "–")
         vs_eager, vs_eager_s = fmt_speedup(t, eager)
         top1, agree = acc.get((rt_key, mk, i8), (float("nan"), float("nan")))
-        results[(model_id, rt_key, label, batch, threads)] = {"vs_dense": vs_dense, "vs_eager": vs_eager,
-                                                              "mac_red": macs["dense"] / macs[mk]}
-        print(f"| {rt_key} | {label} | {dep.kernels} | {lat.ms_p50:.3f} ± {lat.ms_iqr:.3f} | {vs_dense_s} | "
-              f"{vs_eager_s} | {macs['dense'] / macs[mk]:.2f}× | {dep.file_bytes:,} | {top1:.2%} | {agree:.2%} |")
-    ref = pool.get("torch", "dense", False, batch, threads) if eager_key == "eager" else \
-        pool.get("torch-cl", "dense", False, batch, threads)
-    print(f"| (reference) | eager PyTorch dense fp32 | {ref.kernels} | "
-          f"{latency_of(flat(eager), batch, threads).ms_p50:.3f} | | 1.00× | 1.00× | | | |")
+        results[(model_id, rt_key, label, batch, threads)] = {
+            "vs_dense": vs_dense,
+            "vs_eager": vs_eager,
+            "mac_red": macs["dense"] / macs[mk],
+        }
+        print(
+            f"| {rt_key} | {label} | {dep.kernels} | {lat.ms_p50:.3f} ± {lat.ms_iqr:.3f} | {vs_dense_s} | "
+            f"{vs_eager_s} | {macs['dense'] / macs[mk]:.2f}× | {dep.file_bytes:,} | {top1:.2%} | {agree:.2%} |"
+        )
+    ref = (
+        pool.get("torch", "dense", False, batch, threads)
+        if eager_key == "eager"
+        else pool.get("torch-cl", "dense", False, batch, threads)
+    )
+    print(
+        f"| (reference) | eager PyTorch dense fp32 | {ref.kernels} | "
+        f"{latency_of(flat(eager), batch, threads).ms_p50:.3f} | | 1.00× | 1.00× | | | |"
+    )
 
 
 def targets(results: dict, acc: dict, cfgs: list, rt_keys: list[str], eval_mode: str, model_id: str) -> None:
@@ -201,15 +236,19 @@ def targets(results: dict, acc: dict, cfgs: list, rt_keys: list[str], eval_mode:
         best = max(aligned, key=lambda r: aligned[r]["vs_dense"] / aligned[r]["mac_red"])
         v = aligned[best]
         ratio = v["vs_dense"] / v["mac_red"]
-        print(f"- {aligned_label} at batch 128, 1 thread, best runtime ({best}): {v['vs_dense']:.2f}× speed-up for "
-              f"{v['mac_red']:.2f}× fewer MACs = {ratio:.2f} of the MAC reduction (target ≥ 0.85): "
-              f"{'met' if ratio >= 0.85 else 'missed'}")
+        print(
+            f"- {aligned_label} at batch 128, 1 thread, best runtime ({best}): {v['vs_dense']:.2f}× speed-up for "
+            f"{v['mac_red']:.2f}× fewer MACs = {ratio:.2f} of the MAC reduction (target ≥ 0.85): "
+            f"{'met' if ratio >= 0.85 else 'missed'}"
+        )
     combo = {k[1]: v for k, v in rows.items() if k[2] == combo_label}
     if combo:
         best = max(combo, key=lambda r: combo[r]["vs_eager"])
         x = combo[best]["vs_eager"]
-        print(f"- {combo_label} vs eager PyTorch dense fp32, batch 128, 1 thread, best runtime ({best}): {x:.2f}× "
-              f"(target ≥ 12×): {'met' if x >= 12 else 'missed'}")
+        print(
+            f"- {combo_label} vs eager PyTorch dense fp32, batch 128, 1 thread, best runtime ({best}): {x:.2f}× "
+            f"(target ≥ 12×): {'met' if x >= 12 else 'missed'}"
+        )
     scope = "full test set" if eval_mode == "full" else "quick eval (1,000 images), not the full test set"
     for rt_key in rt_keys:
         pairs = [((rt_key, mk, True), (rt_key, mk, False)) for mk in ("dense", "layer")]
@@ -217,11 +256,15 @@ def targets(results: dict, acc: dict, cfgs: list, rt_keys: list[str], eval_mode:
         agree = [acc[(rt_key, mk, False)][1] for _, mk, i8 in cfgs if not i8 and (rt_key, mk, False) in acc]
         if gaps:
             worst = min(gaps)
-            print(f"- {rt_key}: int8 − fp32 top-1 {', '.join(f'{g:+.2f}' for g in gaps)} pp on the {scope} "
-                  f"(target within 0.5 pp): {'met' if worst >= -0.5 else 'missed'}")
+            print(
+                f"- {rt_key}: int8 − fp32 top-1 {', '.join(f'{g:+.2f}' for g in gaps)} pp on the {scope} "
+                f"(target within 0.5 pp): {'met' if worst >= -0.5 else 'missed'}"
+            )
         if agree:
-            print(f"- {rt_key}: fp32 top-1 equal to eager PyTorch on {min(agree):.2%} of images at worst "
-                  f"(target ≥ 99.9 %): {'met' if min(agree) >= 0.999 else 'missed'}")
+            print(
+                f"- {rt_key}: fp32 top-1 equal to eager PyTorch on {min(agree):.2%} of images at worst "
+                f"(target ≥ 99.9 %): {'met' if min(agree) >= 0.999 else 'missed'}"
+            )
 
 
 def run_model(model_id: str, args: argparse.Namespace, rt_keys: list[str], results: dict) -> None:
@@ -235,8 +278,10 @@ def run_model(model_id: str, args: argparse.Namespace, rt_keys: list[str], resul
     for batch in args.batches:
         for threads in args.threads:
             print(f"\n### {model_id}, batch {batch}, {threads} thread(s), eval {args.eval} ({len(evalset):,} images)\n")
-            print("| runtime | config | kernels | latency p50 ± IQR (ms) | vs same runtime dense [rounds] | "
-                  "vs eager PyTorch dense [rounds] | MAC reduction | file bytes | top-1 | = eager |")
+            print(
+                "| runtime | config | kernels | latency p50 ± IQR (ms) | vs same runtime dense [rounds] | "
+                "vs eager PyTorch dense [rounds] | MAC reduction | file bytes | top-1 | = eager |"
+            )
             print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
             for rt_key in rt_keys:
                 times = time_group(pool, rt_key, cfgs, batch, threads, args)
@@ -255,8 +300,12 @@ def main() -> None:
     ap.add_argument("--sparsity", type=float, default=0.5)
     ap.add_argument("--round-to", type=int, default=8)
     ap.add_argument("--calib", type=int, default=256, help="training images for int8 calibration")
-    ap.add_argument("--torch-int8", choices=("fx", "pt2e", "auto"), default="fx",
-                    help="the torch runtime's int8: torch.ao FX, torchao PT2E + torch.compile, or the faster")
+    ap.add_argument(
+        "--torch-int8",
+        choices=("fx", "pt2e", "auto"),
+        default="fx",
+        help="the torch runtime's int8: torch.ao FX, torchao PT2E + torch.compile, or the faster",
+    )
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--budget", type=float, default=0.15, help="seconds of timing per entry and round")
     args = ap.parse_args()
@@ -278,8 +327,10 @@ def main() -> None:
     t0, results = time.time(), {}
     for model_id in args.models.split(","):
         run_model(model_id, args, rt_keys, results)
-    print(f"\nLoad average after: {os.getloadavg()[0]:.2f}; {time.time() - t0:.0f} s in all. The machine is shared: "
-          "absolute latencies move with the load, the paired ratios much less.")
+    print(
+        f"\nLoad average after: {os.getloadavg()[0]:.2f}; {time.time() - t0:.0f} s in all. The machine is shared: "
+        "absolute latencies move with the load, the paired ratios much less."
+    )
 
 
 if __name__ == "__main__":

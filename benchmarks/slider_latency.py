@@ -45,16 +45,20 @@ TARGETS_S = {"lenet5-mnist": 0.3, "resnet20-cifar10": 1.5, "resnet56-cifar10": 2
 VALUES_PCT = [35, 70, 15, 85, 55, 5, 65, 25, 90, 45, 75, 20, 95, 10, 80, 30, 60, 40, 50]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
-SHOWS = ("(want) => { const v = document.querySelectorAll('[data-testid=\"stMetricValue\"]');"
-         " return v.length === 4 && v[1].innerText === want; }")  # the non-zero-parameters card shows ``want``
+SHOWS = (
+    "(want) => { const v = document.querySelectorAll('[data-testid=\"stMetricValue\"]');"
+    " return v.length === 4 && v[1].innerText === want; }"
+)  # the non-zero-parameters card shows ``want``
 
 
 def cpu_line() -> str:
     from compress_core.report import environment
 
     env = environment()
-    return (f"CPU: {env['CPU']} · {env['cores']} cores · flags {env['CPU flags (kernels)']} · torch {env['torch']}, "
-            f"{env['torch threads']} thread(s) · load average {env['load average (1/5/15 min)']}")
+    return (
+        f"CPU: {env['CPU']} · {env['cores']} cores · flags {env['CPU flags (kernels)']} · torch {env['torch']}, "
+        f"{env['torch threads']} thread(s) · load average {env['load average (1/5/15 min)']}"
+    )
 
 
 def warm_server_navigation() -> None:
@@ -99,34 +103,63 @@ def measure(model_id: str, moves: int) -> dict:
     t0 = time.perf_counter()
     at.slider(key="w_sparsity_pct").set_value(VALUES_PCT[0]).run()  # back to a visited value: cached
     revisit_s = time.perf_counter() - t0
-    return {"model": model_id, "moves": len(times), "changed": changed, "p50": statistics.median(times),
-            "p95": percentile(times, 0.95), "max": max(times), "revisit": revisit_s, "first": first_s}
+    return {
+        "model": model_id,
+        "moves": len(times),
+        "changed": changed,
+        "p50": statistics.median(times),
+        "p95": percentile(times, 0.95),
+        "max": max(times),
+        "revisit": revisit_s,
+        "first": first_s,
+    }
 
 
 def print_apptest(rows: list[dict]) -> None:
     import torch
 
-    print(f"Explore slider latency: AppTest full rerun after each move, quick eval (1,000 images), "
-          f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)\n")
-    print("| model | moves | metrics changed | p50 (s) | p95 (s) | max (s) | target p50 (s) | revisit (s) | "
-          "first open (s) |")
+    print(
+        f"Explore slider latency: AppTest full rerun after each move, quick eval (1,000 images), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)\n"
+    )
+    print(
+        "| model | moves | metrics changed | p50 (s) | p95 (s) | max (s) | target p50 (s) | revisit (s) | "
+        "first open (s) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         target = TARGETS_S.get(r["model"])
         mark = "" if target is None else (" ✓" if r["p50"] <= target else " ✗")
-        print(f"| {r['model']} | {r['moves']} | {r['changed']} | {r['p50']:.3f}{mark} | {r['p95']:.3f} | "
-              f"{r['max']:.3f} | {target if target is not None else '–'} | {r['revisit']:.3f} | {r['first']:.1f} |")
+        print(
+            f"| {r['model']} | {r['moves']} | {r['changed']} | {r['p50']:.3f}{mark} | {r['p95']:.3f} | "
+            f"{r['max']:.3f} | {target if target is not None else '–'} | {r['revisit']:.3f} | {r['first']:.1f} |"
+        )
     print()
 
 
 # -- 2. Chromium, background fill running --------------------------------------------------------------
 def _serve(port: int, cache: Path) -> subprocess.Popen:
     env = {**os.environ, "COMPRESS_CACHE_DIR": str(cache)}
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
-           str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     for _ in range(300):
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
@@ -195,9 +228,17 @@ def browser_moves(model_id: str, moves: int, port: int = 8611) -> dict:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
-    return {"model": model_id, "moves": len(times), "p50": statistics.median(times), "p95": percentile(times, 0.95),
-            "max": max(times), "first": first_s, "alone": _evaluate_alone(model_id), "load": os.getloadavg()[0],
-            "steps": step_times}
+    return {
+        "model": model_id,
+        "moves": len(times),
+        "p50": statistics.median(times),
+        "p95": percentile(times, 0.95),
+        "max": max(times),
+        "first": first_s,
+        "alone": _evaluate_alone(model_id),
+        "load": os.getloadavg()[0],
+        "steps": step_times,
+    }
 
 
 def _evaluate_alone(model_id: str, n: int = 3) -> float:
@@ -219,20 +260,30 @@ def _evaluate_alone(model_id: str, n: int = 3) -> float:
 def print_browser(r: dict) -> None:
     target = TARGETS_S.get(r["model"], 2.0)
     mark = " ✓" if r["p50"] <= target else " ✗"
-    print("Explore in Chromium with the background curve fill running: mouse-up after dragging the sparsity slider "
-          "-> the non-zero-parameters card shows the new recipe (jumps to unvisited sparsities, quick eval)\n")
-    print("| model | moves | p50 (s) | p95 (s) | max (s) | target p50 (s) | first open (s) | evaluate alone (s) | "
-          "load avg |")
+    print(
+        "Explore in Chromium with the background curve fill running: mouse-up after dragging the sparsity slider "
+        "-> the non-zero-parameters card shows the new recipe (jumps to unvisited sparsities, quick eval)\n"
+    )
+    print(
+        "| model | moves | p50 (s) | p95 (s) | max (s) | target p50 (s) | first open (s) | evaluate alone (s) | "
+        "load avg |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    print(f"| {r['model']} | {r['moves']} | {r['p50']:.2f}{mark} | {r['p95']:.2f} | {r['max']:.2f} | {target} | "
-          f"{r['first']:.1f} | {r['alone']:.2f} | {r['load']:.1f} |")
+    print(
+        f"| {r['model']} | {r['moves']} | {r['p50']:.2f}{mark} | {r['p95']:.2f} | {r['max']:.2f} | {target} | "
+        f"{r['first']:.1f} | {r['alone']:.2f} | {r['load']:.1f} |"
+    )
     if r["steps"]:
         s = r["steps"]
-        print(f"| {r['model']}, 5 % steps and revisits | {len(s)} | {statistics.median(s):.2f} | "
-              f"{percentile(s, 0.95):.2f} | {max(s):.2f} | {target} | – | – | – |")
+        print(
+            f"| {r['model']}, 5 % steps and revisits | {len(s)} | {statistics.median(s):.2f} | "
+            f"{percentile(s, 0.95):.2f} | {max(s):.2f} | {target} | – | – | – |"
+        )
     print()
-    print("'evaluate alone': one new recipe measured in a bare Python process right after (no server, no browser): "
-          "what this machine needs for the 1,000-image pass at this load.\n")
+    print(
+        "'evaluate alone': one new recipe measured in a bare Python process right after (no server, no browser): "
+        "what this machine needs for the 1,000-image pass at this load.\n"
+    )
 
 
 # -- 3. Paired timing with and without a concurrent CPU load -------------------------------------------
@@ -262,11 +313,16 @@ def _timings(model_id: str, repeats: int, budget: float) -> dict:
         noisy += p.noisy
         loads.append(p.load_avg)
         dense = m.latency(wb.model, shape, threads=threads, min_run_time=budget / 2)  # the old way:
-        time.sleep(0.5)                                                             # dense now, the model later
+        time.sleep(0.5)  # dense now, the model later
         alone = m.latency(comp.model, shape, threads=threads, min_run_time=budget / 2)
         unpaired.append(dense.ms_p50 / alone.ms_p50)
-    return {"paired": paired, "unpaired": unpaired, "spread": statistics.median(spreads), "noisy": noisy,
-            "load": statistics.median(loads)}
+    return {
+        "paired": paired,
+        "unpaired": unpaired,
+        "spread": statistics.median(spreads),
+        "noisy": noisy,
+        "load": statistics.median(loads),
+    }
 
 
 def load_table(model_id: str, repeats: int, budget: float) -> None:
@@ -283,20 +339,26 @@ def load_table(model_id: str, repeats: int, budget: float) -> None:
         for b in burners:
             b.join(timeout=5)
     ref = statistics.median(quiet["paired"])
-    print(f"Speed-up of {model_id} structured l1 global 50 % vs dense, batch 1, {repeats} measurements each "
-          f"(budget {budget} s). 'as found': the machine as it was (other users' work included, see the load); "
-          f"'+{os.cpu_count()} busy': one extra busy process per core. 'unpaired': the old way, dense timed "
-          "first and the model half a second later\n")
-    print("| machine | method | median speed-up | min–max | within ± 15 % of 'as found' paired | median spread | "
-          "noisy verdicts | load avg |")
+    print(
+        f"Speed-up of {model_id} structured l1 global 50 % vs dense, batch 1, {repeats} measurements each "
+        f"(budget {budget} s). 'as found': the machine as it was (other users' work included, see the load); "
+        f"'+{os.cpu_count()} busy': one extra busy process per core. 'unpaired': the old way, dense timed "
+        "first and the model half a second later\n"
+    )
+    print(
+        "| machine | method | median speed-up | min–max | within ± 15 % of 'as found' paired | median spread | "
+        "noisy verdicts | load avg |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for name, t in (("as found", quiet), (f"+{os.cpu_count()} busy", busy)):
         for method in ("paired", "unpaired"):
             v = t[method]
             inside = sum(abs(x / ref - 1) <= 0.15 for x in v)
-            extra = (f"± {t['spread']:.0%} | {t['noisy']}/{repeats}" if method == "paired" else "– | –")
-            print(f"| {name} | {method} | {statistics.median(v):.2f}× | {min(v):.2f}–{max(v):.2f}× | "
-                  f"{inside}/{len(v)} | {extra} | {t['load']:.1f} |")
+            extra = f"± {t['spread']:.0%} | {t['noisy']}/{repeats}" if method == "paired" else "– | –"
+            print(
+                f"| {name} | {method} | {statistics.median(v):.2f}× | {min(v):.2f}–{max(v):.2f}× | "
+                f"{inside}/{len(v)} | {extra} | {t['load']:.1f} |"
+            )
     print()
 
 
@@ -315,8 +377,9 @@ def main() -> None:
 
     def usable(model_id: str) -> bool:
         if model_id.startswith("resnet") and not os.environ.get("COMPRESS_DATA_DIR"):
-            print(f"skipping {model_id}: set COMPRESS_DATA_DIR to a folder with its weights and CIFAR-10",
-                  file=sys.stderr)
+            print(
+                f"skipping {model_id}: set COMPRESS_DATA_DIR to a folder with its weights and CIFAR-10", file=sys.stderr
+            )
             return False
         return True
 

@@ -25,8 +25,12 @@ def main() -> None:
     ap.add_argument("--model", default="resnet56-cifar10")
     ap.add_argument("--sparsities", default="0.3,0.5")
     ap.add_argument("--criterion", default="l1")
-    ap.add_argument("--scope", default="layer", choices=("layer", "global"),
-                    help="layer: every group loses the same fraction (even shapes); global: one ranking")
+    ap.add_argument(
+        "--scope",
+        default="layer",
+        choices=("layer", "global"),
+        help="layer: every group loses the same fraction (even shapes); global: one ranking",
+    )
     ap.add_argument("--inner-only", action="store_true", help="keep residual streams (Li et al. 2017 style)")
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--samples", type=int, default=20_000, help="training images per epoch")
@@ -38,11 +42,15 @@ def main() -> None:
     configure_threads(args.threads)
     wb = Workbench(args.model)
     print(f"# Structured pruning + fine-tuning, {args.model} — {time.strftime('%Y-%m-%d')}\n")
-    print(f"Fine-tune: {args.epochs:g} epoch(s) × {args.samples:,} CIFAR-10 training images, SGD lr {args.lr} "
-          f"cosine, distillation from the dense model (T=4, α=0.7), crop+flip. Latency: "
-          f"{args.latency_threads} thread(s), torch.utils.benchmark median. Accuracy: full 10k test set.\n")
-    print("| recipe | fine-tune | top-1 (95 % CI) | Δ vs dense (pp) | params | MACs | MAC reduction | "
-          "latency b1 (ms) | speed-up b1 | latency b128 (ms) | speed-up b128 | wall (s) |")
+    print(
+        f"Fine-tune: {args.epochs:g} epoch(s) × {args.samples:,} CIFAR-10 training images, SGD lr {args.lr} "
+        f"cosine, distillation from the dense model (T=4, α=0.7), crop+flip. Latency: "
+        f"{args.latency_threads} thread(s), torch.utils.benchmark median. Accuracy: full 10k test set.\n"
+    )
+    print(
+        "| recipe | fine-tune | top-1 (95 % CI) | Δ vs dense (pp) | params | MACs | MAC reduction | "
+        "latency b1 (ms) | speed-up b1 | latency b128 (ms) | speed-up b128 | wall (s) |"
+    )
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     dense = None
     rows: list[tuple[str, Recipe]] = [("dense", Recipe())]
@@ -54,17 +62,32 @@ def main() -> None:
     for tuning, recipe in rows:
         t0 = time.perf_counter()
         comp = wb.compress(recipe)
-        b1 = wb.evaluate(recipe, mode="full", latency_batch=1, threads=args.latency_threads,
-                         latency_budget_s=args.budget, compressed=comp)
-        b128 = wb.evaluate(recipe, mode="full", latency_batch=128, threads=args.latency_threads,
-                           latency_budget_s=args.budget, compressed=comp)
+        b1 = wb.evaluate(
+            recipe,
+            mode="full",
+            latency_batch=1,
+            threads=args.latency_threads,
+            latency_budget_s=args.budget,
+            compressed=comp,
+        )
+        b128 = wb.evaluate(
+            recipe,
+            mode="full",
+            latency_batch=128,
+            threads=args.latency_threads,
+            latency_budget_s=args.budget,
+            compressed=comp,
+        )
         wall = time.perf_counter() - t0
         dense = dense or b1
-        print(f"| {recipe.label()} | {tuning if recipe.finetune or recipe.prune.active else '–'} | "
-              f"{b1.accuracy:.2%} ({b1.accuracy_ci_low:.2%}–{b1.accuracy_ci_high:.2%}) | "
-              f"{100 * (b1.accuracy - dense.accuracy):+.2f} | {b1.params_total:,} | {b1.macs / 1e6:.1f} M | "
-              f"{b1.dense_macs / b1.macs:.2f}× | {b1.latency_ms_p50:.2f} | {b1.speedup:.2f}× | "
-              f"{b128.latency_ms_p50:.1f} | {b128.speedup:.2f}× | {wall:.0f} |", flush=True)
+        print(
+            f"| {recipe.label()} | {tuning if recipe.finetune or recipe.prune.active else '–'} | "
+            f"{b1.accuracy:.2%} ({b1.accuracy_ci_low:.2%}–{b1.accuracy_ci_high:.2%}) | "
+            f"{100 * (b1.accuracy - dense.accuracy):+.2f} | {b1.params_total:,} | {b1.macs / 1e6:.1f} M | "
+            f"{b1.dense_macs / b1.macs:.2f}× | {b1.latency_ms_p50:.2f} | {b1.speedup:.2f}× | "
+            f"{b128.latency_ms_p50:.1f} | {b128.speedup:.2f}× | {wall:.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,9 @@ def naive_loop(model_id: str, recipes: list[Recipe], mode: str, batch: int, budg
     return accuracies, seconds
 
 
-def shared_sweep(model_id: str, recipes: list[Recipe], mode: str, batch: int, budget: float,
-                 store: ResultStore | None) -> tuple[list, list]:
+def shared_sweep(
+    model_id: str, recipes: list[Recipe], mode: str, batch: int, budget: float, store: ResultStore | None
+) -> tuple[list, list]:
     wb = Workbench(model_id)
     seconds: list[dict] = []
     real = wb.evaluate
@@ -59,8 +60,9 @@ def shared_sweep(model_id: str, recipes: list[Recipe], mode: str, batch: int, bu
         return r
 
     wb.evaluate = timed  # type: ignore[method-assign]
-    df = run_sweep(model_id, recipes, mode=mode, latency_batch=batch, latency_budget_s=budget, store=store,
-                   workbench=wb)
+    df = run_sweep(
+        model_id, recipes, mode=mode, latency_batch=batch, latency_budget_s=budget, store=store, workbench=wb
+    )
     return list(df["accuracy"]), seconds
 
 
@@ -82,17 +84,37 @@ def bench(model_id: str, recipes: list[Recipe], mode: str, batch: int, budget: f
     with tempfile.TemporaryDirectory() as tmp:
         store = ResultStore(Path(tmp) / "results.sqlite")
         shared = timed_run(lambda: shared_sweep(model_id, recipes, mode, batch, budget, store))
-        resumed = timed_run(lambda: (list(run_sweep(model_id, recipes, mode=mode, latency_batch=batch,
-                                                    latency_budget_s=budget, store=store)["accuracy"]), []))
+        resumed = timed_run(
+            lambda: (
+                list(
+                    run_sweep(model_id, recipes, mode=mode, latency_batch=batch, latency_budget_s=budget, store=store)[
+                        "accuracy"
+                    ]
+                ),
+                [],
+            )
+        )
         store.close()
     naive = timed_run(lambda: naive_loop(model_id, recipes, mode, batch, budget))
     rows = []
-    for name, (wall_s, acc, seconds) in (("naive loop", naive), ("run_sweep (shared Workbench)", shared),
-                                         ("run_sweep resumed from store", resumed)):
+    for name, (wall_s, acc, seconds) in (
+        ("naive loop", naive),
+        ("run_sweep (shared Workbench)", shared),
+        ("run_sweep resumed from store", resumed),
+    ):
         diff = max(abs(a - b) for a, b in zip(acc, naive[1], strict=True))
-        rows.append({"model": model_id, "method": name, "configs": len(recipes), "wall_s": wall_s,
-                     "per_min": 60 * len(recipes) / wall_s, "speedup": naive[0] / wall_s, "acc_diff": diff,
-                     "phases": phase_text(seconds)})
+        rows.append(
+            {
+                "model": model_id,
+                "method": name,
+                "configs": len(recipes),
+                "wall_s": wall_s,
+                "per_min": 60 * len(recipes) / wall_s,
+                "speedup": naive[0] / wall_s,
+                "acc_diff": diff,
+                "phases": phase_text(seconds),
+            }
+        )
     return rows
 
 
@@ -109,20 +131,33 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     threads = configure_threads(args.threads)
-    ids = args.models.split(",") if args.models else \
-        ["lenet5-mnist"] + (["resnet20-cifar10"] if os.environ.get("COMPRESS_DATA_DIR") else [])
-    recipes = grid(args.kinds.split(","), [float(s) for s in args.sparsities.split(",")],
-                   [int(b) for b in args.bits.split(",")], criterion=args.criterion)
+    ids = (
+        args.models.split(",")
+        if args.models
+        else ["lenet5-mnist"] + (["resnet20-cifar10"] if os.environ.get("COMPRESS_DATA_DIR") else [])
+    )
+    recipes = grid(
+        args.kinds.split(","),
+        [float(s) for s in args.sparsities.split(",")],
+        [int(b) for b in args.bits.split(",")],
+        criterion=args.criterion,
+    )
     rows = [row for model_id in ids for row in bench(model_id, recipes, args.eval, args.batch, args.budget)]
-    print(f"Sweep of {len(recipes)} configs ({args.kinds} x sparsities {args.sparsities} x bits {args.bits}, "
-          f"{args.criterion}), eval `{args.eval}`, latency batch {args.batch}, budget {args.budget} s, "
-          f"{threads} thread(s)\n")
-    print("| model | method | configs | wall (s) | configs/min | vs naive | max abs. accuracy diff | "
-          "compress / eval / size / latency (s) |")
+    print(
+        f"Sweep of {len(recipes)} configs ({args.kinds} x sparsities {args.sparsities} x bits {args.bits}, "
+        f"{args.criterion}), eval `{args.eval}`, latency batch {args.batch}, budget {args.budget} s, "
+        f"{threads} thread(s)\n"
+    )
+    print(
+        "| model | method | configs | wall (s) | configs/min | vs naive | max abs. accuracy diff | "
+        "compress / eval / size / latency (s) |"
+    )
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in rows:
-        print(f"| {r['model']} | {r['method']} | {r['configs']} | {r['wall_s']:.2f} | {r['per_min']:.0f} | "
-              f"{r['speedup']:.1f}x | {r['acc_diff']:.4f} | {r['phases']} |")
+        print(
+            f"| {r['model']} | {r['method']} | {r['configs']} | {r['wall_s']:.2f} | {r['per_min']:.0f} | "
+            f"{r['speedup']:.1f}x | {r['acc_diff']:.4f} | {r['phases']} |"
+        )
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ class TensorSet:
 
     def batches(self, batch_size: int):
         for i in range(0, len(self.y), batch_size):
-            yield self.x[i:i + batch_size], self.y[i:i + batch_size]
+            yield self.x[i : i + batch_size], self.y[i : i + batch_size]
 
 
 _lock = threading.Lock()
@@ -120,7 +120,8 @@ def _cifar_arrays(part: str) -> tuple[np.ndarray, np.ndarray]:
     where = f"{root}" if root else "a folder named by COMPRESS_DATA_DIR"
     raise MissingFileError(
         f"CIFAR-10 {part} data is missing{reason}: put {', '.join(files)} under {where} "
-        f"(laid out as in shared/data/README.md), or allow the one-time torchvision download into {tv_root}")
+        f"(laid out as in shared/data/README.md), or allow the one-time torchvision download into {tv_root}"
+    )
 
 
 def _raw(dataset: str, split: str) -> tuple[str, np.ndarray, np.ndarray]:
@@ -161,14 +162,17 @@ def eval_set(dataset: str, mode: str = "quick", quick_size: int = QUICK_SIZE) ->
     return load(dataset, "test", quick_size if mode == "quick" else None)
 
 
-def labelled_batches(dataset: str, n: int = 256, batch_size: int = 64,
-                     seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def labelled_batches(
+    dataset: str, n: int = 256, batch_size: int = 64, seed: int = 0
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """A few hundred seeded training images with labels, for calibration and importance scoring
     (never test data)."""
     train = load(dataset, "train")
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(train), generator=g)[:n]
-    return [(train.x[idx[i:i + batch_size]], train.y[idx[i:i + batch_size]]) for i in range(0, len(idx), batch_size)]
+    return [
+        (train.x[idx[i : i + batch_size]], train.y[idx[i : i + batch_size]]) for i in range(0, len(idx), batch_size)
+    ]
 
 
 def calibration_batches(dataset: str, n: int = 256, batch_size: int = 64, seed: int = 0) -> list[torch.Tensor]:

@@ -29,8 +29,18 @@ from .prune.unstructured import PRUNABLE
 from .recipe import PruneSpec
 from .records import size_is_estimate
 
-LAYER_COLUMNS = ["layer", "type", "shape", "dense_shape", "params", "dense_params", "nonzero", "sparsity",
-                 "channels", "dense_channels"]
+LAYER_COLUMNS = [
+    "layer",
+    "type",
+    "shape",
+    "dense_shape",
+    "params",
+    "dense_params",
+    "nonzero",
+    "sparsity",
+    "channels",
+    "dense_channels",
+]
 SMALL_MACS = 5_000_000  # per sample: below this, per-op overheads outweigh int8 arithmetic at batch 1
 HISTOGRAM_COLUMNS = ["model", "bin_left", "bin_right", "bin_center", "count"]
 SIZE_COLUMNS = ["item", "size_bytes", "basis", "note"]
@@ -50,8 +60,11 @@ def _as_module(model: object) -> nn.Module:
 def weight_layers(model: object) -> list[tuple[str, nn.Module]]:
     """Conv2d and Linear layers that hold a weight tensor, in module order."""
     module = _as_module(model)
-    return [(n, m) for n, m in module.named_modules()
-            if isinstance(m, PRUNABLE) and isinstance(getattr(m, "weight", None), torch.Tensor)]
+    return [
+        (n, m)
+        for n, m in module.named_modules()
+        if isinstance(m, PRUNABLE) and isinstance(getattr(m, "weight", None), torch.Tensor)
+    ]
 
 
 def _type_label(m: nn.Module) -> str:
@@ -73,19 +86,27 @@ def layer_table(model: object, dense: nn.Module | None = None) -> pd.DataFrame:
     so channels that structured pruning removed count as pruned; without it the layer is its
     own reference.
     """
-    ref = {n: m for n, m in weight_layers(dense)} if dense is not None else {}
+    ref = dict(weight_layers(dense)) if dense is not None else {}
     rows = []
     for name, m in weight_layers(model):
         w = m.weight.detach()
         dense_w = ref[name].weight.detach() if name in ref else w
         nonzero = int(torch.count_nonzero(w))
         dense_params = int(dense_w.numel())
-        rows.append({
-            "layer": name, "type": _type_label(m), "shape": _shape(w), "dense_shape": _shape(dense_w),
-            "params": int(w.numel()), "dense_params": dense_params, "nonzero": nonzero,
-            "sparsity": 1.0 - nonzero / dense_params if dense_params else 0.0,
-            "channels": int(w.shape[0]), "dense_channels": int(dense_w.shape[0]),
-        })
+        rows.append(
+            {
+                "layer": name,
+                "type": _type_label(m),
+                "shape": _shape(w),
+                "dense_shape": _shape(dense_w),
+                "params": int(w.numel()),
+                "dense_params": dense_params,
+                "nonzero": nonzero,
+                "sparsity": 1.0 - nonzero / dense_params if dense_params else 0.0,
+                "channels": int(w.shape[0]),
+                "dense_channels": int(dense_w.shape[0]),
+            }
+        )
     return pd.DataFrame(rows, columns=LAYER_COLUMNS)
 
 
@@ -106,8 +127,9 @@ def zero_counts(before: object, after: object, layer: str | None = None) -> dict
     return {name: int((_weights(m, layer) == 0).sum()) for name, m in (("before", before), ("after", after))}
 
 
-def weight_histogram(before: object, after: object, layer: str | None = None, bins: int = 60,
-                     drop_zeros: bool = True) -> pd.DataFrame:
+def weight_histogram(
+    before: object, after: object, layer: str | None = None, bins: int = 60, drop_zeros: bool = True
+) -> pd.DataFrame:
     """Histograms of weight values before and after compression on the same bins (long format).
 
     ``layer`` picks one Conv2d/Linear layer (default: all of them). With ``drop_zeros`` exact
@@ -132,8 +154,15 @@ def weight_histogram(before: object, after: object, layer: str | None = None, bi
         counts = torch.histc(v, bins=bins, min=low, max=high) if v.numel() else torch.zeros(bins)
         for i in range(bins):
             left, right = float(edges[i]), float(edges[i + 1])
-            rows.append({"model": name, "bin_left": left, "bin_right": right,
-                         "bin_center": (left + right) / 2, "count": int(counts[i])})
+            rows.append(
+                {
+                    "model": name,
+                    "bin_left": left,
+                    "bin_right": right,
+                    "bin_center": (left + right) / 2,
+                    "count": int(counts[i]),
+                }
+            )
     return pd.DataFrame(rows, columns=HISTOGRAM_COLUMNS)
 
 
@@ -155,11 +184,19 @@ def size_breakdown(result: Mapping, masked_size_bytes: int) -> pd.DataFrame:
     compressed_basis = "estimated" if size_is_estimate(size_method) else "measured"
     rows = [
         ("Dense fp32 (torch.save)", int(result["dense_size_bytes"]), "measured", "the original model file"),
-        ("Pruned, saved as-is (torch.save)", int(masked_size_bytes), "measured",
-         "zeros are still stored: masking alone does not shrink a file"),
+        (
+            "Pruned, saved as-is (torch.save)",
+            int(masked_size_bytes),
+            "measured",
+            "zeros are still stored: masking alone does not shrink a file",
+        ),
         ("Compressed file", int(result["size_bytes"]), compressed_basis, size_method),
-        ("Non-zero weights as dense fp32", int(result["params_nonzero"]) * FP32_BYTES, "estimated",
-         "params_nonzero × 4 bytes: a structured model with as many weights"),
+        (
+            "Non-zero weights as dense fp32",
+            int(result["params_nonzero"]) * FP32_BYTES,
+            "estimated",
+            "params_nonzero × 4 bytes: a structured model with as many weights",
+        ),
     ]
     return pd.DataFrame(rows, columns=SIZE_COLUMNS)
 
@@ -175,23 +212,27 @@ def knob_summary(table: pd.DataFrame, result: Mapping) -> dict[str, float]:
     ``table`` is ``layer_table(compressed, dense)``; channels count the output channels (or
     features) of every Conv2d/Linear layer but the classifier, whose outputs are the classes."""
     inner = table.iloc[:-1] if len(table) > 1 else table
-    return {"channels": _fraction_removed(float(inner["channels"].sum()), float(inner["dense_channels"].sum())),
-            "params": _fraction_removed(float(result["params_nonzero"]), float(result["dense_params"])),
-            "macs": _fraction_removed(float(result["macs"]), float(result["dense_macs"]))}
+    return {
+        "channels": _fraction_removed(float(inner["channels"].sum()), float(inner["dense_channels"].sum())),
+        "params": _fraction_removed(float(result["params_nonzero"]), float(result["dense_params"])),
+        "macs": _fraction_removed(float(result["macs"]), float(result["dense_macs"])),
+    }
 
 
 def bottlenecks(table: pd.DataFrame, floor: float = 0.1) -> list[tuple[str, int, int]]:
     """(layer, channels left, dense channels) of layers that kept at most ``floor`` of their output
     channels, or a single one: a choke point that caps accuracy (the classifier is left out)."""
     inner = table.iloc[:-1] if len(table) > 1 else table
-    thin = inner[(inner["dense_channels"] > 1) & ((inner["channels"] <= 1)
-                                                  | (inner["channels"] <= floor * inner["dense_channels"]))]
+    thin = inner[
+        (inner["dense_channels"] > 1)
+        & ((inner["channels"] <= 1) | (inner["channels"] <= floor * inner["dense_channels"]))
+    ]
     return [(str(r.layer), int(r.channels), int(r.dense_channels)) for r in thin.itertuples()]
 
 
 def _fp32_islands(simulated: list[str]) -> int:
     for note in simulated:
-        if (m := re.search(r"(\d+) op\(s\) without int8 kernels", note)):
+        if m := re.search(r"(\d+) op\(s\) without int8 kernels", note):
             return int(m.group(1))
     return 0
 
@@ -207,22 +248,31 @@ def speed_note(result: Mapping) -> str | None:
     timed = f" ({ms:.3g} vs {dense_ms:.3g} ms dense)" if ms and dense_ms else ""
     if kernels.startswith("int8"):
         islands = _fp32_islands(list(result.get("simulated") or []))
-        why = [f"int8 ran {1 / speedup:.2f}× slower than fp32{timed}" if speedup < 1 else
-               f"int8 ran only {speedup:.2f}× faster than fp32{timed}"]
+        why = [
+            f"int8 ran {1 / speedup:.2f}× slower than fp32{timed}"
+            if speedup < 1
+            else f"int8 ran only {speedup:.2f}× faster than fp32{timed}"
+        ]
         if macs < SMALL_MACS:
-            why.append(f"at batch {result.get('latency_batch', 1)} a model this small ({macs / 1e6:.2f} M MACs) "
-                       "spends more time quantizing, dequantizing and dispatching than int8 arithmetic saves")
+            why.append(
+                f"at batch {result.get('latency_batch', 1)} a model this small ({macs / 1e6:.2f} M MACs) "
+                "spends more time quantizing, dequantizing and dispatching than int8 arithmetic saves"
+            )
         else:
-            why.append("each int8 op pays a fixed cost (quantize, dequantize, re-layout) that thin layers "
-                       f"({macs / 1e6:.1f} M MACs in all) do not earn back at batch {result.get('latency_batch', 1)}")
+            why.append(
+                "each int8 op pays a fixed cost (quantize, dequantize, re-layout) that thin layers "
+                f"({macs / 1e6:.1f} M MACs in all) do not earn back at batch {result.get('latency_batch', 1)}"
+            )
         if islands:
             why.append(f"{islands} op(s) without int8 kernels force a dequantize → fp32 → quantize round trip")
         return "; ".join(why) + ". int8 pays off on wide layers and large batches."
     if macs < 0.9 * dense_macs:
-        return (f"Structured pruning removed {_fraction_removed(macs, dense_macs):.0%} of the MACs but ran only "
-                f"{speedup:.2f}× as fast{timed}: at batch {result.get('latency_batch', 1)} the layers are so small "
-                "that per-layer overheads (dispatch, memory traffic, index ops on pruned residual streams) and "
-                "not arithmetic set the time.")
+        return (
+            f"Structured pruning removed {_fraction_removed(macs, dense_macs):.0%} of the MACs but ran only "
+            f"{speedup:.2f}× as fast{timed}: at batch {result.get('latency_batch', 1)} the layers are so small "
+            "that per-layer overheads (dispatch, memory traffic, index ops on pruned residual streams) and "
+            "not arithmetic set the time."
+        )
     return None
 
 

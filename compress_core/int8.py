@@ -111,10 +111,17 @@ def quantize_static(float_model: nn.Module, example: torch.Tensor, calib: list[t
     engine = _use_engine()
     # Option-A shortcuts have no int8 kernel: keep each one a single fp32 module in the graph.
     custom = PrepareCustomConfig().set_non_traceable_module_classes([PadShortcut, ChannelScatter])
-    with _quiet(), _FX_TRACE_LOCK, mock.patch("torch.ao.quantization.quantize_fx.QuantizationTracer",
-                                              _thread_safe_tracer()):
-        prepared = prepare_fx(copy.deepcopy(float_model).eval(), get_default_qconfig_mapping(engine),
-                              example_inputs=(example,), prepare_custom_config=custom)
+    with (
+        _quiet(),
+        _FX_TRACE_LOCK,
+        mock.patch("torch.ao.quantization.quantize_fx.QuantizationTracer", _thread_safe_tracer()),
+    ):
+        prepared = prepare_fx(
+            copy.deepcopy(float_model).eval(),
+            get_default_qconfig_mapping(engine),
+            example_inputs=(example,),
+            prepare_custom_config=custom,
+        )
     with _quiet():
         with torch.no_grad():
             for x in calib:
@@ -154,34 +161,43 @@ def _fp32_ops(model: nn.Module) -> list[str]:
     return names
 
 
-def convert_int8(comp: Compressed, q: QuantSpec, calibration: Calibration,
-                 input_shape: tuple[int, ...] | None = None) -> None:
+def convert_int8(
+    comp: Compressed, q: QuantSpec, calibration: Calibration, input_shape: tuple[int, ...] | None = None
+) -> None:
     """Set ``comp.model`` to the int8 version of ``comp.float_model``, with kernels label and notes."""
     mode = resolve_mode(comp.float_model, q.int8_mode)
     calib = calibration.images
     if mode == "static":
         if not calib:
-            raise ValueError("static int8 needs calibration images (training data), which are not available "
-                             "for this model; use int8 mode 'dynamic' or provide the data folder")
+            raise ValueError(
+                "static int8 needs calibration images (training data), which are not available "
+                "for this model; use int8 mode 'dynamic' or provide the data folder"
+            )
         example = calib[0][:1] if input_shape is None else torch.zeros(1, *input_shape)
         comp.model = quantize_static(comp.float_model, example, calib)
         n_images = sum(len(x) for x in calib)
         comp.kernels = f"int8-{backend()}-static"
         comp.simulated.append(
             f"int8 static ({backend()}): weights int8 per-channel, activations uint8 per-tensor (7-bit range) "
-            f"calibrated on {n_images} training images; BatchNorm folded into convolutions")
+            f"calibrated on {n_images} training images; BatchNorm folded into convolutions"
+        )
         fp32_ops = _fp32_ops(comp.model)
         if fp32_ops:
-            comp.simulated.append(f"{len(fp32_ops)} op(s) without int8 kernels run in fp32 between dequantize "
-                                  f"and quantize: {', '.join(sorted(set(fp32_ops)))}")
+            comp.simulated.append(
+                f"{len(fp32_ops)} op(s) without int8 kernels run in fp32 between dequantize "
+                f"and quantize: {', '.join(sorted(set(fp32_ops)))}"
+            )
     else:
         comp.model = quantize_dynamic(comp.float_model)
         comp.kernels = "int8-dynamic"
-        comp.simulated.append("int8 dynamic: Linear weights int8 per-channel, activations quantized per batch "
-                              "at run time; convolutions and other layers run in fp32")
+        comp.simulated.append(
+            "int8 dynamic: Linear weights int8 per-channel, activations quantized per batch "
+            "at run time; convolutions and other layers run in fp32"
+        )
 
 
 # -- artefact support -----------------------------------------------------------------------------
+
 
 def _flatten_value(key: str, value: Any, out: dict[str, torch.Tensor]) -> None:
     if isinstance(value, torch.Tensor) and value.is_quantized:
@@ -221,12 +237,15 @@ def _unflatten_value(key: str, template: Any, state: dict[str, torch.Tensor]) ->
     if isinstance(template, torch.Tensor):
         value = _take(state, key)
         if value.shape != template.shape:
-            raise ValueError(f"int8 state {key!r} has shape {tuple(value.shape)} but the model expects "
-                             f"{tuple(template.shape)}: was it saved from a differently pruned model?")
+            raise ValueError(
+                f"int8 state {key!r} has shape {tuple(value.shape)} but the model expects "
+                f"{tuple(template.shape)}: was it saved from a differently pruned model?"
+            )
         return value.to(template.dtype)
     if isinstance(template, tuple):
-        return tuple(None if item is None else _unflatten_value(f"{key}{SEP}{i}", item, state)
-                     for i, item in enumerate(template))
+        return tuple(
+            None if item is None else _unflatten_value(f"{key}{SEP}{i}", item, state) for i, item in enumerate(template)
+        )
     return template  # torch.dtype entries
 
 
@@ -237,8 +256,9 @@ def _take(state: dict[str, torch.Tensor], key: str) -> torch.Tensor:
         raise ValueError(f"int8 state lacks {key!r}: it was saved from a different model or int8 mode") from None
 
 
-def rebuild_int8(float_model: nn.Module, mode: str, input_shape: tuple[int, ...],
-                 state: dict[str, torch.Tensor]) -> nn.Module:
+def rebuild_int8(
+    float_model: nn.Module, mode: str, input_shape: tuple[int, ...], state: dict[str, torch.Tensor]
+) -> nn.Module:
     """An int8 model with the stored weights, scales and zero points: the same graph is built from
     ``float_model`` (the architecture, e.g. after structured pruning; its weights do not matter) by
     one dummy calibration pass, then every tensor is replaced by the stored one."""

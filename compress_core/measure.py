@@ -29,8 +29,12 @@ def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, f
 
 
 @torch.no_grad()
-def predictions(model: nn.Module, data: TensorSet, batch_size: int = EVAL_BATCH,
-                memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+def predictions(
+    model: nn.Module,
+    data: TensorSet,
+    batch_size: int = EVAL_BATCH,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> torch.Tensor:
     """Top-1 predicted class for every sample (int64)."""
     model.eval()
     out = []
@@ -129,8 +133,14 @@ class Latency:
     runs: int
 
 
-def latency(model: nn.Module, input_shape: tuple[int, ...], batch: int = 1, threads: int = 1,
-            min_run_time: float = 0.3, memory_format: torch.memory_format = torch.contiguous_format) -> Latency:
+def latency(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    batch: int = 1,
+    threads: int = 1,
+    min_run_time: float = 0.3,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> Latency:
     """Median and IQR of one forward pass, timed by ``torch.utils.benchmark`` with a time budget."""
     import logging
 
@@ -144,14 +154,22 @@ def latency(model: nn.Module, input_shape: tuple[int, ...], batch: int = 1, thre
     model.eval()
     with torch.no_grad():
         model(x)  # warm-up: first call per shape is much slower
-        timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads,
-                                setup="import torch; torch.set_grad_enabled(False)")
+        timer = benchmark.Timer(
+            stmt="model(x)",
+            globals={"model": model, "x": x},
+            num_threads=threads,
+            setup="import torch; torch.set_grad_enabled(False)",
+        )
         m = timer.blocked_autorange(min_run_time=min_run_time)
     return Latency(m.median * 1e3, m.iqr * 1e3, batch, threads, len(m.times))
 
 
-def forward_fn(model: nn.Module, input_shape: tuple[int, ...], batch: int = 1,
-               memory_format: torch.memory_format = torch.contiguous_format) -> Callable[[], object]:
+def forward_fn(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    batch: int = 1,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> Callable[[], object]:
     """One forward pass of ``model`` on a fixed random batch, as a callable for ``timing.paired``
     (run it under ``torch.no_grad()``; the model is put in eval mode)."""
     x = torch.randn(batch, *input_shape)

@@ -35,11 +35,21 @@ def onnx_bytes(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(model, (torch.zeros(batch, *input_shape),), path, dynamo=True,
-                                  external_data=False, input_names=["input"], output_names=["logits"], verbose=False)
+                torch.onnx.export(
+                    model,
+                    (torch.zeros(batch, *input_shape),),
+                    path,
+                    dynamo=True,
+                    external_data=False,
+                    input_names=["input"],
+                    output_names=["logits"],
+                    verbose=False,
+                )
         except Exception as exc:
             first = next((line for line in str(exc).splitlines() if line.strip()), "no detail")
-            raise ValueError(f"{type(exc).__name__}: {ANSI.sub('', first).strip()[:200]} "
-                             "(torch.onnx.export could not convert this model)") from exc
+            raise ValueError(
+                f"{type(exc).__name__}: {ANSI.sub('', first).strip()[:200]} "
+                "(torch.onnx.export could not convert this model)"
+            ) from exc
         with open(path, "rb") as fh:
             return fh.read()

@@ -52,8 +52,9 @@ def downloads_allowed() -> bool:
     return os.environ.get("PRUNESCOPE_OFFLINE", "") not in ("1", "true", "yes")
 
 
-def locate(relpath: str, sha256: str | None, url: str | None = None,
-           opener: Callable[[str], object] | None = None) -> Path:
+def locate(
+    relpath: str, sha256: str | None, url: str | None = None, opener: Callable[[str], object] | None = None
+) -> Path:
     """Find ``relpath`` in the data dir or the cache dir; download it into the cache dir if a URL is known.
 
     ``opener`` is the function that opens the URL (``urllib.request.urlopen`` by default); tests
@@ -68,7 +69,8 @@ def locate(relpath: str, sha256: str | None, url: str | None = None,
             if sha256 and sha256_of(path) != sha256:
                 raise MissingFileError(
                     f"{path} exists but its sha256 does not match the expected {sha256[:12]}…; "
-                    "the file is corrupt or a different version: delete it and fetch it again")
+                    "the file is corrupt or a different version: delete it and fetch it again"
+                )
             return path
     where = " or ".join(str(p) for p in candidates)
     if url and downloads_allowed():
@@ -77,11 +79,13 @@ def locate(relpath: str, sha256: str | None, url: str | None = None,
         except OSError as exc:
             raise MissingFileError(
                 f"{relpath} is not on disk (looked in {where}) and downloading it from {url} failed: {exc}. "
-                f"Copy the file there by hand, or set COMPRESS_DATA_DIR to a folder that holds {relpath}") from None
+                f"Copy the file there by hand, or set COMPRESS_DATA_DIR to a folder that holds {relpath}"
+            ) from None
     hint = f"download it from {url} and " if url else ""
     raise MissingFileError(
         f"{relpath} is missing: looked in {where}. Please {hint}put it at {candidates[-1]}, "
-        f"or set COMPRESS_DATA_DIR to a folder laid out like shared/data that holds {relpath}")
+        f"or set COMPRESS_DATA_DIR to a folder laid out like shared/data that holds {relpath}"
+    )
 
 
 def sha256_matches(path: Path, sha256: str | None = None, prefix: str | None = None) -> bool:
@@ -92,8 +96,13 @@ def sha256_matches(path: Path, sha256: str | None = None, prefix: str | None = N
     return digest == sha256 if sha256 else digest.startswith(prefix or "")
 
 
-def fetch(url: str, dest: Path, sha256: str | None, opener: Callable[[str], Any] | None = None,
-          sha256_prefix: str | None = None) -> Path:
+def fetch(
+    url: str,
+    dest: Path,
+    sha256: str | None,
+    opener: Callable[[str], Any] | None = None,
+    sha256_prefix: str | None = None,
+) -> Path:
     """Download ``url`` to ``dest`` with a progress bar, verifying sha256 (or its prefix) before the
     file appears; a failed download leaves nothing behind. The one downloader of the project."""
     from tqdm.auto import tqdm
@@ -113,8 +122,10 @@ def fetch(url: str, dest: Path, sha256: str | None, opener: Callable[[str], Any]
         got = digest.hexdigest()
         if (sha256 and got != sha256) or (sha256_prefix and not got.startswith(sha256_prefix)):
             expected = (sha256 or sha256_prefix or "")[:12]
-            raise OSError(f"sha256 mismatch for {url}: got {got[:12]}…, expected {expected}… "
-                          "(invalid hash value; the download was discarded)")
+            raise OSError(
+                f"sha256 mismatch for {url}: got {got[:12]}…, expected {expected}… "
+                "(invalid hash value; the download was discarded)"
+            )
         shutil.move(tmp_name, dest)
     finally:
         if os.path.exists(tmp_name):

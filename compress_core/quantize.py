@@ -102,7 +102,7 @@ def quantize_tensor(w: torch.Tensor, bits: int, scheme: str = "symmetric", per_c
         return QTensor(codes, scale.float(), torch.zeros_like(scale, dtype=torch.int32), bits, axis)
 
     if scheme == "asymmetric":
-        qmax = 2 ** bits - 1
+        qmax = 2**bits - 1
         lo = torch.clamp(_reduce(w, per_channel, "amin"), max=0.0)  # the range must hold 0 exactly
         hi = torch.clamp(_reduce(w, per_channel, "amax"), min=0.0)
         span = hi - lo
@@ -161,8 +161,7 @@ def storable_codebook(c: torch.Tensor) -> torch.Tensor:
     return half if torch.isfinite(half).all() else c.float()
 
 
-def kmeans_tensor(w: torch.Tensor, bits: int, per_channel: bool = False,
-                  max_iter: int = KMEANS_MAX_ITER) -> QTensor:
+def kmeans_tensor(w: torch.Tensor, bits: int, per_channel: bool = False, max_iter: int = KMEANS_MAX_ITER) -> QTensor:
     """k-means weight sharing: 2^bits shared values over the non-zero weights (per tensor or per
     output channel); zeros keep code -1 and stay exactly zero. See the module docstring."""
     if not 1 <= bits <= 8:
@@ -171,12 +170,18 @@ def kmeans_tensor(w: torch.Tensor, bits: int, per_channel: bool = False,
     per_channel = per_channel and w.dim() > 1
     v = w.reshape(w.shape[0] if per_channel else 1, -1).double()
     valid = v != 0
-    c = _lloyd(v, valid, 2 ** bits, max_iter)
+    c = _lloyd(v, valid, 2**bits, max_iter)
     codebook = storable_codebook(c)
     codes = torch.where(valid, _assign(v, codebook.double()), -1).to(torch.int32).reshape(w.shape)
     shape = (w.shape[0],) if per_channel else ()
-    return QTensor(codes, torch.ones(shape), torch.zeros(shape, dtype=torch.int32), bits,
-                   0 if per_channel else None, codebook if per_channel else codebook.reshape(-1))
+    return QTensor(
+        codes,
+        torch.ones(shape),
+        torch.zeros(shape, dtype=torch.int32),
+        bits,
+        0 if per_channel else None,
+        codebook if per_channel else codebook.reshape(-1),
+    )
 
 
 def fake_quantize(w: torch.Tensor, bits: int, scheme: str = "symmetric", per_channel: bool = True) -> torch.Tensor:
@@ -217,8 +222,10 @@ def describe(spec: QuantSpec) -> str:
     g = spec.granularity.replace("_", "-")
     if spec.scheme == "kmeans":
         where = "per output channel" if spec.granularity == "per_channel" else "per layer"
-        return (f"k-means weight sharing, 2^{spec.bits} = {2 ** spec.bits} shared values {where} (pruned zeros "
-                "stay zero), fp16 biases; simulated: dequantized to fp32 for compute")
+        return (
+            f"k-means weight sharing, 2^{spec.bits} = {2**spec.bits} shared values {where} (pruned zeros "
+            "stay zero), fp16 biases; simulated: dequantized to fp32 for compute"
+        )
     if spec.bits == 1:
         return f"1-bit sign weights with a {g} scale, dequantized to fp32 for compute (simulated)"
     return f"{spec.bits}-bit {spec.scheme} {g} weights dequantized to fp32 for compute (simulated)"

@@ -100,8 +100,9 @@ class QuantSpec:
         if self.int8 and self.bits != 8:
             raise ValueError(f"real int8 kernels need bits=8; got bits={self.bits}")
         if self.int8 and self.scheme == "kmeans":
-            raise ValueError("real int8 kernels quantize uniformly; k-means weight sharing is simulated in fp32: "
-                             "choose one")
+            raise ValueError(
+                "real int8 kernels quantize uniformly; k-means weight sharing is simulated in fp32: choose one"
+            )
 
     @property
     def active(self) -> bool:
@@ -171,8 +172,13 @@ class Recipe:
         quant = _build(QuantSpec, data.get("quant", {}), "quant")
         ft = data.get("finetune")
         finetune = None if ft is None else _build(FinetuneSpec, ft, "finetune")
-        return cls(prune=prune, quant=quant, finetune=finetune, version=data.get("version", RECIPE_VERSION),
-                   recovery=data.get("recovery", "none"))
+        return cls(
+            prune=prune,
+            quant=quant,
+            finetune=finetune,
+            version=data.get("version", RECIPE_VERSION),
+            recovery=data.get("recovery", "none"),
+        )
 
     @classmethod
     def from_json(cls, text: str) -> Recipe:
@@ -206,7 +212,9 @@ class Recipe:
         parts = []
         if self.prune.active:
             inner = " inner" if self.prune.kind == "structured" and not self.prune.residual else ""
-            parts.append(f"{self.prune.kind}{inner} {self.prune.criterion} {self.prune.scope} {self.prune.sparsity:.0%}")
+            parts.append(
+                f"{self.prune.kind}{inner} {self.prune.criterion} {self.prune.scope} {self.prune.sparsity:.0%}"
+            )
         if self.quant.int8:
             parts.append("int8 kernels")
         elif self.quant.bits == 16:

@@ -42,8 +42,9 @@ def span(progress: Progress | None, lo: float, hi: float, prefix: str = "") -> P
 
 def check_eval_mode(mode: object) -> str:
     if mode not in EVAL_MODES:
-        raise ValueError("eval must be 'quick' or 'full' (the eval mode: a stratified subset or the whole "
-                         f"test set); got {mode!r}")
+        raise ValueError(
+            f"eval must be 'quick' or 'full' (the eval mode: a stratified subset or the whole test set); got {mode!r}"
+        )
     return str(mode)
 
 

@@ -47,8 +47,7 @@ def _cpuinfo(path: str = "/proc/cpuinfo") -> tuple[str, list[str]]:
                     flags = set(value.split())
     except OSError:
         pass
-    return model or platform.processor() or platform.machine() or "unknown CPU", \
-        [f for f in KERNEL_FLAGS if f in flags]
+    return model or platform.processor() or platform.machine() or "unknown CPU", [f for f in KERNEL_FLAGS if f in flags]
 
 
 def environment(cpuinfo: str = "/proc/cpuinfo") -> dict[str, str]:
@@ -67,7 +66,7 @@ def environment(cpuinfo: str = "/proc/cpuinfo") -> dict[str, str]:
         "torch threads": str(torch.get_num_threads()),
         "torch CPU capability": str(capability),
         "int8 engine": f"{torch.backends.quantized.engine} (supported: "
-                       f"{', '.join(e for e in torch.backends.quantized.supported_engines if e != 'none')})",
+        f"{', '.join(e for e in torch.backends.quantized.supported_engines if e != 'none')})",
         "oneDNN (mkldnn)": "available" if torch.backends.mkldnn.is_available() else "not available",
         "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
         "Python": platform.python_version(),
@@ -77,8 +76,10 @@ def environment(cpuinfo: str = "/proc/cpuinfo") -> dict[str, str]:
 
 def cli_command(model_id: str, recipe_json: str, mode: str = "quick", batch: int = 1) -> str:
     """The shell command that measures this recipe again from the command line (``--json``)."""
-    return (f"python -m compress_core evaluate --model {shlex.quote(model_id)} --recipe {shlex.quote(recipe_json)} "
-            f"--eval {shlex.quote(mode)} --batch {int(batch)} --json")
+    return (
+        f"python -m compress_core evaluate --model {shlex.quote(model_id)} --recipe {shlex.quote(recipe_json)} "
+        f"--eval {shlex.quote(mode)} --batch {int(batch)} --json"
+    )
 
 
 def artifact_command(filename: str, mode: str = "quick", batch: int = 1) -> str:
@@ -102,10 +103,15 @@ def _artefacts(rows: Sequence[Mapping]) -> str:
     body = "".join(
         "<tr><td>{}</td><td>{}<br><span class='sub'>{}</span></td><td><code>{}</code></td>"
         "<td><code>{}</code><br><code>{}</code></td></tr>".format(
-            html.escape(str(r.get("row", ""))), html.escape(str(r.get("file", "–"))),
-            html.escape(str(r.get("size", ""))), html.escape(str(r.get("sha256", "–"))),
-            html.escape(str(r.get("command", ""))), html.escape(str(r.get("artifact_command", ""))))
-        for r in rows)
+            html.escape(str(r.get("row", ""))),
+            html.escape(str(r.get("file", "–"))),
+            html.escape(str(r.get("size", ""))),
+            html.escape(str(r.get("sha256", "–"))),
+            html.escape(str(r.get("command", ""))),
+            html.escape(str(r.get("artifact_command", ""))),
+        )
+        for r in rows
+    )
     return f"<table>{head}{body}</table>"
 
 
@@ -122,21 +128,34 @@ def _standalone(fig: go.Figure) -> go.Figure:
 def _figures(figures: Sequence[tuple[str, go.Figure]]) -> str:
     parts = []
     for i, (title, fig) in enumerate(figures):
-        div = _standalone(fig).to_html(full_html=False, include_plotlyjs=i == 0, config={"displaylogo": False},
-                          default_width="100%", div_id=f"chart-{i}")
+        div = _standalone(fig).to_html(
+            full_html=False,
+            include_plotlyjs=i == 0,
+            config={"displaylogo": False},
+            default_width="100%",
+            div_id=f"chart-{i}",
+        )
         parts.append(f"<div class='chart'><h3>{html.escape(title)}</h3>{div}</div>")
     return "".join(parts)
 
 
-def build_report(title: str, table: pd.DataFrame, figures: Sequence[tuple[str, go.Figure]], notes: Sequence[str],
-                 env: Mapping[str, str], artefacts: Sequence[Mapping] = (), subtitle: str = "",
-                 generated_at: datetime | None = None) -> str:
+def build_report(
+    title: str,
+    table: pd.DataFrame,
+    figures: Sequence[tuple[str, go.Figure]],
+    notes: Sequence[str],
+    env: Mapping[str, str],
+    artefacts: Sequence[Mapping] = (),
+    subtitle: str = "",
+    generated_at: datetime | None = None,
+) -> str:
     """One HTML document: title, the table, every chart (interactive, plotly.js embedded once), the
     honest-number notes, the environment, and the artefact hashes with the commands that re-measure them.
     ``notes`` starting with "noisy:" are highlighted."""
     when = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     note_items = "".join(
-        f"<li class='{'noisy' if n.lower().startswith('noisy') else 'note'}'>{html.escape(n)}</li>" for n in notes)
+        f"<li class='{'noisy' if n.lower().startswith('noisy') else 'note'}'>{html.escape(n)}</li>" for n in notes
+    )
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{html.escape(title)}</title>"
@@ -147,4 +166,5 @@ def build_report(title: str, table: pd.DataFrame, figures: Sequence[tuple[str, g
         f"<h2>Honest numbers</h2><ul>{note_items or '<li>Nothing simulated or estimated.</li>'}</ul>"
         f"<h2>Environment</h2>{_dl(env)}"
         f"<h2>Artefacts and how to re-measure them</h2>{_artefacts(artefacts)}"
-        "</body></html>")
+        "</body></html>"
+    )

@@ -26,14 +26,28 @@ class _FileWorkbench(Workbench):
         return self.file_size_bytes, SIZE_ARTIFACT
 
 
-def evaluate_artifact(path: str | os.PathLike, mode: str = "quick", latency_batch: int = 1,
-                      latency_budget_s: float = 1.0, measure_latency: bool = True) -> Result:
+def evaluate_artifact(
+    path: str | os.PathLike,
+    mode: str = "quick",
+    latency_batch: int = 1,
+    latency_budget_s: float = 1.0,
+    measure_latency: bool = True,
+) -> Result:
     """Load the file and measure the loaded model (accuracy vs the dense model, size on disk, latency)."""
     loaded = load_artifact(path)
     wb = _FileWorkbench(loaded.model_id, os.path.getsize(path))
-    result = wb.evaluate(loaded.recipe, mode=mode, latency_batch=latency_batch, latency_budget_s=latency_budget_s,
-                         measure_latency=measure_latency, compressed=loaded.to_compressed())
+    result = wb.evaluate(
+        loaded.recipe,
+        mode=mode,
+        latency_batch=latency_batch,
+        latency_budget_s=latency_budget_s,
+        measure_latency=measure_latency,
+        compressed=loaded.to_compressed(),
+    )
     if not loaded.meta.get("float_weights", True) and isinstance(loaded.meta.get("params_nonzero"), int):
-        result = replace(result, params_nonzero=loaded.meta["params_nonzero"],
-                         simulated=[*result.simulated, "non-zero parameter count recorded when the file was saved"])
+        result = replace(
+            result,
+            params_nonzero=loaded.meta["params_nonzero"],
+            simulated=[*result.simulated, "non-zero parameter count recorded when the file was saved"],
+        )
     return result

@@ -42,9 +42,15 @@ def _check_values(name: str, values: Sequence) -> list:
     return list(values)
 
 
-def layer_sensitivity(wb: Workbench, sparsities: Sequence[float] = (0.25, 0.5, 0.75, 0.9), criterion: str = "l1",
-                      kind: str = "unstructured", mode: str = "quick", progress: Progress | None = None,
-                      recovery: str = "none") -> pd.DataFrame:
+def layer_sensitivity(
+    wb: Workbench,
+    sparsities: Sequence[float] = (0.25, 0.5, 0.75, 0.9),
+    criterion: str = "l1",
+    kind: str = "unstructured",
+    mode: str = "quick",
+    progress: Progress | None = None,
+    recovery: str = "none",
+) -> pd.DataFrame:
     """Accuracy with each layer pruned alone at each sparsity (after ``recovery``, if any).
 
     Columns: layer, params (weights in the layer), sparsity, accuracy, accuracy_drop (dense minus
@@ -56,8 +62,9 @@ def layer_sensitivity(wb: Workbench, sparsities: Sequence[float] = (0.25, 0.5, 0
     recipes = []
     for name, _ in layers:
         for s in sparsities:  # PruneSpec validates criterion and each fraction
-            spec = PruneSpec(kind=kind, criterion=criterion, scope="layer", sparsity=0.0,
-                             layer_sparsity=((name, s),), skip=())
+            spec = PruneSpec(
+                kind=kind, criterion=criterion, scope="layer", sparsity=0.0, layer_sparsity=((name, s),), skip=()
+            )
             recipes.append(Recipe(prune=spec, recovery=recovery))
     rows = []
     for i, recipe in enumerate(recipes):
@@ -66,15 +73,24 @@ def layer_sensitivity(wb: Workbench, sparsities: Sequence[float] = (0.25, 0.5, 0
             progress(i / len(recipes), f"pruning {name} to {s:.0%}")
         res = wb.evaluate(recipe, mode=mode, measure_latency=False)
         module = dict(layers)[name]
-        rows.append({"layer": name, "params": module.weight.numel(), "sparsity": s, "accuracy": res.accuracy,
-                     "accuracy_drop": res.dense_accuracy - res.accuracy, "agreement": res.agreement})
+        rows.append(
+            {
+                "layer": name,
+                "params": module.weight.numel(),
+                "sparsity": s,
+                "accuracy": res.accuracy,
+                "accuracy_drop": res.dense_accuracy - res.accuracy,
+                "agreement": res.agreement,
+            }
+        )
     if progress is not None:
         progress(1.0, "done")
     return pd.DataFrame(rows, columns=["layer", "params", "sparsity", "accuracy", "accuracy_drop", "agreement"])
 
 
-def bit_sensitivity(wb: Workbench, bits: Sequence[int] = (8, 4, 2, 1), mode: str = "quick",
-                    progress: Progress | None = None) -> pd.DataFrame:
+def bit_sensitivity(
+    wb: Workbench, bits: Sequence[int] = (8, 4, 2, 1), mode: str = "quick", progress: Progress | None = None
+) -> pd.DataFrame:
     """Accuracy with each layer's weights alone quantized (symmetric, per channel) at each bit-width.
 
     Columns: layer, params, bits, accuracy, accuracy_drop, agreement. Works on one private deep
@@ -96,8 +112,16 @@ def bit_sensitivity(wb: Workbench, bits: Sequence[int] = (8, 4, 2, 1), mode: str
             acc = measure.accuracy(measure.predictions(work, data), data.y, reference)
             with torch.no_grad():
                 module.weight.copy_(original)
-            rows.append({"layer": name, "params": original.numel(), "bits": spec.bits, "accuracy": acc.accuracy,
-                         "accuracy_drop": dense_acc - acc.accuracy, "agreement": acc.agreement})
+            rows.append(
+                {
+                    "layer": name,
+                    "params": original.numel(),
+                    "bits": spec.bits,
+                    "accuracy": acc.accuracy,
+                    "accuracy_drop": dense_acc - acc.accuracy,
+                    "agreement": acc.agreement,
+                }
+            )
             done += 1
     if progress is not None:
         progress(1.0, "done")
@@ -113,10 +137,16 @@ def ratios_from_sensitivity(df: pd.DataFrame, max_drop: float = 0.01) -> dict[st
     """
     missing = {"layer", "sparsity", "accuracy_drop"} - set(df.columns)
     if missing:
-        raise ValueError(f"a sensitivity table needs column(s) {', '.join(sorted(missing))} "
-                         f"(from layer_sensitivity); got {', '.join(map(str, df.columns))}")
-    if isinstance(max_drop, bool) or not isinstance(max_drop, (int, float)) or not math.isfinite(max_drop) \
-            or max_drop < 0:
+        raise ValueError(
+            f"a sensitivity table needs column(s) {', '.join(sorted(missing))} "
+            f"(from layer_sensitivity); got {', '.join(map(str, df.columns))}"
+        )
+    if (
+        isinstance(max_drop, bool)
+        or not isinstance(max_drop, (int, float))
+        or not math.isfinite(max_drop)
+        or max_drop < 0
+    ):
         raise ValueError(f"max_drop must be a non-negative fraction of accuracy (0.01 = 1 point); got {max_drop!r}")
     ratios: dict[str, float] = {}
     for layer, group in df.groupby("layer", sort=False):

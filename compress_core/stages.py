@@ -29,16 +29,24 @@ from .prune.layers import prunable_layers
 from .prune.schedule import prune_gradually
 from .quantize import describe, quantize_weights_
 from .recipe import FinetuneSpec, QuantSpec, Recipe
-from .recover import check_level, recover_
 from .records import NO_CALIBRATION, Calibration, Compressed, Progress, span
+from .recover import check_level, recover_
 
-NO_LAYERS = ("this model has no Conv2d/Linear module to {what} (an uploaded TorchScript or torch.export graph "
-             "that matches no zoo architecture has none): upload its state_dict instead")
+NO_LAYERS = (
+    "this model has no Conv2d/Linear module to {what} (an uploaded TorchScript or torch.export graph "
+    "that matches no zoo architecture has none): upload its state_dict instead"
+)
 
 
-def apply_recipe(model: nn.Module, recipe: Recipe, spec: ModelSpec | None = None,
-                 calibration: Calibration = NO_CALIBRATION, scores: ScoreSource | None = None,
-                 teacher: nn.Module | None = None, progress: Progress | None = None) -> Compressed:
+def apply_recipe(
+    model: nn.Module,
+    recipe: Recipe,
+    spec: ModelSpec | None = None,
+    calibration: Calibration = NO_CALIBRATION,
+    scores: ScoreSource | None = None,
+    teacher: nn.Module | None = None,
+    progress: Progress | None = None,
+) -> Compressed:
     """Apply ``recipe`` to a deep copy of ``model``. ``calibration`` holds training batches for
     data-driven criteria, fine-tuning and int8 calibration; ``scores`` may supply cached scores."""
     out = prune_stage(model, recipe, spec, calibration, scores, teacher, progress)
@@ -47,9 +55,15 @@ def apply_recipe(model: nn.Module, recipe: Recipe, spec: ModelSpec | None = None
     return out
 
 
-def prune_stage(model: nn.Module, recipe: Recipe, spec: ModelSpec | None = None,
-                calibration: Calibration = NO_CALIBRATION, scores: ScoreSource | None = None,
-                teacher: nn.Module | None = None, progress: Progress | None = None) -> Compressed:
+def prune_stage(
+    model: nn.Module,
+    recipe: Recipe,
+    spec: ModelSpec | None = None,
+    calibration: Calibration = NO_CALIBRATION,
+    scores: ScoreSource | None = None,
+    teacher: nn.Module | None = None,
+    progress: Progress | None = None,
+) -> Compressed:
     """Prune (and fine-tune, per the recipe's schedule) a deep copy of ``model``; no quantization yet."""
     work = copy.deepcopy(model).eval()
     out = Compressed(model=work, float_model=work, recipe=recipe)
@@ -70,16 +84,22 @@ def prune_stage(model: nn.Module, recipe: Recipe, spec: ModelSpec | None = None,
             recover_stage(out, model, calibration)
         if ft is not None:
             t0 = time.perf_counter()
-            out.history += finetune_(work, ft, _dataset(spec), out.masks, teacher, span(progress, 0.0, 1.0),
-                                     sparsity=_sparsity(out))
+            out.history += finetune_(
+                work, ft, _dataset(spec), out.masks, teacher, span(progress, 0.0, 1.0), sparsity=_sparsity(out)
+            )
             _done(progress, t0)
     if pruner is not None and pruner.note:
         out.simulated.append(pruner.note)
     return out
 
 
-def quantize_stage(out: Compressed, q: QuantSpec, calibration: Calibration = NO_CALIBRATION,
-                   input_shape: tuple[int, ...] | None = None, dense: nn.Module | None = None) -> None:
+def quantize_stage(
+    out: Compressed,
+    q: QuantSpec,
+    calibration: Calibration = NO_CALIBRATION,
+    input_shape: tuple[int, ...] | None = None,
+    dense: nn.Module | None = None,
+) -> None:
     """Apply ``q`` to ``out.float_model`` in place (simulated k-bit, fp16 or int8 kernels), with the
     recipe's recovery (against ``dense``) between the float weights and the int8 conversion."""
     layers = prunable_layers(out.float_model, skip=())
@@ -102,15 +122,24 @@ def tunes_codebooks(recipe: Recipe) -> bool:
     return recipe.finetune is not None and q.scheme == "kmeans" and q.bits <= 8 and not q.int8
 
 
-def codebook_stage(out: Compressed, spec: ModelSpec | None, teacher: nn.Module | None,
-                   progress: Progress | None = None) -> None:
+def codebook_stage(
+    out: Compressed, spec: ModelSpec | None, teacher: nn.Module | None, progress: Progress | None = None
+) -> None:
     """Deep Compression's trained quantization: after the float fine-tune (all of ``ft.epochs``), tune the
     k-means codebooks for ``finetune.CODEBOOK_SHARE`` x ``ft.epochs`` more, every layer tied to its codebook."""
     if not tunes_codebooks(out.recipe) or not out.qcodes or out.recipe.finetune is None:
         return
     t0 = time.perf_counter()
-    out.history += finetune_codebooks_(out.float_model, out.qcodes, codebook_spec(out.recipe.finetune),
-                                       _dataset(spec), out.masks, teacher, progress, sparsity=_sparsity(out))
+    out.history += finetune_codebooks_(
+        out.float_model,
+        out.qcodes,
+        codebook_spec(out.recipe.finetune),
+        _dataset(spec),
+        out.masks,
+        teacher,
+        progress,
+        sparsity=_sparsity(out),
+    )
     _done(progress, t0)
 
 
@@ -120,17 +149,33 @@ def recover_stage(out: Compressed, dense: nn.Module, calibration: Calibration) -
     level = check_level(out.float_model, out.recipe.recovery)
     q = out.recipe.quant
     if level == "reconstruct" and q.scheme == "kmeans" and q.bits <= 8 and not q.int8:
-        raise ValueError("layer-wise reconstruction keeps weights on a uniform k-bit grid; k-means weight sharing "
-                         "has none: use recovery 'bn' (or fine-tuning, which trains the shared values)")
-    report = recover_(out.float_model, dense, level, calibration.recovery_images, masks=out.masks or None,
-                      qcodes=out.qcodes if out.qcodes else None, quant=q if q.active else None,
-                      seed=out.recipe.prune.seed)
+        raise ValueError(
+            "layer-wise reconstruction keeps weights on a uniform k-bit grid; k-means weight sharing "
+            "has none: use recovery 'bn' (or fine-tuning, which trains the shared values)"
+        )
+    report = recover_(
+        out.float_model,
+        dense,
+        level,
+        calibration.recovery_images,
+        masks=out.masks or None,
+        qcodes=out.qcodes if out.qcodes else None,
+        quant=q if q.active else None,
+        seed=out.recipe.prune.seed,
+    )
     out.recovery = report.to_dict()
     out.simulated.extend(report.notes)
 
 
-def prune_gradually_(out: Compressed, pruner: Pruner, ctx: PruneContext, ft: FinetuneSpec, dataset: str,
-                     teacher: nn.Module | None, progress: Progress | None) -> None:
+def prune_gradually_(
+    out: Compressed,
+    pruner: Pruner,
+    ctx: PruneContext,
+    ft: FinetuneSpec,
+    dataset: str,
+    teacher: nn.Module | None,
+    progress: Progress | None,
+) -> None:
     """Prune in ``ft.steps`` steps of ``ft.schedule``, fine-tuning ``ft.epochs / steps`` after each, so
     schedules compare at equal training compute."""
     if ft.distill and teacher is None:
@@ -140,12 +185,24 @@ def prune_gradually_(out: Compressed, pruner: Pruner, ctx: PruneContext, ft: Fin
     def after_step(t: int, n: int, target, state: Pruned) -> None:
         _record(out, state)
         label = f"cycle {t}/{n}, sparsity {target.sparsity:.1%}: "
-        out.history += finetune_(out.float_model, ft, dataset, out.masks, teacher,
-                                 span(progress, (t - 1) / n, t / n, label), epochs=ft.epochs / n, cycle=t,
-                                 sparsity=target.sparsity)
+        out.history += finetune_(
+            out.float_model,
+            ft,
+            dataset,
+            out.masks,
+            teacher,
+            span(progress, (t - 1) / n, t / n, label),
+            epochs=ft.epochs / n,
+            cycle=t,
+            sparsity=target.sparsity,
+        )
 
-    _record(out, prune_gradually(out.float_model, out.recipe.prune, ft.schedule, ft.steps, pruner, ctx, Pruned(),
-                                 after_step, progress))
+    _record(
+        out,
+        prune_gradually(
+            out.float_model, out.recipe.prune, ft.schedule, ft.steps, pruner, ctx, Pruned(), after_step, progress
+        ),
+    )
     _done(progress, t0)
 
 

@@ -27,7 +27,7 @@ import json
 import math
 import sqlite3
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -42,18 +42,68 @@ MODES = EVAL_MODES
 
 # The wide table shared by ``ResultStore.frame`` and ``sweep.run_sweep``: one row per recipe.
 ID_COLUMNS = ["model", "recipe_json", "label", "kind", "criterion", "scope", "sparsity", "bits", "int8", "mode"]
-FLOAT_COLUMNS = ["accuracy", "accuracy_ci_low", "accuracy_ci_high", "agreement", "dense_accuracy",
-                 "compression_ratio", "latency_ms_p50", "latency_ms_iqr", "dense_latency_ms_p50", "speedup",
-                 "speedup_spread", "latency_load"]
-INT_COLUMNS = ["eval_samples", "params_total", "params_nonzero", "dense_params", "macs", "dense_macs",
-               "size_bytes", "dense_size_bytes", "latency_batch", "latency_threads", "dense_artifact_bytes"]
+FLOAT_COLUMNS = [
+    "accuracy",
+    "accuracy_ci_low",
+    "accuracy_ci_high",
+    "agreement",
+    "dense_accuracy",
+    "compression_ratio",
+    "latency_ms_p50",
+    "latency_ms_iqr",
+    "dense_latency_ms_p50",
+    "speedup",
+    "speedup_spread",
+    "latency_load",
+]
+INT_COLUMNS = [
+    "eval_samples",
+    "params_total",
+    "params_nonzero",
+    "dense_params",
+    "macs",
+    "dense_macs",
+    "size_bytes",
+    "dense_size_bytes",
+    "latency_batch",
+    "latency_threads",
+    "dense_artifact_bytes",
+]
 TEXT_COLUMNS = ["eval_set", "size_method", "latency_kernels", "simulated", "latency_note"]
 BOOL_COLUMNS = ["int8", "latency_noisy", "cached"]
-COLUMNS = [*ID_COLUMNS, "eval_set", "eval_samples", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "agreement",
-           "dense_accuracy", "params_total", "params_nonzero", "dense_params", "macs", "dense_macs", "size_bytes",
-           "dense_size_bytes", "size_method", "compression_ratio", "latency_ms_p50", "latency_ms_iqr", "latency_batch",
-           "latency_threads", "latency_kernels", "dense_latency_ms_p50", "speedup", "simulated",
-           "speedup_spread", "latency_noisy", "latency_load", "latency_note", "dense_artifact_bytes", "cached"]
+COLUMNS = [
+    *ID_COLUMNS,
+    "eval_set",
+    "eval_samples",
+    "accuracy",
+    "accuracy_ci_low",
+    "accuracy_ci_high",
+    "agreement",
+    "dense_accuracy",
+    "params_total",
+    "params_nonzero",
+    "dense_params",
+    "macs",
+    "dense_macs",
+    "size_bytes",
+    "dense_size_bytes",
+    "size_method",
+    "compression_ratio",
+    "latency_ms_p50",
+    "latency_ms_iqr",
+    "latency_batch",
+    "latency_threads",
+    "latency_kernels",
+    "dense_latency_ms_p50",
+    "speedup",
+    "simulated",
+    "speedup_spread",
+    "latency_noisy",
+    "latency_load",
+    "latency_note",
+    "dense_artifact_bytes",
+    "cached",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -83,9 +133,18 @@ class StoreError(ValueError):
 def result_row(result: dict, recipe_json: str, mode: str, cached: bool) -> dict:
     """Flatten a ``Result.to_dict()`` into one row of the wide table (``COLUMNS``)."""
     recipe = Recipe.from_json(recipe_json)
-    row = {"model": result.get("model"), "recipe_json": recipe_json, "label": recipe.label(),
-           "kind": recipe.prune.kind, "criterion": recipe.prune.criterion, "scope": recipe.prune.scope,
-           "sparsity": recipe.prune.sparsity, "bits": recipe.quant.bits, "int8": recipe.quant.int8, "mode": mode}
+    row = {
+        "model": result.get("model"),
+        "recipe_json": recipe_json,
+        "label": recipe.label(),
+        "kind": recipe.prune.kind,
+        "criterion": recipe.prune.criterion,
+        "scope": recipe.prune.scope,
+        "sparsity": recipe.prune.sparsity,
+        "bits": recipe.quant.bits,
+        "int8": recipe.quant.int8,
+        "mode": mode,
+    }
     for name in FLOAT_COLUMNS + INT_COLUMNS + TEXT_COLUMNS:
         row[name] = result.get(name)
     row["simulated"] = "; ".join(result.get("simulated") or [])
@@ -98,9 +157,9 @@ def result_row(result: dict, recipe_json: str, mode: str, cached: bool) -> dict:
 def rows_frame(rows: list[dict]) -> pd.DataFrame:
     """The wide DataFrame with fixed columns and dtypes (missing measurements are NaN)."""
     df = pd.DataFrame(rows, columns=COLUMNS)
-    for name in FLOAT_COLUMNS + ["sparsity"]:
+    for name in [*FLOAT_COLUMNS, "sparsity"]:
         df[name] = pd.to_numeric(df[name], errors="coerce").astype("float64")
-    for name in INT_COLUMNS + ["bits"]:
+    for name in [*INT_COLUMNS, "bits"]:
         df[name] = pd.to_numeric(df[name], errors="coerce")
         if not df[name].isna().any():
             df[name] = df[name].astype("int64")
@@ -124,8 +183,7 @@ class ResultStore:
         except OSError as exc:
             raise self._unwritable(exc.strerror or str(exc)) from None
         try:
-            self._conn = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False,
-                                         isolation_level=None)
+            self._conn = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as exc:
             raise self._error(exc) from None
         try:
@@ -139,14 +197,18 @@ class ResultStore:
 
     # -- errors -------------------------------------------------------------------------------
     def _unwritable(self, reason: str) -> StoreError:
-        return StoreError(f"cannot write the results store {self.path} ({reason}); make that folder writable "
-                          f"or set COMPRESS_CACHE_DIR to a writable folder")
+        return StoreError(
+            f"cannot write the results store {self.path} ({reason}); make that folder writable "
+            f"or set COMPRESS_CACHE_DIR to a writable folder"
+        )
 
     def _error(self, exc: sqlite3.Error) -> StoreError:
         text = str(exc)
         if any(s in text for s in ("not a database", "malformed", "file is encrypted")):
-            return StoreError(f"{self.path} is not a readable PruneScope results database ({text}); it was left "
-                              f"untouched: move or delete it yourself, or set COMPRESS_CACHE_DIR to another folder")
+            return StoreError(
+                f"{self.path} is not a readable PruneScope results database ({text}); it was left "
+                f"untouched: move or delete it yourself, or set COMPRESS_CACHE_DIR to another folder"
+            )
         if any(s in text for s in ("readonly", "read-only", "unable to open", "disk I/O", "permission")):
             return self._unwritable(text)
         return StoreError(f"results store {self.path}: {text}")
@@ -158,13 +220,17 @@ class ResultStore:
             # Read-only checks first, so a file that is not ours is refused before anything is written.
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA_VERSION):
-                raise StoreError(f"{self.path} was written by a newer PruneScope (schema {version}, this build reads "
-                                 f"{SCHEMA_VERSION}); it was left untouched: set COMPRESS_CACHE_DIR to another folder")
+                raise StoreError(
+                    f"{self.path} was written by a newer PruneScope (schema {version}, this build reads "
+                    f"{SCHEMA_VERSION}); it was left untouched: set COMPRESS_CACHE_DIR to another folder"
+                )
             columns = {r[1] for r in self._conn.execute("PRAGMA table_info(results)")}
-            if columns and not _KEY_COLUMNS <= columns:
-                raise StoreError(f"{self.path} holds a 'results' table that is not PruneScope's (columns "
-                                 f"{', '.join(sorted(columns))}); it was left untouched: set COMPRESS_CACHE_DIR "
-                                 f"to another folder")
+            if columns and not columns >= _KEY_COLUMNS:
+                raise StoreError(
+                    f"{self.path} holds a 'results' table that is not PruneScope's (columns "
+                    f"{', '.join(sorted(columns))}); it was left untouched: set COMPRESS_CACHE_DIR "
+                    f"to another folder"
+                )
             mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise self._unwritable(f"the file system refused write-ahead logging (journal mode {mode})")
@@ -209,20 +275,36 @@ class ResultStore:
     def _write(self, key: tuple[str, str, str, int], result: dict) -> None:
         recipe = Recipe.from_json(key[1])
         payload = json.dumps(result, sort_keys=True)
-        created = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-        self._run("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                  (*key, recipe.prune.kind, recipe.prune.sparsity, recipe.quant.bits,
-                   _finite_or_none(result.get("accuracy")), result.get("size_bytes"),
-                   _finite_or_none(result.get("latency_ms_p50")), payload, created))
+        created = datetime.now(UTC).isoformat(timespec="microseconds")
+        self._run(
+            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                *key,
+                recipe.prune.kind,
+                recipe.prune.sparsity,
+                recipe.quant.bits,
+                _finite_or_none(result.get("accuracy")),
+                result.get("size_bytes"),
+                _finite_or_none(result.get("latency_ms_p50")),
+                payload,
+                created,
+            ),
+        )
 
     def get(self, model_id: str, recipe_json: str, mode: str, latency_batch: int) -> dict | None:
-        rows = self._run("SELECT result_json FROM results WHERE model_id=? AND recipe_json=? AND mode=? "
-                         "AND latency_batch=?", self._key(model_id, recipe_json, mode, latency_batch))
+        rows = self._run(
+            "SELECT result_json FROM results WHERE model_id=? AND recipe_json=? AND mode=? AND latency_batch=?",
+            self._key(model_id, recipe_json, mode, latency_batch),
+        )
         return self._decode(rows[0][0]) if rows else None
 
     def has(self, model_id: str, recipe_json: str, mode: str, latency_batch: int) -> bool:
-        return bool(self._run("SELECT 1 FROM results WHERE model_id=? AND recipe_json=? AND mode=? "
-                              "AND latency_batch=?", self._key(model_id, recipe_json, mode, latency_batch)))
+        return bool(
+            self._run(
+                "SELECT 1 FROM results WHERE model_id=? AND recipe_json=? AND mode=? AND latency_batch=?",
+                self._key(model_id, recipe_json, mode, latency_batch),
+            )
+        )
 
     def frame(self, model_id: str | None = None) -> pd.DataFrame:
         """Every stored result (of one model, if given) as the wide table, oldest first."""
@@ -236,9 +318,10 @@ class ResultStore:
             try:
                 rows.append(result_row(result, rj, mode, cached=True))
             except ValueError as exc:  # e.g. a recipe written by another version
-                raise StoreError(f"{self.path} holds a result for {result.get('model')!r} whose recipe this build "
-                                 f"cannot read ({exc}); delete that model's rows with ResultStore.delete(model_id)"
-                                 ) from None
+                raise StoreError(
+                    f"{self.path} holds a result for {result.get('model')!r} whose recipe this build "
+                    f"cannot read ({exc}); delete that model's rows with ResultStore.delete(model_id)"
+                ) from None
         return rows_frame(rows)
 
     def delete(self, model_id: str | None = None) -> int:
@@ -273,5 +356,7 @@ class ResultStore:
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
-            raise StoreError(f"{self.path} holds a result that is not valid JSON ({exc.msg}); "
-                             f"delete that model's rows with ResultStore.delete(model_id)") from None
+            raise StoreError(
+                f"{self.path} holds a result that is not valid JSON ({exc.msg}); "
+                f"delete that model's rows with ResultStore.delete(model_id)"
+            ) from None

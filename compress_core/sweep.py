@@ -22,8 +22,16 @@ from .store import ResultStore, result_row, rows_frame
 
 OnResult = Callable[[int, int, dict], None]
 
-def grid(kinds: list[str], sparsities: list[float], bits: list[int], criterion: str = "l1",
-         scope: str = "global", int8: bool = False, recovery: str = "none") -> list[Recipe]:
+
+def grid(
+    kinds: list[str],
+    sparsities: list[float],
+    bits: list[int],
+    criterion: str = "l1",
+    scope: str = "global",
+    int8: bool = False,
+    recovery: str = "none",
+) -> list[Recipe]:
     """Every (kind, sparsity, bits) recipe once, in input order.
 
     Kind ``none`` ignores sparsity, and sparsity 0 with a pruning kind is the same dense recipe,
@@ -60,14 +68,26 @@ def _check_args(mode: str, latency_batch: int, latency_budget_s: float) -> None:
     check_eval_mode(mode)
     if isinstance(latency_batch, bool) or not isinstance(latency_batch, int) or latency_batch < 1:
         raise ValueError(f"latency_batch must be a positive integer; got {latency_batch!r}")
-    if isinstance(latency_budget_s, bool) or not isinstance(latency_budget_s, (int, float)) \
-            or not math.isfinite(latency_budget_s) or latency_budget_s <= 0:
+    if (
+        isinstance(latency_budget_s, bool)
+        or not isinstance(latency_budget_s, (int, float))
+        or not math.isfinite(latency_budget_s)
+        or latency_budget_s <= 0
+    ):
         raise ValueError(f"latency_budget_s must be a positive number of seconds; got {latency_budget_s!r}")
 
 
-def run_sweep(model_id: str, recipes: list[Recipe], mode: str = "quick", latency_batch: int = 1,
-              latency_budget_s: float = 0.3, on_result: OnResult | None = None, store: ResultStore | None = None,
-              workbench: Workbench | None = None, should_stop: Callable[[], bool] | None = None) -> pd.DataFrame:
+def run_sweep(
+    model_id: str,
+    recipes: list[Recipe],
+    mode: str = "quick",
+    latency_batch: int = 1,
+    latency_budget_s: float = 0.3,
+    on_result: OnResult | None = None,
+    store: ResultStore | None = None,
+    workbench: Workbench | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> pd.DataFrame:
     """Measure each recipe on ``model_id``; one wide row per recipe (``store.COLUMNS``).
 
     Rows already in ``store`` for (model_id, recipe, mode, latency_batch) are read back
@@ -96,8 +116,9 @@ def run_sweep(model_id: str, recipes: list[Recipe], mode: str = "quick", latency
         if result is None:
             if wb is None:
                 wb = Workbench(model_id)
-            result = wb.evaluate(recipe, mode=mode, latency_batch=latency_batch,
-                                 latency_budget_s=latency_budget_s).to_dict()
+            result = wb.evaluate(
+                recipe, mode=mode, latency_batch=latency_batch, latency_budget_s=latency_budget_s
+            ).to_dict()
             if store is not None:
                 store.put(model_id, recipe_json, mode, latency_batch, result)
         row = result_row(result, recipe_json, mode, cached=cached)
@@ -107,8 +128,9 @@ def run_sweep(model_id: str, recipes: list[Recipe], mode: str = "quick", latency
     return rows_frame(rows)
 
 
-def mark_pareto(df: pd.DataFrame, x: str = "size_bytes", y: str = "accuracy", minimize_x: bool = True,
-                maximize_y: bool = True) -> pd.Series:
+def mark_pareto(
+    df: pd.DataFrame, x: str = "size_bytes", y: str = "accuracy", minimize_x: bool = True, maximize_y: bool = True
+) -> pd.Series:
     """True for rows no other row dominates (at least as good in x and y, strictly better in one).
     Rows with a missing x or y are never on the front; exact duplicates are both kept."""
     for col in (x, y):
@@ -136,8 +158,9 @@ def mark_pareto(df: pd.DataFrame, x: str = "size_bytes", y: str = "accuracy", mi
     return pd.Series(on_front, index=df.index, name="pareto")
 
 
-def pareto_front(df: pd.DataFrame, x: str = "size_bytes", y: str = "accuracy", minimize_x: bool = True,
-                 maximize_y: bool = True) -> pd.DataFrame:
+def pareto_front(
+    df: pd.DataFrame, x: str = "size_bytes", y: str = "accuracy", minimize_x: bool = True, maximize_y: bool = True
+) -> pd.DataFrame:
     """The non-dominated rows, sorted by ``x`` (ascending)."""
     front = df[mark_pareto(df, x, y, minimize_x, maximize_y)]
     return front.sort_values(x, kind="stable")

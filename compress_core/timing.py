@@ -97,10 +97,16 @@ def _plan(first_call_s: float, budget_s: float, rounds: int | None) -> tuple[int
     return rounds, calls
 
 
-def paired(candidate: Callable[[], object], baseline: Callable[[], object], budget_s: float = 0.3,
-           rounds: int | None = None, clock: Callable[[], float] = time.perf_counter,
-           load: Callable[[], tuple[float, float, float]] = os.getloadavg, cpus: int | None = None,
-           checkpoint: Callable[[], None] | None = None) -> Paired:
+def paired(
+    candidate: Callable[[], object],
+    baseline: Callable[[], object],
+    budget_s: float = 0.3,
+    rounds: int | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+    load: Callable[[], tuple[float, float, float]] = os.getloadavg,
+    cpus: int | None = None,
+    checkpoint: Callable[[], None] | None = None,
+) -> Paired:
     """Time ``candidate`` against ``baseline`` in interleaved rounds (see the module docstring)."""
     if not budget_s > 0:
         raise ValueError(f"budget_s must be a positive number of seconds; got {budget_s!r}")
@@ -123,9 +129,17 @@ def paired(candidate: Callable[[], object], baseline: Callable[[], object], budg
     return result
 
 
-def _rounds(candidate: Callable[[], object], baseline: Callable[[], object], n_rounds: int, calls: int,
-            clock: Callable[[], float], checkpoint: Callable[[], None] | None, cand_ms: list[float],
-            base_ms: list[float], ratios: list[float]) -> None:
+def _rounds(
+    candidate: Callable[[], object],
+    baseline: Callable[[], object],
+    n_rounds: int,
+    calls: int,
+    clock: Callable[[], float],
+    checkpoint: Callable[[], None] | None,
+    cand_ms: list[float],
+    base_ms: list[float],
+    ratios: list[float],
+) -> None:
     """Append ``n_rounds`` interleaved rounds (ABBA order) to the three lists."""
     for r in range(n_rounds):
         order = ((baseline, base_ms), (candidate, cand_ms)) if r % 2 else ((candidate, cand_ms), (baseline, base_ms))
@@ -139,17 +153,29 @@ def _rounds(candidate: Callable[[], object], baseline: Callable[[], object], n_r
             checkpoint()
 
 
-def summarise(cand_ms: list[float], base_ms: list[float], ratios: list[float], calls: int, load_avg: float,
-              cpus: int) -> Paired:
+def summarise(
+    cand_ms: list[float], base_ms: list[float], ratios: list[float], calls: int, load_avg: float, cpus: int
+) -> Paired:
     """The ``Paired`` record of per-round timings (exposed so the rule can be tested without a clock)."""
     c1, c2, c3 = _quartiles(cand_ms)
     b1, b2, b3 = _quartiles(base_ms)
     r1, r2, r3 = _quartiles(ratios)
     spread = (r3 - r1) / 2 / r2 if r2 > 0 else math.inf
     noisy, reason = verdict(spread, load_avg, cpus)
-    return Paired(ms_p50=c2, ms_iqr=c3 - c1, baseline_ms_p50=b2, baseline_ms_iqr=b3 - b1, speedup=r2,
-                  speedup_spread=spread, rounds=len(ratios), calls=calls, load_avg=float(load_avg), cpus=cpus,
-                  noisy=noisy, reason=reason)
+    return Paired(
+        ms_p50=c2,
+        ms_iqr=c3 - c1,
+        baseline_ms_p50=b2,
+        baseline_ms_iqr=b3 - b1,
+        speedup=r2,
+        speedup_spread=spread,
+        rounds=len(ratios),
+        calls=calls,
+        load_avg=float(load_avg),
+        cpus=cpus,
+        noisy=noisy,
+        reason=reason,
+    )
 
 
 def quality(result: Mapping) -> tuple[int, float]:
@@ -171,5 +197,14 @@ def better(new: Mapping, old: Mapping | None) -> bool:
 
 
 # The fields of a Result that one latency measurement sets (kept or replaced together).
-LATENCY_FIELDS = ("latency_ms_p50", "latency_ms_iqr", "latency_kernels", "dense_latency_ms_p50", "speedup",
-                  "speedup_spread", "latency_noisy", "latency_load", "latency_note")
+LATENCY_FIELDS = (
+    "latency_ms_p50",
+    "latency_ms_iqr",
+    "latency_kernels",
+    "dense_latency_ms_p50",
+    "speedup",
+    "speedup_spread",
+    "latency_noisy",
+    "latency_load",
+    "latency_note",
+)

@@ -12,6 +12,10 @@ with st.expander("Pruning and quantization in two minutes", expanded=True):
 with st.expander("What is measured, what is simulated"):
     st.markdown(about.HONESTY)
 st.subheader("Model zoo")
-st.dataframe(about.zoo_frame(), hide_index=True, width="stretch",
-             column_config={"reference top-1": st.column_config.NumberColumn(format="percent")})
+st.dataframe(
+    about.zoo_frame(),
+    hide_index=True,
+    width="stretch",
+    column_config={"reference top-1": st.column_config.NumberColumn(format="percent")},
+)
 st.caption(about.CREDITS)

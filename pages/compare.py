@@ -9,8 +9,11 @@ routes.require_router()
 st.title("Compare")
 pins = state.pins()
 if not pins:
-    st.info(f"Nothing pinned yet. On **Explore**, press **Pin for comparison** (up to {state.MAX_PINS} recipes, "
-            "from any model).", icon=":material/push_pin:")
+    st.info(
+        f"Nothing pinned yet. On **Explore**, press **Pin for comparison** (up to {state.MAX_PINS} recipes, "
+        "from any model).",
+        icon=":material/push_pin:",
+    )
     st.page_link("pages/explore.py", label="Go to Explore", icon=":material/tune:")
 else:
     st.caption(f"{len(pins)} of {state.MAX_PINS} pins · evaluation: {state.eval_mode()}")

@@ -22,13 +22,25 @@ with errors.guard("Export"):
     bottom_left, bottom_right = st.columns(2, gap="medium")
     with bottom_left.container(border=True):
         st.subheader("Recipe (JSON)")
-        st.download_button("Download recipe.json", state.pretty_json(recipe), "recipe.json", mime="application/json",
-                           icon=":material/download:", width="stretch")
+        st.download_button(
+            "Download recipe.json",
+            state.pretty_json(recipe),
+            "recipe.json",
+            mime="application/json",
+            icon=":material/download:",
+            width="stretch",
+        )
         st.code(state.pretty_json(recipe), language="json")
     with bottom_right.container(border=True):
         st.subheader("Results (CSV)")
-        st.download_button("Download results.csv", panels.results_csv(model_id, recipe, mode, res),
-                           f"{model_id}-results.csv", mime="text/csv", icon=":material/download:", width="stretch")
+        st.download_button(
+            "Download results.csv",
+            panels.results_csv(model_id, recipe, mode, res),
+            f"{model_id}-results.csv",
+            mime="text/csv",
+            icon=":material/download:",
+            width="stretch",
+        )
         st.caption("This recipe's result first, then every stored sweep result of this model.")
     from pages.ui.code_panel import recipe_code_panel
 

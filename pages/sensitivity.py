@@ -11,8 +11,11 @@ st.caption("Compress one layer at a time, everything else dense, and see how muc
 with errors.guard("Sensitivity"):
     params = panels.form()
     if params is None:
-        st.info("Choose an analysis and press **Analyse**. LeNet-5 takes seconds; ResNets take a minute or two "
-                "on the quick evaluation.", icon=":material/info:")
+        st.info(
+            "Choose an analysis and press **Analyse**. LeNet-5 takes seconds; ResNets take a minute or two "
+            "on the quick evaluation.",
+            icon=":material/info:",
+        )
     else:
         df = panels.results(state.model_id(), state.eval_mode(), params)
         if params["analysis"] == "sparsity":

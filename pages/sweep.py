@@ -7,8 +7,10 @@ from pages.ui import sweep_panels as panels
 
 routes.require_router()
 st.title("Sweep")
-st.caption("Every combination of pruning kind × sparsity × bit-width. Results are saved on disk, so a reload or "
-           "a rerun shows them at once; recipes already measured are read back, not recomputed.")
+st.caption(
+    "Every combination of pruning kind × sparsity × bit-width. Results are saved on disk, so a reload or "
+    "a rerun shows them at once; recipes already measured are read back, not recomputed."
+)
 with errors.guard("Sweep"):
     recipes = panels.form()
     if recipes:

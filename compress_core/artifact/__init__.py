@@ -78,7 +78,25 @@ from .model import Loaded, artifact_bytes, load_artifact, save_artifact
 SIZE_METHOD = SIZE_ARTIFACT  # how a Result's size_bytes was measured when it is this file's length
 
 __all__ = [
-    "CODECS", "DEFAULT_CODEC", "DEFAULT_MAX_BYTES", "DTYPES", "FORMAT_VERSION", "LAYOUTS", "MAGIC",
-    "MAX_HEADER_BYTES", "PREAMBLE", "SIZE_METHOD", "ArtifactError", "Loaded", "artifact_bytes", "assemble",
-    "index_positions", "index_tokens", "load_artifact", "pack_bits", "read_header", "save_artifact", "unpack_bits",
+    "CODECS",
+    "DEFAULT_CODEC",
+    "DEFAULT_MAX_BYTES",
+    "DTYPES",
+    "FORMAT_VERSION",
+    "LAYOUTS",
+    "MAGIC",
+    "MAX_HEADER_BYTES",
+    "PREAMBLE",
+    "SIZE_METHOD",
+    "ArtifactError",
+    "Loaded",
+    "artifact_bytes",
+    "assemble",
+    "index_positions",
+    "index_tokens",
+    "load_artifact",
+    "pack_bits",
+    "read_header",
+    "save_artifact",
+    "unpack_bits",
 ]

@@ -48,22 +48,29 @@ def swaps(fm: nn.Module, model_id: str) -> dict[str, str]:
     base = _base(model_id)[1]
     kinds = tuple((n, type(m).__name__) for n, m in fm.named_modules())
     if [n for n, _ in kinds] != [n for n, _ in base]:
-        raise ValueError(f"the compressed model's modules differ from {model_id}'s (added or removed); "
-                         "the artefact format stores channel counts and known module swaps only")
+        raise ValueError(
+            f"the compressed model's modules differ from {model_id}'s (added or removed); "
+            "the artefact format stores channel counts and known module swaps only"
+        )
     out = {}
     for (name, kind), (_, base_kind) in zip(kinds, base, strict=True):
         if kind != base_kind:
             if (base_kind, kind) not in SWAPS:
-                raise ValueError(f"module {name!r} was changed from {base_kind} to {kind}, which the artefact "
-                                 f"format cannot rebuild (known swaps: {sorted(SWAPS)})")
+                raise ValueError(
+                    f"module {name!r} was changed from {base_kind} to {kind}, which the artefact "
+                    f"format cannot rebuild (known swaps: {sorted(SWAPS)})"
+                )
             out[name] = kind
     return out
 
 
 def shortcut_planes(fm: nn.Module) -> dict[str, dict[str, int]]:
     """The ``modules`` header field: the planes of every PadShortcut (parameter-free, so not a tensor)."""
-    return {name: {"in_planes": spec["in"], "out_planes": spec["out"]}
-            for name, spec in skeleton(fm).items() if spec["type"] == "PadShortcut"}
+    return {
+        name: {"in_planes": spec["in"], "out_planes": spec["out"]}
+        for name, spec in skeleton(fm).items()
+        if spec["type"] == "PadShortcut"
+    }
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -71,8 +78,10 @@ def reference(model_id: str, header: dict) -> tuple[nn.Module, dict[str, tuple[i
     """The base architecture with the stored swaps, and the stored PadShortcut planes by name."""
     model = models.build(model_id).eval()
     if header.get("arch") != fingerprint(model_id):
-        raise ArtifactError(f"the stored architecture of {model_id} differs from this version's (fingerprint "
-                            f"{str(header.get('arch'))[:20]!r} != {fingerprint(model_id)!r})")
+        raise ArtifactError(
+            f"the stored architecture of {model_id} differs from this version's (fingerprint "
+            f"{str(header.get('arch'))[:20]!r} != {fingerprint(model_id)!r})"
+        )
     modules = dict(model.named_modules())
     swap_skel = {}
     for name, kind in field(header, "replaced", dict, "header").items():
@@ -87,8 +96,11 @@ def _planes(model: nn.Module, records: dict) -> dict[str, tuple[int, int]]:
     modules = dict(model.named_modules())
     out = {}
     for name, values in records.items():
-        if not isinstance(modules.get(name), PadShortcut) or not isinstance(values, dict) \
-                or set(values) != set(SHORTCUT_FIELDS):
+        if (
+            not isinstance(modules.get(name), PadShortcut)
+            or not isinstance(values, dict)
+            or set(values) != set(SHORTCUT_FIELDS)
+        ):
             raise ArtifactError(f"module record {str(name)[:80]!r} does not fit the architecture")
         for attr, value in values.items():
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_PLANES:
@@ -97,8 +109,12 @@ def _planes(model: nn.Module, records: dict) -> dict[str, tuple[int, int]]:
     return out
 
 
-def stored_skeleton(model: nn.Module, shapes: dict[str, tuple[int, ...]], state: dict[str, torch.Tensor],
-                    planes: dict[str, tuple[int, int]]) -> dict[str, dict]:
+def stored_skeleton(
+    model: nn.Module,
+    shapes: dict[str, tuple[int, ...]],
+    state: dict[str, torch.Tensor],
+    planes: dict[str, tuple[int, int]],
+) -> dict[str, dict]:
     """The skeleton of the stored model, on the ``reference`` architecture ``model``: tensor ``shapes``
     (every key; the values of float tensors of int8 files are not stored), decoded ``state`` (for
     ChannelScatter's index maps) and the PadShortcut ``planes`` of the header."""
@@ -130,18 +146,30 @@ def _groups(m: nn.Conv2d, out_channels: int, in_per_group: int, name: str) -> in
         return 1
     out_per = m.out_channels // m.groups
     if in_per_group != m.in_channels // m.groups or out_channels % out_per:
-        raise ArtifactError(f"grouped convolution {name!r} ({m.groups} groups) does not fit a stored weight "
-                            f"of {out_channels} x {in_per_group} channels")
+        raise ArtifactError(
+            f"grouped convolution {name!r} ({m.groups} groups) does not fit a stored weight "
+            f"of {out_channels} x {in_per_group} channels"
+        )
     return out_channels // out_per
 
 
 def _scatter_spec(name: str, maps: list[torch.Tensor | None]) -> dict:
     src, dst, planes = maps
-    if any(t is None or t.is_floating_point() for t in maps) or planes.shape != (2,) or src.dim() != 1 \
-            or src.shape != dst.shape or not 0 <= int(planes.min()) <= int(planes.max()) <= MAX_PLANES:
+    if (
+        any(t is None or t.is_floating_point() for t in maps)
+        or planes.shape != (2,)
+        or src.dim() != 1
+        or src.shape != dst.shape
+        or not 0 <= int(planes.min()) <= int(planes.max()) <= MAX_PLANES
+    ):
         raise ArtifactError(f"channel scatter {name!r}: bad index maps")
-    return {"type": "ChannelScatter", "in": int(planes[0]), "out": int(planes[1]),
-            "src": src.tolist(), "dst": dst.tolist()}
+    return {
+        "type": "ChannelScatter",
+        "in": int(planes[0]),
+        "out": int(planes[1]),
+        "src": src.tolist(),
+        "dst": dst.tolist(),
+    }
 
 
 def rebuild_(model: nn.Module, skel: dict[str, dict]) -> nn.Module:

@@ -46,8 +46,9 @@ def assemble(header_json: bytes, data: bytes, codec: str = DEFAULT_CODEC) -> byt
         stored = lzma.compress(body, preset=6)
     else:
         stored = body
-    pre = PREAMBLE.pack(MAGIC, FORMAT_VERSION, CODECS[codec], 0, len(header_json), len(body), len(stored),
-                        zlib.crc32(body))
+    pre = PREAMBLE.pack(
+        MAGIC, FORMAT_VERSION, CODECS[codec], 0, len(header_json), len(body), len(stored), zlib.crc32(body)
+    )
     return pre + stored
 
 
@@ -95,12 +96,15 @@ def open_body(data: bytes, max_bytes: int) -> tuple[dict, memoryview]:
     if codec not in names or flags != 0:
         raise ArtifactError(f"unknown codec {codec} or flags {flags} in the preamble")
     if PREAMBLE.size + stored_len != len(data):
-        raise ArtifactError(f"file is truncated or has trailing bytes: the preamble announces "
-                            f"{PREAMBLE.size + stored_len:,} bytes, the file has {len(data):,}")
+        raise ArtifactError(
+            f"file is truncated or has trailing bytes: the preamble announces "
+            f"{PREAMBLE.size + stored_len:,} bytes, the file has {len(data):,}"
+        )
     if body_len > max_bytes or header_len > min(body_len, MAX_HEADER_BYTES):
-        raise ArtifactError(f"preamble announces a {body_len:,}-byte body with a {header_len:,}-byte header "
-                            f"(limit {max_bytes:,})")
-    body = _decompress(names[codec], memoryview(data)[PREAMBLE.size:], body_len)
+        raise ArtifactError(
+            f"preamble announces a {body_len:,}-byte body with a {header_len:,}-byte header (limit {max_bytes:,})"
+        )
+    body = _decompress(names[codec], memoryview(data)[PREAMBLE.size :], body_len)
     if zlib.crc32(body) != crc:
         raise ArtifactError("checksum mismatch: the file is corrupted")
     try:

@@ -88,7 +88,7 @@ def huffman_encode(symbols: np.ndarray, lengths: np.ndarray) -> bytes:
     j = np.arange(width)
     parts = []
     for lo in range(0, len(sym), BLOCK):  # in blocks: the bit matrix is symbols x width
-        n_bits, value = lengths[sym[lo:lo + BLOCK]].astype(np.int64), codes[sym[lo:lo + BLOCK]]
+        n_bits, value = lengths[sym[lo : lo + BLOCK]].astype(np.int64), codes[sym[lo : lo + BLOCK]]
         shift = n_bits[:, None] - 1 - j[None, :]  # bit j of a code of length L is bit L-1-j of its value
         parts.append((((value[:, None] >> np.maximum(shift, 0)) & 1)[shift >= 0]).astype(np.uint8))
     return np.packbits(np.concatenate(parts)).tobytes()
@@ -115,14 +115,14 @@ def huffman_decode(stream: bytes | memoryview, lengths: np.ndarray, count: int, 
         hi = min(lo + BLOCK, total)
         window = np.zeros(hi - lo, np.uint16)
         for j in range(width):
-            window = (window << 1) | bits[lo + j:hi + j]
+            window = (window << 1) | bits[lo + j : hi + j]
         step, starts = len_tab[window].tolist(), []
         while pos < hi and done + len(starts) < count:
             if not step[pos - lo]:
                 raise ArtifactError(f"{where}: Huffman stream is corrupted (no code at bit {pos})")
             starts.append(pos - lo)
             pos += step[pos - lo]
-        out[done:done + len(starts)] = sym_tab[window[starts]]
+        out[done : done + len(starts)] = sym_tab[window[starts]]
         done += len(starts)
         if done == count:
             break
@@ -139,6 +139,6 @@ def _decode_table(lengths: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarr
     for s in np.flatnonzero(lengths):
         n = int(lengths[s])
         lo = int(codes[s]) << (width - n)
-        sym_tab[lo:lo + (1 << (width - n))] = s
-        len_tab[lo:lo + (1 << (width - n))] = n
+        sym_tab[lo : lo + (1 << (width - n))] = s
+        len_tab[lo : lo + (1 << (width - n))] = n
     return sym_tab, len_tab

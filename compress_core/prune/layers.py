@@ -30,8 +30,9 @@ def prunable_layers(model: nn.Module, skip: Sequence[str] = ()) -> list[tuple[st
         elif s in names:
             drop.add(s)
         else:
-            raise ValueError(f"skip names a layer {s!r} that the model does not have; "
-                             f"layers: {', '.join(sorted(names))}")
+            raise ValueError(
+                f"skip names a layer {s!r} that the model does not have; layers: {', '.join(sorted(names))}"
+            )
     return [(n, m) for n, m in layers if n not in drop]
 
 

@@ -26,8 +26,9 @@ class ChannelScatter(nn.Module):
     data-dependent guard. The ``planes`` buffer mirrors them for the state_dict (artefacts store it);
     loading a state_dict sets the ints from it, and setting an int updates the buffer."""
 
-    def __init__(self, in_planes: int, out_planes: int, src: torch.Tensor | None = None,
-                 dst: torch.Tensor | None = None) -> None:
+    def __init__(
+        self, in_planes: int, out_planes: int, src: torch.Tensor | None = None, dst: torch.Tensor | None = None
+    ) -> None:
         super().__init__()
         if src is None or dst is None:  # PadShortcut's mapping: input channel i -> i + extra // 2
             src = torch.arange(in_planes)

@@ -67,9 +67,17 @@ def scaled(p: PruneSpec, r: float) -> PruneSpec:
     return replace(p, sparsity=p.sparsity * r, layer_sparsity=tuple((n, s * r) for n, s in p.layer_sparsity))
 
 
-def prune_gradually(model: nn.Module, spec: PruneSpec, schedule: str, steps: int, pruner: Pruner,
-                    ctx: PruneContext, state: Pruned, after_step: AfterStep | None = None,
-                    progress: Progress | None = None) -> Pruned:
+def prune_gradually(
+    model: nn.Module,
+    spec: PruneSpec,
+    schedule: str,
+    steps: int,
+    pruner: Pruner,
+    ctx: PruneContext,
+    state: Pruned,
+    after_step: AfterStep | None = None,
+    progress: Progress | None = None,
+) -> Pruned:
     """Prune ``model`` in place to ``spec`` in ``steps`` steps of ``schedule`` ("iterative" or "agp")."""
     fractions = ramp(schedule, steps)
     previous: PruneSpec | None = None

@@ -38,8 +38,13 @@ def module_skeleton(m: nn.Module) -> dict | None:
     if isinstance(m, nn.BatchNorm2d):
         return {"type": "BatchNorm2d", "out": m.num_features}
     if isinstance(m, ChannelScatter):
-        return {"type": "ChannelScatter", "in": m.in_planes, "out": m.out_planes,
-                "src": m.src.tolist(), "dst": m.dst.tolist()}
+        return {
+            "type": "ChannelScatter",
+            "in": m.in_planes,
+            "out": m.out_planes,
+            "src": m.src.tolist(),
+            "dst": m.dst.tolist(),
+        }
     if isinstance(m, PadShortcut):
         return {"type": "PadShortcut", "in": int(m.in_planes), "out": int(m.out_planes)}
     return None
@@ -53,8 +58,17 @@ def _maps(spec: dict) -> tuple[torch.Tensor | None, torch.Tensor | None]:
 
 def _resized(m: nn.Module, spec: dict) -> nn.Module:
     if spec["type"] == "Conv2d":
-        return nn.Conv2d(spec["in"], spec["out"], m.kernel_size, m.stride, m.padding, m.dilation, spec["groups"],
-                         m.bias is not None, m.padding_mode)
+        return nn.Conv2d(
+            spec["in"],
+            spec["out"],
+            m.kernel_size,
+            m.stride,
+            m.padding,
+            m.dilation,
+            spec["groups"],
+            m.bias is not None,
+            m.padding_mode,
+        )
     if spec["type"] == "Linear":
         return nn.Linear(spec["in"], spec["out"], m.bias is not None)
     if spec["type"] == "BatchNorm2d":

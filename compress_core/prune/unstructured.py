@@ -30,8 +30,12 @@ def _bottom_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     return keep.view_as(scores)
 
 
-def masks_from_scores(layers: Sequence[tuple[str, nn.Module]], scores: Sequence[torch.Tensor],
-                      spec: PruneSpec, global_order: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def masks_from_scores(
+    layers: Sequence[tuple[str, nn.Module]],
+    scores: Sequence[torch.Tensor],
+    spec: PruneSpec,
+    global_order: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
     """Keep-masks per layer name. ``global_order`` (argsort of all scores concatenated) may be
     passed in to reuse one sort across many sparsities."""
     overrides = dict(spec.layer_sparsity)
@@ -89,8 +93,9 @@ class UnstructuredPruner(Pruner):
         apply_masks_(layers, masks)
         return Pruned(masks=masks)
 
-    def step_(self, model: nn.Module, target: PruneSpec, previous: PruneSpec | None, state: Pruned,
-              ctx: PruneContext) -> Pruned:
+    def step_(
+        self, model: nn.Module, target: PruneSpec, previous: PruneSpec | None, state: Pruned, ctx: PruneContext
+    ) -> Pruned:
         """Re-score the current weights; already-pruned weights score -inf so they stay pruned."""
         layers = _layers(model, target)
         scores = criteria.weight_scores(target.criterion, model, layers, ctx.calib, target.seed)

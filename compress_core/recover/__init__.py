@@ -37,9 +37,11 @@ BN_SAMPLES = 1024  # images for BN re-estimation (~1-2 s on ResNet-20 here)
 RECONSTRUCT_SAMPLES = 1024  # images for layer-wise reconstruction (its final BN re-estimation uses the same)
 UNIFORM_SCHEMES = ("symmetric", "asymmetric")  # the grids GPTQ rounding can stay on
 CALIBRATION_BATCH = 64  # images per calibration batch the callers should make
-NO_FINAL_BN = ("BatchNorm statistics left as they are after reconstruction: each re-fit's bias term already "
-               "zeroes the mean output error, and re-estimating the variances would scale the least-squares "
-               "outputs away from the dense ones (it cost 0.2-1.1 pp on ResNet-20)")
+NO_FINAL_BN = (
+    "BatchNorm statistics left as they are after reconstruction: each re-fit's bias term already "
+    "zeroes the mean output error, and re-estimating the variances would scale the least-squares "
+    "outputs away from the dense ones (it cost 0.2-1.1 pp on ResNet-20)"
+)
 
 
 @dataclass
@@ -65,18 +67,23 @@ def check_level(model: nn.Module, level: object) -> str:
     return str(level)
 
 
-def _check_inputs(level: str, images: list[torch.Tensor], quant: QuantSpec | None,
-                  qcodes: dict | None) -> None:
+def _check_inputs(level: str, images: list[torch.Tensor], quant: QuantSpec | None, qcodes: dict | None) -> None:
     if level != "none" and not images:
-        raise ValueError(f"recovery '{level}' needs calibration images (training data), which are not available "
-                         "for this model; use recovery 'none'")
+        raise ValueError(
+            f"recovery '{level}' needs calibration images (training data), which are not available "
+            "for this model; use recovery 'none'"
+        )
     kbit = level == "reconstruct" and quant is not None and not quant.int8 and quant.bits <= 8
     if kbit and quant.scheme not in UNIFORM_SCHEMES:
-        raise ValueError(f"layer-wise reconstruction keeps weights on a uniform k-bit grid; the {quant.scheme} scheme "
-                         "has none: use recovery 'bn'")
+        raise ValueError(
+            f"layer-wise reconstruction keeps weights on a uniform k-bit grid; the {quant.scheme} scheme "
+            "has none: use recovery 'bn'"
+        )
     if kbit and qcodes is None:
-        raise ValueError("reconstructing k-bit weights needs their integer codes (qcodes) to update; pass quant=None "
-                         "if the weights are not quantized yet")
+        raise ValueError(
+            "reconstructing k-bit weights needs their integer codes (qcodes) to update; pass quant=None "
+            "if the weights are not quantized yet"
+        )
 
 
 def _summary(rows: list[dict]) -> list[str]:
@@ -88,8 +95,10 @@ def _summary(rows: list[dict]) -> list[str]:
         notes[0] += f" (mean relative output error {before:.3f} -> {after:.3f})"
     worse = [r["name"] for r in rows if r.get("kept") == "previous" and not r.get("unfitted")]
     if worse:
-        notes.append(f"{len(worse)} layer(s) kept their previous weights because the re-fit did not lower their "
-                     f"output error: {', '.join(worse)}")
+        notes.append(
+            f"{len(worse)} layer(s) kept their previous weights because the re-fit did not lower their "
+            f"output error: {', '.join(worse)}"
+        )
     notes += [f"{r['name']}: {r['note']}" for r in rows if r.get("unfitted")]
     return notes
 
@@ -105,16 +114,26 @@ def _mse(outputs: list[torch.Tensor], reference: list[torch.Tensor]) -> float:
 
 def _bn_level(model: nn.Module, dense: nn.Module, images: list[torch.Tensor], samples: int) -> list[str]:
     plain = anchored_reestimate_(model, dense, images)
-    notes = [f"re-estimated the running statistics of {len(batchnorms(model))} BatchNorm layer(s) on {samples} "
-             "training images, as the dense model's statistics shifted by the change measured on them"]
+    notes = [
+        f"re-estimated the running statistics of {len(batchnorms(model))} BatchNorm layer(s) on {samples} "
+        "training images, as the dense model's statistics shifted by the change measured on them"
+    ]
     if plain:
-        notes.append(f"{len(plain)} BatchNorm layer(s) could not be matched to the dense model's and were "
-                     f"estimated from the calibration images alone: {', '.join(plain)}")
+        notes.append(
+            f"{len(plain)} BatchNorm layer(s) could not be matched to the dense model's and were "
+            f"estimated from the calibration images alone: {', '.join(plain)}"
+        )
     return notes
 
 
-def _final_bn(model: nn.Module, dense: nn.Module, images: list[torch.Tensor], samples: int,
-              outputs: list[torch.Tensor], dense_outputs: list[torch.Tensor]) -> list[str]:
+def _final_bn(
+    model: nn.Module,
+    dense: nn.Module,
+    images: list[torch.Tensor],
+    samples: int,
+    outputs: list[torch.Tensor],
+    dense_outputs: list[torch.Tensor],
+) -> list[str]:
     """BN re-estimation after a reconstruction that left some layer un-fitted, kept only if it brings the
     calibration outputs closer to the dense model's."""
     saved, before = _bn_state(model), _mse(outputs, dense_outputs)
@@ -122,16 +141,29 @@ def _final_bn(model: nn.Module, dense: nn.Module, images: list[torch.Tensor], sa
     with torch.no_grad():
         after = _mse([model(x) for x in images], dense_outputs)
     if after < before:
-        return [*notes[:1], f"(output MSE against the dense model on the calibration images {before:.4g} -> "
-                f"{after:.4g})", *notes[1:]]
+        return [
+            *notes[:1],
+            f"(output MSE against the dense model on the calibration images {before:.4g} -> {after:.4g})",
+            *notes[1:],
+        ]
     model.load_state_dict(saved, strict=False)
-    return [f"BatchNorm re-estimation after reconstruction skipped: it would have moved the outputs on the "
-            f"calibration images away from the dense model's (MSE {before:.4g} -> {after:.4g})"]
+    return [
+        f"BatchNorm re-estimation after reconstruction skipped: it would have moved the outputs on the "
+        f"calibration images away from the dense model's (MSE {before:.4g} -> {after:.4g})"
+    ]
 
 
-def recover_(model: nn.Module, dense: nn.Module, level: str, images: list[torch.Tensor], *,
-             masks: dict[str, torch.Tensor] | None = None, qcodes: dict[str, QTensor] | None = None,
-             quant: QuantSpec | None = None, seed: int = 0) -> RecoveryReport:
+def recover_(
+    model: nn.Module,
+    dense: nn.Module,
+    level: str,
+    images: list[torch.Tensor],
+    *,
+    masks: dict[str, torch.Tensor] | None = None,
+    qcodes: dict[str, QTensor] | None = None,
+    quant: QuantSpec | None = None,
+    seed: int = 0,
+) -> RecoveryReport:
     """Recover ``model`` in place at ``level`` (module docstring); ``dense`` is only read."""
     check_level(model, level)
     images = list(images)

@@ -78,16 +78,21 @@ def _accept(cost: torch.Tensor, idx: torch.Tensor) -> bool:
     return bool(chosen <= MAX_RELATIVE_COST * typical) or bool(typical == 0)
 
 
-def kept_outputs(layer: nn.Module, dense_layer: nn.Module, bn: nn.Module | None = None,
-                 dense_bn: nn.Module | None = None) -> tuple[torch.Tensor | None, str]:
+def kept_outputs(
+    layer: nn.Module, dense_layer: nn.Module, bn: nn.Module | None = None, dense_bn: nn.Module | None = None
+) -> tuple[torch.Tensor | None, str]:
     """Indices of the dense output channels ``layer`` kept (None if not found) and how they were found."""
     n_c, n_d = layer.weight.shape[0], dense_layer.weight.shape[0]
     if n_c == n_d:
         return torch.arange(n_c), "same channels"
     if n_c > n_d:
         return None, "has more output channels than the dense layer"
-    if bn is not None and dense_bn is not None and _bn_features(bn).shape[0] == n_c \
-            and _bn_features(dense_bn).shape[0] == n_d:
+    if (
+        bn is not None
+        and dense_bn is not None
+        and _bn_features(bn).shape[0] == n_c
+        and _bn_features(dense_bn).shape[0] == n_d
+    ):
         cost = torch.cdist(_bn_features(bn), _bn_features(dense_bn), compute_mode=_EXACT).square()
         how = "matched by the BatchNorm after it"
     else:
@@ -126,6 +131,7 @@ def bn_after(model: nn.Module, example: torch.Tensor) -> dict[str, str]:
         def hook(m, args, out):
             made[id(out)] = name
             keep_alive.append(out)
+
         return hook
 
     def consumed(name):
@@ -133,6 +139,7 @@ def bn_after(model: nn.Module, example: torch.Tensor) -> dict[str, str]:
             src = made.get(id(args[0]))
             if src is not None and src not in links:
                 links[src] = name
+
         return hook
 
     for name, m in model.named_modules():

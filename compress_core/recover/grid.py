@@ -36,8 +36,7 @@ class Grid:
     qmax: int
 
     @classmethod
-    def fit(cls, weight: torch.Tensor, spec: QuantSpec, H: torch.Tensor | None = None,
-            clip: bool = True) -> Grid:
+    def fit(cls, weight: torch.Tensor, spec: QuantSpec, H: torch.Tensor | None = None, clip: bool = True) -> Grid:
         """The grid for ``weight`` (rows, ...) (float); with ``H`` (rows' shared (d, d) Hessian, or one per
         group stacked as (g, d, d)) and ``clip``, the per-row clipping factor of least output error."""
         per_channel = spec.granularity == "per_channel" and weight.dim() > 1
@@ -66,7 +65,7 @@ class Grid:
         elif spec.scheme == "symmetric":
             lo, hi = -(2 ** (spec.bits - 1) - 1), 2 ** (spec.bits - 1) - 1
         else:
-            lo, hi = 0, 2 ** spec.bits - 1
+            lo, hi = 0, 2**spec.bits - 1
         return cls(spec.bits, scale, zp, per_channel, lo, hi)
 
     def _sz(self, rows: slice | torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,8 +88,9 @@ class Grid:
         s, z = self._sz(rows)
         return (codes - z) * s
 
-    def project(self, w: torch.Tensor, keep: torch.Tensor | None = None,
-                rows: slice | torch.Tensor | None = None) -> torch.Tensor:
+    def project(
+        self, w: torch.Tensor, keep: torch.Tensor | None = None, rows: slice | torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``w`` (rows, k) rounded to the grid; positions where ``keep`` is False become 0 (the zero point)."""
         q = self.values(self.codes(w, rows), rows)
         return q if keep is None else q * keep.to(q.dtype)

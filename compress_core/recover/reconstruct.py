@@ -78,15 +78,18 @@ def _layers(model: nn.Module) -> dict[str, nn.Module]:
     return {n: m for n, m in model.named_modules() if isinstance(m, PRUNABLE)}
 
 
-def _mask(name: str, layer: nn.Module, dense: nn.Module, masks: dict | None, quantized: bool
-          ) -> tuple[torch.Tensor | None, bool]:
+def _mask(
+    name: str, layer: nn.Module, dense: nn.Module, masks: dict | None, quantized: bool
+) -> tuple[torch.Tensor | None, bool]:
     """The layer's keep-mask, and whether it was inferred: without one, zeros of a float layer where the
     dense layer has none count as pruned (never for quantized layers, whose grid has zeros of its own)."""
     if masks and name in masks:
         keep = masks[name].bool()
         if keep.shape != layer.weight.shape:
-            raise ValueError(f"the keep-mask of layer {name} has shape {tuple(keep.shape)} but its weight has "
-                             f"{tuple(layer.weight.shape)}")
+            raise ValueError(
+                f"the keep-mask of layer {name} has shape {tuple(keep.shape)} but its weight has "
+                f"{tuple(layer.weight.shape)}"
+            )
         return keep, False
     if quantized or layer.weight.shape != dense.weight.shape:
         return None, False
@@ -96,24 +99,37 @@ def _mask(name: str, layer: nn.Module, dense: nn.Module, masks: dict | None, qua
     return layer.weight.detach() != 0, True
 
 
-def _target(name: str, layer: nn.Module, dense: nn.Module, masks: dict | None, qcodes: dict | None,
-            quant: QuantSpec | None, links: dict[str, str], bns: tuple[dict, dict], notes: list[str]) -> Target:
+def _target(
+    name: str,
+    layer: nn.Module,
+    dense: nn.Module,
+    masks: dict | None,
+    qcodes: dict | None,
+    quant: QuantSpec | None,
+    links: dict[str, str],
+    bns: tuple[dict, dict],
+    notes: list[str],
+) -> Target:
     kbit = quant is not None and not quant.int8 and quant.bits <= 8 and qcodes is not None and name in qcodes
     fp16 = quant is not None and not quant.int8 and quant.bits == 16
     keep, inferred = _mask(name, layer, dense, masks, kbit or fp16)
     if inferred:
         notes.append(f"{name}: no keep-mask given; its zeros where the dense layer has none are kept as pruned")
     bn_name = links.get(name)
-    t = Target(name, layer, dense, keep, quant if kbit else None, fp16,
-               bn=bns[0].get(bn_name) if bn_name else None)
+    t = Target(name, layer, dense, keep, quant if kbit else None, fp16, bn=bns[0].get(bn_name) if bn_name else None)
     if t.structured:
         t.channels, t.matched = ch.kept_outputs(layer, dense, t.bn, bns[1].get(bn_name) if bn_name else None)
     return t
 
 
 def _changed(t: Target) -> bool:
-    return (t.structured or t.keep is not None or t.grid is not None or t.fp16
-            or not torch.equal(t.layer.weight, t.dense.weight))
+    return (
+        t.structured
+        or t.keep is not None
+        or t.grid is not None
+        or t.fp16
+        or not torch.equal(t.layer.weight, t.dense.weight)
+    )
 
 
 def _current(t: Target, with_bias: bool) -> torch.Tensor:
@@ -136,8 +152,14 @@ def _solve(t: Target, stats: LayerStats, with_bias: bool) -> tuple[torch.Tensor,
         keep = t.keep.reshape(g, out_g, dw)
         if with_bias:
             keep = torch.cat([keep, torch.ones(g, out_g, 1, dtype=torch.bool)], 2)
-    W = torch.stack([solve.unconstrained(stats.H[i], stats.G[i]) if keep is None
-                     else solve.masked(stats.H[i], stats.G[i], keep[i]) for i in range(g)])
+    W = torch.stack(
+        [
+            solve.unconstrained(stats.H[i], stats.G[i])
+            if keep is None
+            else solve.masked(stats.H[i], stats.G[i], keep[i])
+            for i in range(g)
+        ]
+    )
     if t.fp16:
         W[..., :dw] = W[..., :dw].float().half().double()
     if t.grid is None:
@@ -174,8 +196,9 @@ def _write(t: Target, W: torch.Tensor, with_bias: bool) -> None:
             t.bn.running_mean.sub_(b.to(t.bn.running_mean.dtype))
 
 
-def fit_layer(t: Target, inputs: list[torch.Tensor], outputs: list[torch.Tensor], qcodes: dict | None,
-              seed: int) -> dict:
+def fit_layer(
+    t: Target, inputs: list[torch.Tensor], outputs: list[torch.Tensor], qcodes: dict | None, seed: int
+) -> dict:
     """Re-fit one layer in place from its compressed inputs and the dense outputs; a report row."""
     row: dict[str, Any] = {"name": t.name, "method": t.method(), "channels": t.matched or None}
     if t.structured and t.channels is None:
@@ -206,8 +229,15 @@ class Reconstruction:
     dense_outputs: list[torch.Tensor | None]
 
 
-def reconstruct_(model: nn.Module, dense: nn.Module, images: list[torch.Tensor], masks: dict | None,
-                 qcodes: dict | None, quant: QuantSpec | None, seed: int) -> Reconstruction:
+def reconstruct_(
+    model: nn.Module,
+    dense: nn.Module,
+    images: list[torch.Tensor],
+    masks: dict | None,
+    qcodes: dict | None,
+    quant: QuantSpec | None,
+    seed: int,
+) -> Reconstruction:
     """Re-fit ``model``'s layers in forward order (module docstring)."""
     ref = copy.deepcopy(dense).eval()  # hooks and the paused pass run on a copy: ``dense`` is never touched
     model.eval()
@@ -227,8 +257,10 @@ def reconstruct_(model: nn.Module, dense: nn.Module, images: list[torch.Tensor],
             dstops = den.advance()
             name = stops[0].name
             if dstops is None or dstops[0].name != name:
-                raise ValueError("the compressed and dense models call their layers in different orders; "
-                                 "layer-wise reconstruction needs the same architecture")
+                raise ValueError(
+                    "the compressed and dense models call their layers in different orders; "
+                    "layer-wise reconstruction needs the same architecture"
+                )
             if name in seen:
                 notes.append(f"{name} runs more than once per forward pass: fitted on its first call only")
                 continue

@@ -85,8 +85,9 @@ def act_order(H: torch.Tensor, free: torch.Tensor | None) -> torch.Tensor:
     return torch.argsort(diag, descending=True, stable=True)
 
 
-def sweep(W: torch.Tensor, H: torch.Tensor, project: Projection, free: torch.Tensor | None,
-          rel: float = SWEEP_DAMP) -> torch.Tensor:
+def sweep(
+    W: torch.Tensor, H: torch.Tensor, project: Projection, free: torch.Tensor | None, rel: float = SWEEP_DAMP
+) -> torch.Tensor:
     """GPTQ/SparseGPT column sweep of ``W`` (out, d) toward the constraint ``project`` encodes, minimising
     ``||W_new - W||_H``; ``free`` (bool (d,)) marks columns left unprojected (the bias)."""
     d = H.shape[0]
@@ -104,7 +105,7 @@ def sweep(W: torch.Tensor, H: torch.Tensor, project: Projection, free: torch.Ten
         for j in range(i2 - i1):
             col = i1 + j
             w = W1[:, j]
-            q = w if is_free[col] else project(w.unsqueeze(1), order[col:col + 1]).squeeze(1)
+            q = w if is_free[col] else project(w.unsqueeze(1), order[col : col + 1]).squeeze(1)
             err = (w - q) / U1[j, j]
             W1[:, j:] -= err.unsqueeze(1) * U1[j, j:].unsqueeze(0)
             W1[:, j] = q

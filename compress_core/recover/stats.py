@@ -107,8 +107,11 @@ class LayerStats:
     @classmethod
     def empty(cls, groups: int, out_per_group: int, d: int) -> LayerStats:
         f64 = torch.float64
-        return cls(torch.zeros(groups, d, d, dtype=f64), torch.zeros(groups, out_per_group, d, dtype=f64),
-                   torch.zeros(groups, out_per_group, dtype=f64))
+        return cls(
+            torch.zeros(groups, d, d, dtype=f64),
+            torch.zeros(groups, out_per_group, d, dtype=f64),
+            torch.zeros(groups, out_per_group, dtype=f64),
+        )
 
     def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Add rows: ``x`` (g, rows, d) compressed inputs (with the 1-column if any), ``y`` (g, rows, out/g)."""
@@ -128,8 +131,15 @@ class LayerStats:
         return float(self.error(W).sum() / self.yy.sum().clamp(min=1e-30))
 
 
-def collect(layer: nn.Module, inputs: list[torch.Tensor], outputs: list[torch.Tensor], bias: bool,
-            channels: torch.Tensor | None, max_rows: int | None, seed: int) -> LayerStats:
+def collect(
+    layer: nn.Module,
+    inputs: list[torch.Tensor],
+    outputs: list[torch.Tensor],
+    bias: bool,
+    channels: torch.Tensor | None,
+    max_rows: int | None,
+    seed: int,
+) -> LayerStats:
     """Statistics over the calibration batches: ``inputs`` reach the compressed ``layer``, ``outputs``
     come from the dense one (restricted to ``channels``). At most ``max_rows`` rows per batch, drawn
     with a seeded generator (same rows for inputs and outputs)."""

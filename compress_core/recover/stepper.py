@@ -45,8 +45,9 @@ class Stepper:
     """Run ``model`` on ``batches``, parking at every layer named in ``names``. Use as a context
     manager: leaving it unwinds the parked threads and removes the hooks."""
 
-    def __init__(self, model: nn.Module, batches: Sequence[torch.Tensor], names: Sequence[str],
-                 where: str = "pre") -> None:
+    def __init__(
+        self, model: nn.Module, batches: Sequence[torch.Tensor], names: Sequence[str], where: str = "pre"
+    ) -> None:
         self.model, self.batches, self.where = model, list(batches), where
         modules = dict(model.named_modules())
         self._hooks = [self._hook(modules[n], n) for n in names]
@@ -103,8 +104,10 @@ class Stepper:
             else:
                 stops.append(value)
         if stops and len(stops) != len(self.batches):
-            raise RuntimeError("calibration batches took different paths through the model (data-dependent "
-                               "control flow); layer-wise reconstruction needs one path for all inputs")
+            raise RuntimeError(
+                "calibration batches took different paths through the model (data-dependent "
+                "control flow); layer-wise reconstruction needs one path for all inputs"
+            )
         if not stops:
             self.done = True
             return None

@@ -48,7 +48,7 @@ def first_line(exc: BaseException, limit: int = 220) -> str:
     (for torch.onnx's long reports: the first line of its exception summary)."""
     lines = [ln.strip() for ln in ANSI.sub("", str(exc)).splitlines() if ln.strip()]
     if "## Exception summary" in lines:
-        for ln in lines[lines.index("## Exception summary") + 1:]:
+        for ln in lines[lines.index("## Exception summary") + 1 :]:
             match = SUMMARY.match(ln)
             if match:
                 return f"{match[1]}: {match[2]}"[:limit]
@@ -102,8 +102,16 @@ class Deployed(ABC):
 
     static_batch = False  # True: every call takes exactly ``batch`` samples
 
-    def __init__(self, runtime: str, kernels: str, input_shape: tuple[int, ...], batch: int, threads: int,
-                 int8: bool | None, notes: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        runtime: str,
+        kernels: str,
+        input_shape: tuple[int, ...],
+        batch: int,
+        threads: int,
+        int8: bool | None,
+        notes: list[str] | None = None,
+    ) -> None:
         self.runtime, self.kernels, self.input_shape = runtime, kernels, tuple(input_shape)
         self.batch, self.threads, self.int8 = batch, threads, int8
         self.notes = list(notes or [])
@@ -139,14 +147,16 @@ class Deployed(ABC):
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Float logits for every sample of ``x`` (N, *input_shape)."""
         if tuple(x.shape[1:]) != self.input_shape:
-            raise ValueError(f"{self.runtime}: input samples have shape {tuple(x.shape[1:])}, "
-                             f"the deployed model takes {self.input_shape}")
+            raise ValueError(
+                f"{self.runtime}: input samples have shape {tuple(x.shape[1:])}, "
+                f"the deployed model takes {self.input_shape}"
+            )
         self._set_threads()
         x = x.float().contiguous()
         step = self.batch if self.static_batch else PREDICT_CHUNK
         out = []
         for i in range(0, len(x), step):
-            chunk = x[i:i + step]
+            chunk = x[i : i + step]
             n = len(chunk)
             if self.static_batch and n < step:
                 chunk = torch.cat([chunk, chunk.new_zeros((step - n, *self.input_shape))])
@@ -184,8 +194,10 @@ class Deployed(ABC):
         return written
 
     def __repr__(self) -> str:
-        return (f"<{type(self).__name__} {self.kernels} batch={self.batch} threads={self.threads} "
-                f"file_bytes={self.file_bytes if self._file_cache is not None else '?'}>")
+        return (
+            f"<{type(self).__name__} {self.kernels} batch={self.batch} threads={self.threads} "
+            f"file_bytes={self.file_bytes if self._file_cache is not None else '?'}>"
+        )
 
 
 class Runtime(ABC):
@@ -201,14 +213,28 @@ class Runtime(ABC):
         """None when usable here, else a one-line reason (e.g. how to install it)."""
 
     @abstractmethod
-    def _deploy(self, model: nn.Module, input_shape: tuple[int, ...], batch: int, threads: int, int8: bool,
-                calib: list[torch.Tensor]) -> Deployed: ...
+    def _deploy(
+        self,
+        model: nn.Module,
+        input_shape: tuple[int, ...],
+        batch: int,
+        threads: int,
+        int8: bool,
+        calib: list[torch.Tensor],
+    ) -> Deployed: ...
 
     @abstractmethod
     def _load(self, path: Path, input_shape: tuple[int, ...], batch: int, threads: int) -> Deployed: ...
 
-    def deploy(self, model: nn.Module, input_shape: tuple[int, ...], batch: int = 1, threads: int = 1,
-               int8: bool = False, calib: list[torch.Tensor] | None = None) -> Deployed:
+    def deploy(
+        self,
+        model: nn.Module,
+        input_shape: tuple[int, ...],
+        batch: int = 1,
+        threads: int = 1,
+        int8: bool = False,
+        calib: list[torch.Tensor] | None = None,
+    ) -> Deployed:
         """Export ``model`` (eval mode, not modified), quantize to int8 if asked (calibrated on ``calib``,
         a list of training-image batches) and load it in a session with ``threads`` threads."""
         self._check(input_shape, batch, threads)

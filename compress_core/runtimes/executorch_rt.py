@@ -39,8 +39,16 @@ def _set_threads(threads: int) -> None:
 class ExecuTorchDeployed(Deployed):
     static_batch = True
 
-    def __init__(self, data: bytes, kernels: str, input_shape: tuple[int, ...], batch: int, threads: int,
-                 int8: bool, notes: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        data: bytes,
+        kernels: str,
+        input_shape: tuple[int, ...],
+        batch: int,
+        threads: int,
+        int8: bool,
+        notes: list[str] | None = None,
+    ) -> None:
         from executorch.runtime import Runtime as EtRuntime
 
         super().__init__(NAME, kernels, input_shape, batch, threads, int8, notes)
@@ -91,8 +99,13 @@ def _lower(program: torch.export.ExportedProgram) -> tuple[bytes, list[str]]:
     edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
     nodes = [n for n in edge.exported_program().graph.nodes if n.op == "call_function"]
     delegates = sum("call_delegate" in str(n.target) for n in nodes)
-    outside = sorted({str(getattr(n.target, "__name__", n.target)).split(".")[0] for n in nodes
-                      if "call_delegate" not in str(n.target) and "getitem" not in str(n.target)})
+    outside = sorted(
+        {
+            str(getattr(n.target, "__name__", n.target)).split(".")[0]
+            for n in nodes
+            if "call_delegate" not in str(n.target) and "getitem" not in str(n.target)
+        }
+    )
     note = f"{delegates} XNNPACK partition(s)"
     if outside:
         note += f"; ops on ExecuTorch's portable kernels: {', '.join(outside)}"
@@ -129,19 +142,29 @@ class ExecuTorchRuntime(Runtime):
             return "this executorch build has no XNNPACK backend"
         return missing("torchao")
 
-    def _deploy(self, model: nn.Module, input_shape: tuple[int, ...], batch: int, threads: int, int8: bool,
-                calib: list[torch.Tensor]) -> Deployed:
+    def _deploy(
+        self,
+        model: nn.Module,
+        input_shape: tuple[int, ...],
+        batch: int,
+        threads: int,
+        int8: bool,
+        calib: list[torch.Tensor],
+    ) -> Deployed:
         source = _step("PT2E int8 (XNNPACKQuantizer)", _pt2e_int8, model, input_shape, calib) if int8 else model
         example = (torch.zeros(batch, *input_shape),)
         program = _step("torch.export", torch.export.export, source, example)
         data, notes = _step("lowering to XNNPACK", _lower, program)
         if int8:
-            notes.insert(0, f"PT2E int8 (XNNPACKQuantizer, per-channel) calibrated on "
-                            f"{sum(len(b) for b in calib)} training images")
+            notes.insert(
+                0,
+                f"PT2E int8 (XNNPACKQuantizer, per-channel) calibrated on {sum(len(b) for b in calib)} training images",
+            )
         kernels = "executorch-xnnpack int8" if int8 else "executorch-xnnpack fp32"
         _set_threads(threads)
-        deployed = _step("loading the program", ExecuTorchDeployed, data, kernels, input_shape, batch, threads,
-                         int8, notes)
+        deployed = _step(
+            "loading the program", ExecuTorchDeployed, data, kernels, input_shape, batch, threads, int8, notes
+        )
         _step("running the program", deployed._forward, example[0])
         return deployed
 

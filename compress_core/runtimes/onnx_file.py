@@ -43,13 +43,20 @@ def content_key(model: nn.Module, input_shape: tuple[int, ...]) -> tuple:
 
 def _export(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
     example = torch.zeros(EXAMPLE_BATCH, *input_shape)
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), \
-            contextlib.redirect_stdout(io.StringIO()):
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         path = os.path.join(tmp, "model.onnx")
-        torch.onnx.export(model, (example,), path, dynamo=True, external_data=False, input_names=["input"],
-                          output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("batch")},),
-                          verbose=False)
+        torch.onnx.export(
+            model,
+            (example,),
+            path,
+            dynamo=True,
+            external_data=False,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            verbose=False,
+        )
         with open(path, "rb") as fh:
             return fh.read()
 

@@ -66,8 +66,17 @@ def core():  # openvino.Core, one per process
 class OpenVINODeployed(Deployed):
     static_batch = True
 
-    def __init__(self, model, precision: str, kernels: str, input_shape: tuple[int, ...], batch: int,
-                 threads: int, int8: bool, notes: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        model,
+        precision: str,
+        kernels: str,
+        input_shape: tuple[int, ...],
+        batch: int,
+        threads: int,
+        int8: bool,
+        notes: list[str] | None = None,
+    ) -> None:
         import openvino as ov
 
         super().__init__(NAME, kernels, input_shape, batch, threads, int8, notes)
@@ -75,8 +84,13 @@ class OpenVINODeployed(Deployed):
         self.precision = precision
         static = model.clone()
         static.reshape([batch, *input_shape])
-        config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision,
-                  "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": False}
+        config = {
+            "INFERENCE_NUM_THREADS": threads,
+            "INFERENCE_PRECISION_HINT": precision,
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": 1,
+            "ENABLE_CPU_PINNING": False,
+        }
         self.compiled = core().compile_model(static, "CPU", config)
         self.request = self.compiled.create_infer_request()
         got = self.compiled.get_property("INFERENCE_PRECISION_HINT")
@@ -95,8 +109,16 @@ class OpenVINODeployed(Deployed):
         return req.infer
 
     def reconfigure(self, batch: int | None = None, threads: int | None = None) -> Deployed:
-        return OpenVINODeployed(self.model, self.precision, self.kernels, self.input_shape, batch or self.batch,
-                                threads or self.threads, self.int8, self.notes)
+        return OpenVINODeployed(
+            self.model,
+            self.precision,
+            self.kernels,
+            self.input_shape,
+            batch or self.batch,
+            threads or self.threads,
+            self.int8,
+            self.notes,
+        )
 
     def _files(self) -> dict[str, bytes]:
         import openvino as ov
@@ -141,8 +163,15 @@ class OpenVINORuntime(Runtime):
             return f"openvino-cpu {float_label}"
         return "openvino-cpu int8 (nncf)" + ("" if self.precision == "f32" else f", float ops {float_label}")
 
-    def _deploy(self, model: nn.Module, input_shape: tuple[int, ...], batch: int, threads: int, int8: bool,
-                calib: list[torch.Tensor]) -> Deployed:
+    def _deploy(
+        self,
+        model: nn.Module,
+        input_shape: tuple[int, ...],
+        batch: int,
+        threads: int,
+        int8: bool,
+        calib: list[torch.Tensor],
+    ) -> Deployed:
         data = onnx_model(model, input_shape, NAME)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.onnx"
@@ -159,8 +188,9 @@ class OpenVINORuntime(Runtime):
                 raise unsupported(NAME, "int8 quantization (nncf.quantize)", exc) from exc
             notes.append(f"NNCF int8 (default preset) calibrated on {sum(len(b) for b in calib)} training images")
         try:
-            return OpenVINODeployed(ov_model, self.precision, self._kernels(int8), input_shape, batch, threads,
-                                    int8, notes)
+            return OpenVINODeployed(
+                ov_model, self.precision, self._kernels(int8), input_shape, batch, threads, int8, notes
+            )
         except Exception as exc:
             raise unsupported(NAME, "compiling for the CPU plugin", exc) from exc
 

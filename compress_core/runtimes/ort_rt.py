@@ -44,8 +44,17 @@ def session(model: bytes | str, threads: int):
 
 
 class OrtDeployed(Deployed):
-    def __init__(self, sess, data: bytes, kernels: str, input_shape: tuple[int, ...], batch: int,
-                 threads: int, int8: bool, notes: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        sess,
+        data: bytes,
+        kernels: str,
+        input_shape: tuple[int, ...],
+        batch: int,
+        threads: int,
+        int8: bool,
+        notes: list[str] | None = None,
+    ) -> None:
         super().__init__(NAME, kernels, input_shape, batch, threads, int8, notes)
         self.session, self._data = sess, data
         self._input = sess.get_inputs()[0].name
@@ -64,8 +73,16 @@ class OrtDeployed(Deployed):
         batch, threads = batch or self.batch, threads or self.threads
         if threads == self.threads:
             return self._copy(batch, threads)
-        return OrtDeployed(session(self._data, threads), self._data, self.kernels, self.input_shape, batch, threads,
-                           self.int8, self.notes)
+        return OrtDeployed(
+            session(self._data, threads),
+            self._data,
+            self.kernels,
+            self.input_shape,
+            batch,
+            threads,
+            self.int8,
+            self.notes,
+        )
 
 
 class _Reader:
@@ -87,8 +104,10 @@ def quantize_qdq(fp32: bytes, calib: list[torch.Tensor]) -> tuple[bytes, list[st
     reader_cls = type("Reader", (_Reader, CalibrationDataReader), {})
     reduce_range = not ({"avx512_vnni", "avx_vnni", "amx_int8"} & cpu_flags())
     n_images = sum(len(b) for b in calib)
-    notes = [f"ORT static QDQ int8: weights int8 per-channel, activations uint8 per-tensor (MinMax on "
-             f"{n_images} training images){', 7-bit range (no VNNI)' if reduce_range else ''}"]
+    notes = [
+        f"ORT static QDQ int8: weights int8 per-channel, activations uint8 per-tensor (MinMax on "
+        f"{n_images} training images){', 7-bit range (no VNNI)' if reduce_range else ''}"
+    ]
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         src, pre, out = (os.path.join(tmp, f) for f in ("fp32.onnx", "pre.onnx", "int8.onnx"))
         Path(src).write_bytes(fp32)
@@ -97,8 +116,16 @@ def quantize_qdq(fp32: bytes, calib: list[torch.Tensor]) -> tuple[bytes, list[st
         except Exception:
             pre = src
             notes.append("ORT quant_pre_process failed; quantized the exported graph as is")
-        quantize_static(pre, out, reader_cls("input", calib), quant_format=QuantFormat.QDQ, per_channel=True,
-                        reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        quantize_static(
+            pre,
+            out,
+            reader_cls("input", calib),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=reduce_range,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
         return Path(out).read_bytes(), notes
 
 
@@ -116,8 +143,15 @@ class OnnxRuntime(Runtime):
             return "onnx is not installed (needed to export): pip install onnx onnxscript"
         return reason
 
-    def _deploy(self, model: nn.Module, input_shape: tuple[int, ...], batch: int, threads: int, int8: bool,
-                calib: list[torch.Tensor]) -> Deployed:
+    def _deploy(
+        self,
+        model: nn.Module,
+        input_shape: tuple[int, ...],
+        batch: int,
+        threads: int,
+        int8: bool,
+        calib: list[torch.Tensor],
+    ) -> Deployed:
         data = onnx_model(model, input_shape, NAME)
         notes: list[str] = []
         if int8:

@@ -14,8 +14,17 @@ EXPORT_BATCH = 2
 
 
 class TorchDeployed(Deployed):
-    def __init__(self, model: nn.Module, kernels: str, input_shape: tuple[int, ...], batch: int, threads: int,
-                 int8: bool, file_kind: str, notes: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        kernels: str,
+        input_shape: tuple[int, ...],
+        batch: int,
+        threads: int,
+        int8: bool,
+        file_kind: str,
+        notes: list[str] | None = None,
+    ) -> None:
         super().__init__("torch", kernels, input_shape, batch, threads, int8, notes)
         self.model = model
         self.file_kind = file_kind  # "pt2" (torch.export), "pt" (TorchScript trace) or "none"
@@ -37,6 +46,7 @@ class TorchDeployed(Deployed):
         def run() -> torch.Tensor:
             with torch.no_grad():
                 return model(x)
+
         return run
 
     def _files(self) -> dict[str, bytes]:
@@ -44,8 +54,7 @@ class TorchDeployed(Deployed):
         buf = io.BytesIO()
         try:
             if self.file_kind == "pt2":
-                program = torch.export.export(self.model, (example,),
-                                              dynamic_shapes=({0: torch.export.Dim("batch")},))
+                program = torch.export.export(self.model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
                 torch.export.save(program, buf)
                 return {".pt2": buf.getvalue()}
             if self.file_kind == "pt":

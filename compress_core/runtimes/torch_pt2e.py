@@ -62,8 +62,15 @@ class _Pinned:
 class PT2EDeployed(TorchDeployed):
     static_batch = True
 
-    def __init__(self, compiled: Callable, program: nn.Module, input_shape: tuple[int, ...], batch: int,
-                 threads: int, notes: list[str]) -> None:
+    def __init__(
+        self,
+        compiled: Callable,
+        program: nn.Module,
+        input_shape: tuple[int, ...],
+        batch: int,
+        threads: int,
+        notes: list[str],
+    ) -> None:
         super().__init__(compiled, KERNELS, input_shape, batch, threads, True, "pt2", notes)
         self.program = program  # the converted (reference q/dq) graph: what the file holds
 
@@ -97,8 +104,9 @@ def quantize_pt2e(model: nn.Module, input_shape: tuple[int, ...], calib: list[to
     return convert_pt2e(prepared)
 
 
-def pt2e_int8(model: nn.Module, input_shape: tuple[int, ...], batch: int, threads: int,
-              calib: list[torch.Tensor]) -> PT2EDeployed:
+def pt2e_int8(
+    model: nn.Module, input_shape: tuple[int, ...], batch: int, threads: int, calib: list[torch.Tensor]
+) -> PT2EDeployed:
     """PT2E int8 of ``model``, compiled by inductor (freezing on) for ``batch`` samples and ``threads``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -107,6 +115,8 @@ def pt2e_int8(model: nn.Module, input_shape: tuple[int, ...], batch: int, thread
         with torch.no_grad():
             compiled(torch.zeros(batch, *input_shape))  # compiles now, with freezing and this thread count
     n_images = sum(len(x) for x in calib)
-    notes = [f"PT2E int8 (X86InductorQuantizer: int8 per-channel weights, uint8 activations) calibrated on "
-             f"{n_images} training images; compiled by inductor with freezing for batch {batch}, {threads} thread(s)"]
+    notes = [
+        f"PT2E int8 (X86InductorQuantizer: int8 per-channel weights, uint8 activations) calibrated on "
+        f"{n_images} training images; compiled by inductor with freezing for batch {batch}, {threads} thread(s)"
+    ]
     return PT2EDeployed(compiled, converted, input_shape, batch, threads, notes)

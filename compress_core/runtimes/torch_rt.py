@@ -42,16 +42,31 @@ class TorchRuntime(Runtime):
     def available(self) -> str | None:
         return None
 
-    def _deploy(self, model: nn.Module, input_shape: tuple[int, ...], batch: int, threads: int, int8: bool,
-                calib: list[torch.Tensor]) -> Deployed:
+    def _deploy(
+        self,
+        model: nn.Module,
+        input_shape: tuple[int, ...],
+        batch: int,
+        threads: int,
+        int8: bool,
+        calib: list[torch.Tensor],
+    ) -> Deployed:
         if not int8:
             if self.channels_last and len(input_shape) == 3:
-                deployed = TorchDeployed(copy.deepcopy(model).eval().to(memory_format=torch.channels_last),
-                                         "torch-eager fp32 channels_last", input_shape, batch, threads, False, "pt2")
+                deployed = TorchDeployed(
+                    copy.deepcopy(model).eval().to(memory_format=torch.channels_last),
+                    "torch-eager fp32 channels_last",
+                    input_shape,
+                    batch,
+                    threads,
+                    False,
+                    "pt2",
+                )
                 deployed.memory_format = torch.channels_last
                 return deployed
-            return TorchDeployed(copy.deepcopy(model).eval(), "torch-eager fp32", input_shape, batch, threads,
-                                 False, "pt2")
+            return TorchDeployed(
+                copy.deepcopy(model).eval(), "torch-eager fp32", input_shape, batch, threads, False, "pt2"
+            )
         fx = self._fx_int8(model, input_shape, batch, threads, calib)
         if self.int8_backend == "fx":
             return fx
@@ -68,13 +83,16 @@ class TorchRuntime(Runtime):
             return pt2e
         fx_ms, pt2e_ms = fx.latency(0.2).ms_p50, pt2e.latency(0.2).ms_p50
         winner, other = (pt2e, fx) if pt2e_ms < fx_ms else (fx, pt2e)
-        winner.notes.append(f"int8 backend chosen by timing: {winner.kernels} {min(fx_ms, pt2e_ms):.3f} ms "
-                            f"vs {other.kernels} {max(fx_ms, pt2e_ms):.3f} ms (batch {batch})")
+        winner.notes.append(
+            f"int8 backend chosen by timing: {winner.kernels} {min(fx_ms, pt2e_ms):.3f} ms "
+            f"vs {other.kernels} {max(fx_ms, pt2e_ms):.3f} ms (batch {batch})"
+        )
         return winner
 
     @staticmethod
-    def _fx_int8(model: nn.Module, input_shape: tuple[int, ...], batch: int, threads: int,
-                 calib: list[torch.Tensor]) -> TorchDeployed:
+    def _fx_int8(
+        model: nn.Module, input_shape: tuple[int, ...], batch: int, threads: int, calib: list[torch.Tensor]
+    ) -> TorchDeployed:
         mode = fx_int8.resolve_mode(model, "auto")
         try:
             if mode == "static":
@@ -90,10 +108,12 @@ class TorchRuntime(Runtime):
         if path.suffix == ".pt2":
             model = torch.export.load(str(path)).module()
             if "quantize_per" in model.code:  # a PT2E int8 program: its reference q/dq graph, run eagerly
-                return TorchDeployed(model, "torch int8 (pt2e reference q/dq, eager)", input_shape, batch, threads,
-                                     True, "pt2")
-            return TorchDeployed(model, "torch-eager fp32 (torch.export program)", input_shape, batch, threads,
-                                 False, "pt2")
+                return TorchDeployed(
+                    model, "torch int8 (pt2e reference q/dq, eager)", input_shape, batch, threads, True, "pt2"
+                )
+            return TorchDeployed(
+                model, "torch-eager fp32 (torch.export program)", input_shape, batch, threads, False, "pt2"
+            )
         if path.suffix == ".pt":  # our own TorchScript trace of an int8 model
             model = torch.jit.load(str(path)).eval()
             return TorchDeployed(model, "torch int8 (TorchScript)", input_shape, batch, threads, True, "pt")

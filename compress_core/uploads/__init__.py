@@ -70,10 +70,27 @@ from .reading import (
 )
 from .state_dict import WRAPPER_KEYS, check_finite, fit, unwrap_state_dict, zoo_spec
 
-__all__ = ["ACCEPTED_SUFFIXES", "FILE_OPS", "MAX_UPLOAD_BYTES", "MAX_ZIP_ENTRIES", "MAX_ZIP_RATIO", "PICKLE_REFUSED",
-           "SCRIPT_NAMESPACES", "STATE_DICT_SUFFIXES", "WRAPPER_KEYS", "ExportedGraph", "UploadError", "Uploaded",
-           "check_finite", "dataset_base", "fold_prune_masks", "load_upload", "prunable", "spec_for_upload",
-           "upload_spec"]
+__all__ = [
+    "ACCEPTED_SUFFIXES",
+    "FILE_OPS",
+    "MAX_UPLOAD_BYTES",
+    "MAX_ZIP_ENTRIES",
+    "MAX_ZIP_RATIO",
+    "PICKLE_REFUSED",
+    "SCRIPT_NAMESPACES",
+    "STATE_DICT_SUFFIXES",
+    "WRAPPER_KEYS",
+    "ExportedGraph",
+    "UploadError",
+    "Uploaded",
+    "check_finite",
+    "dataset_base",
+    "fold_prune_masks",
+    "load_upload",
+    "prunable",
+    "spec_for_upload",
+    "upload_spec",
+]
 
 STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 ACCEPTED_SUFFIXES = (".safetensors", ".pt2", *STATE_DICT_SUFFIXES)
@@ -95,6 +112,7 @@ class Uploaded:
 @dataclass
 class _Payload:
     """What a file held, before it becomes a model: a state_dict, or a graph with its weights."""
+
     kind: str
     state: dict[str, torch.Tensor]
     notes: list[str]
@@ -103,8 +121,9 @@ class _Payload:
 
 
 # -- the entry point ---------------------------------------------------------------------------------
-def load_upload(data: bytes | str | os.PathLike, filename: str, arch: str | None = None,
-                max_bytes: int = MAX_UPLOAD_BYTES) -> Uploaded:
+def load_upload(
+    data: bytes | str | os.PathLike, filename: str, arch: str | None = None, max_bytes: int = MAX_UPLOAD_BYTES
+) -> Uploaded:
     """Load an uploaded model file, or raise ``UploadError`` saying exactly why not (see module docstring)."""
     name = Path(filename).name or "the upload"
     try:
@@ -112,8 +131,10 @@ def load_upload(data: bytes | str | os.PathLike, filename: str, arch: str | None
     except UploadError:
         raise
     except Exception as exc:  # a file no check foresaw: still one clear error, never a traceback
-        raise UploadError(f"{name} could not be loaded ({type(exc).__name__}: "
-                          f"{(str(exc).strip().splitlines() or ['no detail'])[0][:200]})") from None
+        raise UploadError(
+            f"{name} could not be loaded ({type(exc).__name__}: "
+            f"{(str(exc).strip().splitlines() or ['no detail'])[0][:200]})"
+        ) from None
 
 
 def _check_suffix(name: str) -> str:
@@ -121,9 +142,11 @@ def _check_suffix(name: str) -> str:
     if suffix in PICKLE_SUFFIXES:
         raise UploadError(f"{name} is not an accepted format: plain Python pickles are refused. {PICKLE_REFUSED}")
     if suffix not in ACCEPTED_SUFFIXES:
-        raise UploadError(f"{name} is not an accepted format ({suffix or 'no extension'}); upload one of "
-                          f"{', '.join(ACCEPTED_SUFFIXES)} (safetensors or torch.save state_dict, TorchScript, "
-                          "torch.export program)" + ("; ONNX files cannot be pruned here" if suffix == ".onnx" else ""))
+        raise UploadError(
+            f"{name} is not an accepted format ({suffix or 'no extension'}); upload one of "
+            f"{', '.join(ACCEPTED_SUFFIXES)} (safetensors or torch.save state_dict, TorchScript, "
+            "torch.export program)" + ("; ONNX files cannot be pruned here" if suffix == ".onnx" else "")
+        )
     return suffix
 
 
@@ -142,8 +165,9 @@ def _read_payload(raw: bytes, name: str, suffix: str, max_bytes: int) -> _Payloa
             return _Payload("torch.export", state, notes, opaque, input_shape)
         if "constants.pkl" in entries or any(m.startswith("code/") for m in entries):
             opaque = load_torchscript(raw, zf, name)
-            return _Payload("torchscript", dict(opaque.state_dict()),
-                            ["TorchScript: runs as the uploaded compiled graph"], opaque)
+            return _Payload(
+                "torchscript", dict(opaque.state_dict()), ["TorchScript: runs as the uploaded compiled graph"], opaque
+            )
         return _Payload("state_dict", unwrap_state_dict(load_torch_save(raw, name), name, notes), notes)
     if suffix == ".pt2":
         raise not_a_model(name, raw, "a torch.export archive (zip)")
@@ -171,8 +195,10 @@ def _load_upload(data: bytes | str | os.PathLike, name: str, arch: str | None, m
     if eager is not None:
         arch, model = eager
         return Uploaded(model, p.kind, arch, zoo_spec(arch).input_shape, p.notes, name, len(raw))
-    p.notes.append(f"{p.kind} graphs cannot be pruned or quantized by PruneScope (it prunes nn.Conv2d/nn.Linear "
-                   "modules, which a compiled graph no longer has): measure it as uploaded, or upload its state_dict")
+    p.notes.append(
+        f"{p.kind} graphs cannot be pruned or quantized by PruneScope (it prunes nn.Conv2d/nn.Linear "
+        "modules, which a compiled graph no longer has): measure it as uploaded, or upload its state_dict"
+    )
     return Uploaded(p.opaque.eval(), p.kind, None, p.input_shape, p.notes, name, len(raw))
 
 
@@ -185,21 +211,31 @@ def prunable(uploaded: Uploaded) -> bool:
     return not isinstance(m, (torch.jit.ScriptModule, torch.fx.GraphModule, ExportedGraph)) and bool(prunable_layers(m))
 
 
-def upload_spec(uploaded: Uploaded, model_id: str, dataset: str | None = None,
-                num_classes: int | None = None) -> ModelSpec:
+def upload_spec(
+    uploaded: Uploaded, model_id: str, dataset: str | None = None, num_classes: int | None = None
+) -> ModelSpec:
     """A ``ModelSpec`` for ``pipeline.Workbench(model_id, model=uploaded.model, spec=...)``."""
     base = zoo_spec(uploaded.arch) if uploaded.arch is not None else None
     input_shape = base.input_shape if base else uploaded.input_shape
     dataset = dataset or (base.dataset if base else None)
     num_classes = num_classes or (base.num_classes if base else None)
     if input_shape is None or dataset is None or num_classes is None:
-        raise ValueError(f"the architecture of {uploaded.filename} is unknown: give its dataset and num_classes"
-                         + ("" if input_shape else ", and upload a torch.export program (it records the input shape)"))
+        raise ValueError(
+            f"the architecture of {uploaded.filename} is unknown: give its dataset and num_classes"
+            + ("" if input_shape else ", and upload a torch.export program (it records the input shape)")
+        )
     return ModelSpec(
-        id=model_id, name=f"{uploaded.filename} ({uploaded.kind})", dataset=dataset, input_shape=input_shape,
-        num_classes=num_classes, params=sum(p.numel() for p in uploaded.model.parameters()),
-        reference_accuracy=None, reference_source="uploaded by the user", license="as supplied by the user",
-        builder=lambda: copy.deepcopy(uploaded.model))
+        id=model_id,
+        name=f"{uploaded.filename} ({uploaded.kind})",
+        dataset=dataset,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        params=sum(p.numel() for p in uploaded.model.parameters()),
+        reference_accuracy=None,
+        reference_source="uploaded by the user",
+        license="as supplied by the user",
+        builder=lambda: copy.deepcopy(uploaded.model),
+    )
 
 
 def dataset_base(dataset: str) -> ModelSpec:
@@ -217,8 +253,10 @@ def spec_for_upload(uploaded: Uploaded, model_id: str, dataset: str | None = Non
     if uploaded.arch is not None:
         return upload_spec(uploaded, model_id)
     if dataset is None:
-        raise ValueError(f"{uploaded.filename} matches no zoo architecture: say which dataset it classifies "
-                         "(mnist or cifar10) so it can be evaluated")
+        raise ValueError(
+            f"{uploaded.filename} matches no zoo architecture: say which dataset it classifies "
+            "(mnist or cifar10) so it can be evaluated"
+        )
     base = dataset_base(dataset)
     if uploaded.input_shape is None:
         uploaded = dataclasses.replace(uploaded, input_shape=base.input_shape)

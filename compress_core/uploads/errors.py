@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-PICKLE_REFUSED = ("Pickled code is refused: unpickling it could run code from the file. Save the weights instead "
-                  "(torch.save(model.state_dict(), path) or safetensors.torch.save_file), or use torch.export.save")
+PICKLE_REFUSED = (
+    "Pickled code is refused: unpickling it could run code from the file. Save the weights instead "
+    "(torch.save(model.state_dict(), path) or safetensors.torch.save_file), or use torch.export.save"
+)
 
 
 class UploadError(ValueError):

@@ -49,9 +49,11 @@ def _script_ops(graph) -> set[str]:
 def load_torchscript(raw: bytes, zf: zipfile.ZipFile, name: str) -> torch.jit.ScriptModule:
     for entry in zf.namelist():
         if entry.endswith(".py") and b"__setstate__" in zf.read(entry):
-            raise UploadError(f"{name} is a TorchScript archive that defines __setstate__ ({entry}): torch.jit.load "
-                              "runs that code while loading and TorchScript code can read and write files, so "
-                              "PruneScope refuses it. Upload the weights (.safetensors) or a torch.export .pt2")
+            raise UploadError(
+                f"{name} is a TorchScript archive that defines __setstate__ ({entry}): torch.jit.load "
+                "runs that code while loading and TorchScript code can read and write files, so "
+                "PruneScope refuses it. Upload the weights (.safetensors) or a torch.export .pt2"
+            )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated" (torch 2.14)
@@ -59,33 +61,89 @@ def load_torchscript(raw: bytes, zf: zipfile.ZipFile, name: str) -> torch.jit.Sc
     except Exception as exc:
         text = str(exc).strip()
         if "Unknown type name" in text or "GLOBAL" in text:
-            raise UploadError(f"{name} is not an accepted format: its TorchScript pickle refers to a Python object "
-                              f"({text.splitlines()[-1]}). {PICKLE_REFUSED}") from None
-        raise UploadError(f"{name} could not be loaded as TorchScript ({type(exc).__name__}: "
-                          f"{text.splitlines()[0] if text else 'no detail'}); it may be truncated or corrupt") from None
+            raise UploadError(
+                f"{name} is not an accepted format: its TorchScript pickle refers to a Python object "
+                f"({text.splitlines()[-1]}). {PICKLE_REFUSED}"
+            ) from None
+        raise UploadError(
+            f"{name} could not be loaded as TorchScript ({type(exc).__name__}: "
+            f"{text.splitlines()[0] if text else 'no detail'}); it may be truncated or corrupt"
+        ) from None
     if not hasattr(module, "forward"):
         raise UploadError(f"{name} is a TorchScript archive without a forward method: nothing to run")
     graph = module.forward.graph.copy()
     torch._C._jit_pass_inline(graph)
-    bad = sorted(k for k in _script_ops(graph) if k.split("::")[0] not in SCRIPT_NAMESPACES
-                 or k.split("::")[1] in FILE_OPS)
+    bad = sorted(
+        k for k in _script_ops(graph) if k.split("::")[0] not in SCRIPT_NAMESPACES or k.split("::")[1] in FILE_OPS
+    )
     if bad:
-        raise UploadError(f"{name} is a TorchScript model whose forward calls {', '.join(bad[:5])}; PruneScope runs "
-                          "only graphs of aten/prim/quantized operators without file access")
+        raise UploadError(
+            f"{name} is a TorchScript model whose forward calls {', '.join(bad[:5])}; PruneScope runs "
+            "only graphs of aten/prim/quantized operators without file access"
+        )
     return module.eval()
 
 
 # -- torch.export --------------------------------------------------------------------------------------
-PT2_ENTRY = re.compile(r"archive_format|archive_version|byteorder|\.data/(version|serialization_id)|models/model\.json"
-                       r"|data/(weights|constants)/[\w.]+|data/sample_inputs/model\.pt|extra/[\w.-]+")
-PT2_TARGET = re.compile(r"torch\.ops\.(aten|prims|quantized_decomposed)\.\w+(\.\w+)?|_operator\.(getitem|add|sub|mul"
-                        r"|truediv|floordiv|mod|neg|pow|eq|ne|lt|le|gt|ge|and_|or_|not_)|math\.(ceil|floor|trunc|sqrt)"
-                        r"|torch\.sym_(int|float|max|min|not|ite|sqrt|sum)")
-SYMPY_NAMES = {"Symbol", "Integer", "Rational", "Float", "Add", "Mul", "Pow", "Mod", "Max", "Min", "Abs", "floor",
-               "ceiling", "Eq", "Ne", "Lt", "Le", "Gt", "Ge", "And", "Or", "Not", "True", "False", "oo", "positive",
-               "integer", "nonnegative", "real", "finite", "FloorDiv", "ModularIndexing", "Where", "PythonMod",
-               "CleanDiv", "CeilToInt", "FloorToInt", "CeilDiv", "PowByNatural", "FloatPow", "FloatTrueDiv",
-               "IntTrueDiv", "TruncToFloat", "TruncToInt", "RoundToInt", "RoundDecimal", "ToFloat", "Identity"}
+PT2_ENTRY = re.compile(
+    r"archive_format|archive_version|byteorder|\.data/(version|serialization_id)|models/model\.json"
+    r"|data/(weights|constants)/[\w.]+|data/sample_inputs/model\.pt|extra/[\w.-]+"
+)
+PT2_TARGET = re.compile(
+    r"torch\.ops\.(aten|prims|quantized_decomposed)\.\w+(\.\w+)?|_operator\.(getitem|add|sub|mul"
+    r"|truediv|floordiv|mod|neg|pow|eq|ne|lt|le|gt|ge|and_|or_|not_)|math\.(ceil|floor|trunc|sqrt)"
+    r"|torch\.sym_(int|float|max|min|not|ite|sqrt|sum)"
+)
+SYMPY_NAMES = {
+    "Symbol",
+    "Integer",
+    "Rational",
+    "Float",
+    "Add",
+    "Mul",
+    "Pow",
+    "Mod",
+    "Max",
+    "Min",
+    "Abs",
+    "floor",
+    "ceiling",
+    "Eq",
+    "Ne",
+    "Lt",
+    "Le",
+    "Gt",
+    "Ge",
+    "And",
+    "Or",
+    "Not",
+    "True",
+    "False",
+    "oo",
+    "positive",
+    "integer",
+    "nonnegative",
+    "real",
+    "finite",
+    "FloorDiv",
+    "ModularIndexing",
+    "Where",
+    "PythonMod",
+    "CleanDiv",
+    "CeilToInt",
+    "FloorToInt",
+    "CeilDiv",
+    "PowByNatural",
+    "FloatPow",
+    "FloatTrueDiv",
+    "IntTrueDiv",
+    "TruncToFloat",
+    "TruncToInt",
+    "RoundToInt",
+    "RoundDecimal",
+    "ToFloat",
+    "Identity",
+}
 SYMPY_TOKEN = re.compile(r"\s*(?:(?P<name>[A-Za-z_]\w*)|'[a-z]\d+'|\d+(?:\.\d+)?(?:e-?\d+)?|[-+*/(),=<>!%])")
 
 
@@ -113,11 +171,12 @@ def _walk_program(obj: object, name: str) -> None:
                 if key in ("target", "as_operator") and isinstance(value, str):
                     op = value.split(".")[3] if value.startswith("torch.ops.") else ""
                     if not PT2_TARGET.fullmatch(value) or op in FILE_OPS:
-                        raise UploadError(f"{name} is a torch.export program that calls {value!r}; PruneScope loads "
-                                          "only programs of ATen operators without file access")
+                        raise UploadError(
+                            f"{name} is a torch.export program that calls {value!r}; PruneScope loads "
+                            "only programs of ATen operators without file access"
+                        )
                 if key == "expr_str" and not (isinstance(value, str) and _safe_expr(value)):
-                    raise UploadError(f"{name} holds a shape expression PruneScope does not parse: "
-                                      f"{str(value)[:80]!r}")
+                    raise UploadError(f"{name} holds a shape expression PruneScope does not parse: {str(value)[:80]!r}")
                 if key in ("as_custom_obj", "as_graph") and value:
                     raise UploadError(f"{name} is a torch.export program with custom objects or sub-graphs; refused")
                 stack.append(value)
@@ -129,16 +188,19 @@ def _check_pt2(zf: zipfile.ZipFile, name: str) -> None:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         if isinstance(exc, UploadError):
             raise
-        raise UploadError(f"{name} is a malformed torch.export archive ({type(exc).__name__}: {exc}); "
-                          "refused") from None
+        raise UploadError(
+            f"{name} is a malformed torch.export archive ({type(exc).__name__}: {exc}); refused"
+        ) from None
 
 
 def _check_pt2_entries(zf: zipfile.ZipFile, name: str) -> None:
     entries = members(zf)
     odd = [m for m in entries if not PT2_ENTRY.fullmatch(m)]
     if odd:
-        raise UploadError(f"{name} holds entries a torch.export.save program does not ({', '.join(odd[:3])}); "
-                          "refused (legacy or AOTInductor archives can run code while loading)")
+        raise UploadError(
+            f"{name} holds entries a torch.export.save program does not ({', '.join(odd[:3])}); "
+            "refused (legacy or AOTInductor archives can run code while loading)"
+        )
     if "archive_format" not in entries or zf.read(entries["archive_format"]).strip() != b"pt2":
         raise UploadError(f"{name} is not a torch.export archive (no archive_format 'pt2' entry)")
     for cfg in ("data/weights/model_weights_config.json", "data/constants/model_constants_config.json"):
@@ -175,11 +237,11 @@ class ExportedGraph(nn.Module):
             return self.graph(x)
         outs = []
         for i in range(0, len(x), self.batch):
-            chunk = x[i:i + self.batch]
+            chunk = x[i : i + self.batch]
             pad = self.batch - len(chunk)
             if pad:
                 chunk = torch.cat([chunk, chunk.new_zeros(pad, *chunk.shape[1:])])
-            outs.append(self.graph(chunk)[:self.batch - pad])
+            outs.append(self.graph(chunk)[: self.batch - pad])
         return torch.cat(outs)
 
 
@@ -193,8 +255,10 @@ def load_export(raw: bytes, zf: zipfile.ZipFile, name: str) -> tuple[nn.Module, 
             warnings.simplefilter("ignore")
             program = torch.export.load(io.BytesIO(raw))
     except Exception as exc:
-        raise UploadError(f"{name} could not be loaded as a torch.export program ({type(exc).__name__}: "
-                          f"{str(exc).strip()[:200]}); save it with torch.export.save") from None
+        raise UploadError(
+            f"{name} could not be loaded as a torch.export program ({type(exc).__name__}: "
+            f"{str(exc).strip()[:200]}); save it with torch.export.save"
+        ) from None
     finally:
         log.setLevel(level)
     inputs = [n for n in program.graph.nodes if n.op == "placeholder" and n.name in program.graph_signature.user_inputs]
@@ -208,14 +272,17 @@ def load_export(raw: bytes, zf: zipfile.ZipFile, name: str) -> tuple[nn.Module, 
     module = ExportedGraph(program.module(), batch)
     notes = ["torch.export program: runs as the exported graph (ExportedProgram.module())"]
     if batch is not None:
-        notes.append(f"exported for a fixed batch of {shape[0]}: run in chunks of {shape[0]}; export with a "
-                     "dynamic batch dimension (torch.export.Dim) for faster evaluation")
+        notes.append(
+            f"exported for a fixed batch of {shape[0]}: run in chunks of {shape[0]}; export with a "
+            "dynamic batch dimension (torch.export.Dim) for faster evaluation"
+        )
     return module, state, tuple(int(d) for d in shape[1:]), notes
 
 
 # -- graphs that are a zoo model -------------------------------------------------------------------
-def as_eager(opaque: nn.Module, state: dict, arch: str | None, name: str,
-             notes: list[str]) -> tuple[str, nn.Module] | None:
+def as_eager(
+    opaque: nn.Module, state: dict, arch: str | None, name: str, notes: list[str]
+) -> tuple[str, nn.Module] | None:
     """The zoo architecture with these weights, if its outputs equal the uploaded graph's."""
     try:
         arch_id, eager, how = fit(state, arch, name)
@@ -233,9 +300,13 @@ def as_eager(opaque: nn.Module, state: dict, arch: str | None, name: str,
             diff = float("inf")
             notes.append(f"the uploaded graph does not run on {arch_id}'s input {tuple(x.shape)}: {str(exc)[:120]}")
     if diff > 1e-4 * (1.0 + float(b.abs().max())):
-        notes.append(f"weights fit {arch_id} but the uploaded graph computes something else (max output difference "
-                     f"{diff:.3g}): kept as uploaded")
+        notes.append(
+            f"weights fit {arch_id} but the uploaded graph computes something else (max output difference "
+            f"{diff:.3g}): kept as uploaded"
+        )
         return None
-    notes.append(f"{how}; outputs equal the uploaded graph's (max difference {diff:.1e}), so it runs as eager "
-                 f"{arch_id} and can be pruned and quantized")
+    notes.append(
+        f"{how}; outputs equal the uploaded graph's (max difference {diff:.1e}), so it runs as eager "
+        f"{arch_id} and can be pruned and quantized"
+    )
     return arch_id, eager

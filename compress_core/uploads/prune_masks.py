@@ -19,18 +19,24 @@ ORIG, MASK = "_orig", "_mask"
 
 def _check_pair(base: str, orig: torch.Tensor, mask: torch.Tensor, state: dict, name: str) -> None:
     if base in state:
-        raise UploadError(f"{name} holds both {base!r} and the torch.nn.utils.prune pair {base}{ORIG} / {base}{MASK}: "
-                          "it is unclear which weights count; save the state_dict of one model")
+        raise UploadError(
+            f"{name} holds both {base!r} and the torch.nn.utils.prune pair {base}{ORIG} / {base}{MASK}: "
+            "it is unclear which weights count; save the state_dict of one model"
+        )
     if tuple(mask.shape) != tuple(orig.shape):
-        raise UploadError(f"{name}: the torch.nn.utils.prune mask {base}{MASK} has shape {tuple(mask.shape)} but "
-                          f"{base}{ORIG} has shape {tuple(orig.shape)}; a mask must match its weight element for "
-                          "element (the checkpoint is damaged or mixes two models)")
+        raise UploadError(
+            f"{name}: the torch.nn.utils.prune mask {base}{MASK} has shape {tuple(mask.shape)} but "
+            f"{base}{ORIG} has shape {tuple(orig.shape)}; a mask must match its weight element for "
+            "element (the checkpoint is damaged or mixes two models)"
+        )
     if mask.is_complex() or not bool(((mask == 0) | (mask == 1)).all()):
         odd = mask[(mask != 0) & (mask != 1)].flatten()
         example = f" (e.g. {odd[0].item():g})" if odd.numel() and not mask.is_complex() else ""
-        raise UploadError(f"{name}: the torch.nn.utils.prune mask {base}{MASK} holds values other than 0 and 1"
-                          f"{example}; a pruning mask keeps (1) or removes (0) each weight, so PruneScope refuses "
-                          "to fold it")
+        raise UploadError(
+            f"{name}: the torch.nn.utils.prune mask {base}{MASK} holds values other than 0 and 1"
+            f"{example}; a pruning mask keeps (1) or removes (0) each weight, so PruneScope refuses "
+            "to fold it"
+        )
 
 
 def _orphans(state: dict[str, torch.Tensor], name: str) -> None:
@@ -39,8 +45,10 @@ def _orphans(state: dict[str, torch.Tensor], name: str) -> None:
         for own, other in ((MASK, ORIG), (ORIG, MASK)):
             base = key.removesuffix(own)
             if key.endswith(own) and base + other not in state and base not in state:
-                raise UploadError(f"{name} holds {key} but not {base}{other} (nor {base}): a torch.nn.utils.prune "
-                                  "checkpoint stores both; save the complete model.state_dict()")
+                raise UploadError(
+                    f"{name} holds {key} but not {base}{other} (nor {base}): a torch.nn.utils.prune "
+                    "checkpoint stores both; save the complete model.state_dict()"
+                )
 
 
 def fold_prune_masks(state: dict[str, torch.Tensor], name: str) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
@@ -74,6 +82,8 @@ def describe_sparsity(sparsity: dict[str, float], state: dict[str, torch.Tensor]
     zeros = sum(round(s * state[k].numel()) for k, s in sparsity.items())
     layers = ", ".join(f"{k.removesuffix('.weight')} {s:.1%}" for k, s in sparsity.items())
     share = zeros / max(1, total)
-    return (f"pruned with torch.nn.utils.prune: {len(sparsity)} mask(s) folded into the weights (X = X_orig × X_mask, "
-            f"as prune.remove does); {zeros:,} of {total:,} weights in the pruned tensors are zero ({share:.1%}); "
-            f"sparsity per layer: {layers}")
+    return (
+        f"pruned with torch.nn.utils.prune: {len(sparsity)} mask(s) folded into the weights (X = X_orig × X_mask, "
+        f"as prune.remove does); {zeros:,} of {total:,} weights in the pruned tensors are zero ({share:.1%}); "
+        f"sparsity per layer: {layers}"
+    )

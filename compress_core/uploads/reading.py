@@ -55,8 +55,10 @@ def sniff(raw: bytes) -> str:
 
 
 def not_a_model(name: str, raw: bytes, expected: str) -> UploadError:
-    return UploadError(f"{name} is not an accepted format: expected {expected}, but it starts with {raw[:8]!r}, "
-                       f"which is not a zip archive, safetensors header or torch.save file")
+    return UploadError(
+        f"{name} is not an accepted format: expected {expected}, but it starts with {raw[:8]!r}, "
+        f"which is not a zip archive, safetensors header or torch.save file"
+    )
 
 
 def open_zip(raw: bytes, name: str, max_bytes: int) -> zipfile.ZipFile:
@@ -64,14 +66,18 @@ def open_zip(raw: bytes, name: str, max_bytes: int) -> zipfile.ZipFile:
     try:
         zf = zipfile.ZipFile(io.BytesIO(raw))
     except (zipfile.BadZipFile, EOFError, ValueError):
-        raise UploadError(f"{name} is truncated or corrupt: it starts like a zip archive (torch.save, TorchScript or "
-                          "torch.export) but its table of contents is missing; upload the complete file") from None
+        raise UploadError(
+            f"{name} is truncated or corrupt: it starts like a zip archive (torch.save, TorchScript or "
+            "torch.export) but its table of contents is missing; upload the complete file"
+        ) from None
     infos = zf.infolist()
     unpacked = sum(i.file_size for i in infos)
     if len(infos) > MAX_ZIP_ENTRIES or unpacked > max_bytes or unpacked > MAX_ZIP_RATIO * len(raw) + 2**20:
-        raise UploadError(f"{name} expands to {unpacked / 2**20:.1f} MiB in {len(infos)} entries from "
-                          f"{len(raw) / 2**20:.2f} MiB: refused as a possible zip bomb (PyTorch writes uncompressed "
-                          "archives); upload the file as torch.save / torch.jit.save / torch.export.save wrote it")
+        raise UploadError(
+            f"{name} expands to {unpacked / 2**20:.1f} MiB in {len(infos)} entries from "
+            f"{len(raw) / 2**20:.2f} MiB: refused as a possible zip bomb (PyTorch writes uncompressed "
+            "archives); upload the file as torch.save / torch.jit.save / torch.export.save wrote it"
+        )
     if any(i.header_offset + i.compress_size > len(raw) for i in infos):
         raise UploadError(f"{name} is truncated or corrupt: its entries run past the end of the file")
     return zf
@@ -102,11 +108,21 @@ def load_torch_save(raw: bytes, name: str) -> object:
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         what = f" (it needs {found.group(1)})" if found else ""
-        hint = ("; it carries torch.nn.utils.prune hooks: save model.state_dict() instead (its weight_orig and "
-                "weight_mask are folded on upload) or call prune.remove first") if PRUNE_HOOK in raw else ""
-        raise UploadError(f"{name} is not an accepted format: it is a pickle of Python objects, not only tensors"
-                          f"{what}, e.g. a whole model saved with torch.save(model){hint}. {PICKLE_REFUSED}") from None
+        hint = (
+            (
+                "; it carries torch.nn.utils.prune hooks: save model.state_dict() instead (its weight_orig and "
+                "weight_mask are folded on upload) or call prune.remove first"
+            )
+            if PRUNE_HOOK in raw
+            else ""
+        )
+        raise UploadError(
+            f"{name} is not an accepted format: it is a pickle of Python objects, not only tensors"
+            f"{what}, e.g. a whole model saved with torch.save(model){hint}. {PICKLE_REFUSED}"
+        ) from None
     except Exception as exc:
-        raise UploadError(f"{name} could not be read as a torch.save file ({type(exc).__name__}: "
-                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'no detail'}); "
-                          "it is probably truncated or corrupt") from None
+        raise UploadError(
+            f"{name} could not be read as a torch.save file ({type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'no detail'}); "
+            "it is probably truncated or corrupt"
+        ) from None

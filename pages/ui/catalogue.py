@@ -32,7 +32,7 @@ DATASET_NAMES = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
 
 
 def dataset_name(dataset: str) -> str:
-    """"CIFAR-10" for "cifar10"; unknown keys as they are."""
+    """ "CIFAR-10" for "cifar10"; unknown keys as they are."""
     return DATASET_NAMES.get(dataset, dataset)
 
 
@@ -81,8 +81,10 @@ def choices(session_uploads: list[str]) -> list[str]:
 def _entry(model_id: str) -> Entry:
     entry = lookup(model_id)
     if entry is None:
-        raise ValueError(f"the uploaded model {model_id} is no longer loaded (the server keeps the last "
-                         f"{MAX_REGISTERED} uploads): upload the file again in the sidebar")
+        raise ValueError(
+            f"the uploaded model {model_id} is no longer loaded (the server keeps the last "
+            f"{MAX_REGISTERED} uploads): upload the file again in the sidebar"
+        )
     return entry
 
 
@@ -163,8 +165,10 @@ def register(data: bytes, filename: str, arch: str | None = None, dataset: str |
     if not needs_dataset(uploaded):
         dataset = None  # a zoo architecture brings its own dataset
     elif dataset is None:
-        raise ValueError(f"{uploaded.filename} matches no zoo architecture: choose the dataset it was trained on "
-                         f"({', '.join(map(dataset_choice, DATASET_NAMES))}) so it can be evaluated")
+        raise ValueError(
+            f"{uploaded.filename} matches no zoo architecture: choose the dataset it was trained on "
+            f"({', '.join(map(dataset_choice, DATASET_NAMES))}) so it can be evaluated"
+        )
     model_id = upload_id(sha, arch, dataset)
     if (entry := registry().get(model_id)) is not None:
         return entry

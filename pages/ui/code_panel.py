@@ -18,9 +18,12 @@ def recipe_code_panel(model_id: str, recipe: Recipe) -> None:
     wb = cache.workbench(model_id)  # names the layers (uploads too) and gives the input shape
     code = recipe_code(recipe, model_id, model=wb.model, input_shape=wb.spec.input_shape)
     st.subheader("Recipe as code")
-    st.caption("The recipe as torch.nn.utils.prune calls (unstructured), torch-pruning calls (structured) and the "
-               "matching torch.ao.quantization calls, for your own model in your own training code: "
-               "`model = prunescope_recipe(model)`. Simulated steps are marked as such in the code.")
-    st.download_button(f"Download {FILE_NAME}", code, FILE_NAME, mime="text/x-python", icon=":material/download:",
-                       width="stretch")
+    st.caption(
+        "The recipe as torch.nn.utils.prune calls (unstructured), torch-pruning calls (structured) and the "
+        "matching torch.ao.quantization calls, for your own model in your own training code: "
+        "`model = prunescope_recipe(model)`. Simulated steps are marked as such in the code."
+    )
+    st.download_button(
+        f"Download {FILE_NAME}", code, FILE_NAME, mime="text/x-python", icon=":material/download:", width="stretch"
+    )
     st.code(code, language="python")

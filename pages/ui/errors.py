@@ -27,8 +27,10 @@ def message_for(exc: BaseException) -> str:
         return f"{exc}"
     if isinstance(exc, MemoryError):
         return "Out of memory: try the quick evaluation or a smaller model."
-    return (f"Something went wrong ({type(exc).__name__}: {exc}). Try another recipe or reload the page; "
-            "the full traceback is in the server log.")
+    return (
+        f"Something went wrong ({type(exc).__name__}: {exc}). Try another recipe or reload the page; "
+        "the full traceback is in the server log."
+    )
 
 
 @contextmanager
@@ -37,7 +39,7 @@ def guard(what: str = "this page", reset: Callable[[], None] | None = None) -> I
     traceback on the server. ``reset`` (a callback) adds a button that puts things right."""
     try:
         yield
-    except Exception as exc:  # noqa: BLE001 - the point is that nothing escapes as a traceback
+    except Exception as exc:
         if isinstance(exc, ValueError | MissingFileError):
             log.info("%s: %s", what, exc)
         else:

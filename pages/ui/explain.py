@@ -35,40 +35,54 @@ def layer_ratios_notice(recipe: Recipe, free: list[str] | None) -> None:
         moves = "every prunable layer has its own ratio, so the sparsity slider has nothing left to move and is off."
     c1, c2 = box.columns([4, 1], vertical_alignment="center")
     c1.info(f"Per-layer ratios are set for {n} layer(s) (from Sensitivity); {moves}", icon=":material/layers:")
-    c2.button("Clear per-layer ratios", key=state.B_CLEAR_RATIOS, on_click=state.clear_layer_ratios,
-              width="stretch")
+    c2.button("Clear per-layer ratios", key=state.B_CLEAR_RATIOS, on_click=state.clear_layer_ratios, width="stretch")
 
 
 def _knob_text(recipe: Recipe, k: dict[str, float]) -> str:
     p = recipe.prune
     if not p.active:
-        return ("Nothing removed yet. Unstructured pruning zeroes single weights; structured removes whole "
-                "channels, and with them a share of the next layer's inputs.")
+        return (
+            "Nothing removed yet. Unstructured pruning zeroes single weights; structured removes whole "
+            "channels, and with them a share of the next layer's inputs."
+        )
     if p.kind == "structured":
         knob = "per-layer ratios" if p.layer_sparsity else f"the {p.sparsity:.0%} setting"
-        return (f"**This recipe:** {knob} removed **{k['channels']:.0%} of channels, {k['params']:.0%} of parameters "
-                f"and {k['macs']:.0%} of MACs.** A layer's removed output channels are also the next "
-                "layer's missing inputs, so parameters fall about with the square of the channels kept.")
+        return (
+            f"**This recipe:** {knob} removed **{k['channels']:.0%} of channels, {k['params']:.0%} of parameters "
+            f"and {k['macs']:.0%} of MACs.** A layer's removed output channels are also the next "
+            "layer's missing inputs, so parameters fall about with the square of the channels kept."
+        )
     knob = "per-layer ratios" if p.layer_sparsity else f"{p.sparsity:.0%} of the prunable weights"
-    return (f"**This recipe:** {knob} zeroed → **{k['params']:.0%} of all parameters removed, 0 % of MACs**: dense "
-            "kernels still multiply the zeros, so only a sparse file is smaller, not the compute.")
+    return (
+        f"**This recipe:** {knob} zeroed → **{k['params']:.0%} of all parameters removed, 0 % of MACs**: dense "
+        "kernels still multiply the zeros, so only a sparse file is smaller, not the compute."
+    )
 
 
 def knob_note(slot, model_id: str, recipe: Recipe, res: dict) -> None:
     """Fill the slot under the sparsity slider (``widgets.recipe_controls``)."""
     table = cache.layer_frame(model_id, recipe.to_json())
     with slot.container():
-        st.caption(_knob_text(recipe, inspect.knob_summary(table, res)), help=(
-            "Channels: output channels or features of every Conv2d/Linear layer but the classifier. "
-            "Parameters: non-zero weights and biases of the whole model. MACs: multiply-accumulates per sample."))
+        st.caption(
+            _knob_text(recipe, inspect.knob_summary(table, res)),
+            help=(
+                "Channels: output channels or features of every Conv2d/Linear layer but the classifier. "
+                "Parameters: non-zero weights and biases of the whole model. MACs: multiply-accumulates per sample."
+            ),
+        )
         thin = inspect.bottlenecks(table)
         if thin and recipe.prune.kind == "structured":
             layer, kept, dense = thin[0]
             more = f" (and {len(thin) - 1} more)" if len(thin) > 1 else ""
-            hint = " Global scope ranks channels across layers; **Per layer** scope removes the same fraction " \
-                   "from each." if recipe.prune.scope == "global" else ""
-            st.warning(f"{layer} kept {kept} of {dense} channels{more}: a choke point that caps accuracy.{hint}",
-                       icon=":material/warning:")
+            hint = (
+                " Global scope ranks channels across layers; **Per layer** scope removes the same fraction from each."
+                if recipe.prune.scope == "global"
+                else ""
+            )
+            st.warning(
+                f"{layer} kept {kept} of {dense} channels{more}: a choke point that caps accuracy.{hint}",
+                icon=":material/warning:",
+            )
 
 
 def speed_note(res: dict) -> None:

@@ -40,8 +40,11 @@ def ensure_loaded(model_id: str, mode: str) -> None:
     if cache.is_warm(model_id, mode):
         return
     spec = catalogue.spec(model_id)
-    with st.spinner(f"Loading {spec.name}: weights, the test images and the dense model's own predictions "
-                    "(once per server; a few seconds for a ResNet)…", show_time=True):
+    with st.spinner(
+        f"Loading {spec.name}: weights, the test images and the dense model's own predictions "
+        "(once per server; a few seconds for a ResNet)…",
+        show_time=True,
+    ):
         cache.warm_up(model_id, mode)
 
 
@@ -74,8 +77,10 @@ def _fill_caption(n_done: int, todo: list[Recipe], background: bool, kind: str, 
         more = "."
     elif background:
         eta = len(todo) * seconds
-        more = (f"; {len(todo)} more fill in in the background (about "
-                f"{f'{eta / 60:.0f} min' if eta > 90 else f'{eta:.0f} s'}; your next move always comes first).")
+        more = (
+            f"; {len(todo)} more fill in in the background (about "
+            f"{f'{eta / 60:.0f} min' if eta > 90 else f'{eta:.0f} s'}; your next move always comes first)."
+        )
     else:
         more = "; move the slider to add points (no background fill on the full test set)."
     return f"Sparsity = fraction of {kind} removed. {n_done} point(s) measured{more} Band: 95 % CI of each point."
@@ -83,8 +88,11 @@ def _fill_caption(n_done: int, todo: list[Recipe], background: bool, kind: str, 
 
 def accuracy_curve(model_id: str, recipe: Recipe, mode: str, res: dict) -> None:
     if recipe.prune.layer_sparsity:
-        st.info("The accuracy-vs-sparsity curve is hidden while per-layer ratios are set: it varies one sparsity "
-                "for every layer, which is not this recipe.", icon=":material/info:")
+        st.info(
+            "The accuracy-vs-sparsity curve is hidden while per-layer ratios are set: it varies one sparsity "
+            "for every layer, which is not this recipe.",
+            icon=":material/info:",
+        )
         return
     ss = st.session_state
     _, missing = cache.curve_frame(model_id, recipe, mode, frozenset(ss[state.CURVE_FAILED]))
@@ -107,9 +115,13 @@ def accuracy_curve(model_id: str, recipe: Recipe, mode: str, res: dict) -> None:
             st.rerun()  # one full rerun registers the fragment without a timer
         slot = st.empty()
         try:
-            cache.result(model_id, todo[0], mode,
-                         progress=_on_screen(slot, f"Background: measuring {todo[0].prune.sparsity:.0%}"))
-        except Exception:  # noqa: BLE001 - a point that cannot be built is skipped, not retried
+            cache.result(
+                model_id,
+                todo[0],
+                mode,
+                progress=_on_screen(slot, f"Background: measuring {todo[0].prune.sparsity:.0%}"),
+            )
+        except Exception:
             log.exception("curve point failed")
             ss[state.CURVE_FAILED].add(todo[0].to_json())
         slot.empty()
@@ -119,8 +131,10 @@ def accuracy_curve(model_id: str, recipe: Recipe, mode: str, res: dict) -> None:
 
 def size_chart(model_id: str, recipe: Recipe, res: dict) -> None:
     _chart(views.size_figure(model_id, recipe, res), "sizes")
-    st.caption("Hatched bars are estimates. Masking weights to zero never shrinks a file; a sparse or "
-               "quantized format, or removing channels, does.")
+    st.caption(
+        "Hatched bars are estimates. Masking weights to zero never shrinks a file; a sparse or "
+        "quantized format, or removing channels, does."
+    )
 
 
 def latency_and_layers(model_id: str, recipe: Recipe, res: dict) -> None:
@@ -129,10 +143,12 @@ def latency_and_layers(model_id: str, recipe: Recipe, res: dict) -> None:
     left, right = st.columns(2, gap="medium")
     with left:
         _chart(views.latency_figure(res), "latency")
-        st.caption(f"Paired timing: this model and the dense one interleaved in the same window, batch "
-                   f"{res['latency_batch']}, {res['latency_threads']} thread(s), {res['latency_kernels']} kernels; "
-                   "bars are medians (IQR whiskers), the speed-up is the median of the per-round ratios. MACs "
-                   "count zeroed weights too: dense kernels still multiply them.")
+        st.caption(
+            f"Paired timing: this model and the dense one interleaved in the same window, batch "
+            f"{res['latency_batch']}, {res['latency_threads']} thread(s), {res['latency_kernels']} kernels; "
+            "bars are medians (IQR whiskers), the speed-up is the median of the per-round ratios. MACs "
+            "count zeroed weights too: dense kernels still multiply them."
+        )
     with right:
         names = [ALL_LAYERS, *table["layer"]]
         if st.session_state.get(state.W_HIST_LAYER) not in names:
@@ -148,14 +164,25 @@ def latency_and_layers(model_id: str, recipe: Recipe, res: dict) -> None:
 def layer_table(table) -> None:
     st.markdown("**Per-layer table**")
     structured = bool((table["shape"] != table["dense_shape"]).any())
-    columns = ["layer", "type", "dense_shape", "shape", "nonzero", "sparsity"] if structured else \
-        ["layer", "type", "shape", "nonzero", "dense_params", "sparsity"]
-    st.dataframe(table, hide_index=True, width="stretch", column_order=columns, column_config={
-        "layer": st.column_config.TextColumn("layer", width="medium"),
-        "type": st.column_config.TextColumn("type", width="small"),
-        "sparsity": st.column_config.ProgressColumn("removed", format="percent", min_value=0, max_value=1,
-                                                    width="medium"),
-        "shape": st.column_config.TextColumn("shape now" if structured else "shape"),
-        "dense_shape": st.column_config.TextColumn("dense shape"),
-        "nonzero": st.column_config.NumberColumn("non-zero", format="localized"),
-        "dense_params": st.column_config.NumberColumn("weights", format="localized")})
+    columns = (
+        ["layer", "type", "dense_shape", "shape", "nonzero", "sparsity"]
+        if structured
+        else ["layer", "type", "shape", "nonzero", "dense_params", "sparsity"]
+    )
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_order=columns,
+        column_config={
+            "layer": st.column_config.TextColumn("layer", width="medium"),
+            "type": st.column_config.TextColumn("type", width="small"),
+            "sparsity": st.column_config.ProgressColumn(
+                "removed", format="percent", min_value=0, max_value=1, width="medium"
+            ),
+            "shape": st.column_config.TextColumn("shape now" if structured else "shape"),
+            "dense_shape": st.column_config.TextColumn("dense shape"),
+            "nonzero": st.column_config.NumberColumn("non-zero", format="localized"),
+            "dense_params": st.column_config.NumberColumn("weights", format="localized"),
+        },
+    )

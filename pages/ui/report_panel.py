@@ -42,7 +42,8 @@ def _command(model_id: str, recipe_json: str, mode: str) -> str:
         entry = catalogue.lookup(model_id)
         name = entry.uploaded.filename if entry else "YOUR_FILE"
         return report.cli_command(model_id, recipe_json, mode, cache.LATENCY_BATCH).replace(
-            f"--model {model_id}", f"--upload {name}")
+            f"--model {model_id}", f"--upload {name}"
+        )
     return report.cli_command(model_id, recipe_json, mode, cache.LATENCY_BATCH)
 
 
@@ -53,8 +54,13 @@ def artefact_row(row_name: str, model_id: str, recipe_json: str, mode: str) -> d
         return {**out, "file": "no .psz format for this uploaded graph", "sha256": "–"}
     data = cache.artifact_file(model_id, recipe_json)
     name = f"{model_id}-{slug(state.recipe_text(Recipe.from_json(recipe_json)))}.psz"
-    return {**out, "file": name, "size": human_bytes(len(data)), "sha256": hashlib.sha256(data).hexdigest(),
-            "artifact_command": report.artifact_command(name, mode, cache.LATENCY_BATCH)}
+    return {
+        **out,
+        "file": name,
+        "size": human_bytes(len(data)),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "artifact_command": report.artifact_command(name, mode, cache.LATENCY_BATCH),
+    }
 
 
 def compare_html(pins: list[dict], mode: str) -> str:
@@ -64,8 +70,15 @@ def compare_html(pins: list[dict], mode: str) -> str:
     figures = [("Pinned recipes", views.compare_figure(df))] if len(df) else []
     rows = [artefact_row(r["pin"], r["model"], r["recipe_json"], mode) for _, r in df.iterrows()]
     notes = [*views.notes_of(df), *failed, *RULES]
-    return report.build_report("PruneScope: pinned recipes side by side", table, figures, notes, report.environment(),
-                               rows, subtitle=f"{len(df)} recipe(s) · evaluation: {mode}")
+    return report.build_report(
+        "PruneScope: pinned recipes side by side",
+        table,
+        figures,
+        notes,
+        report.environment(),
+        rows,
+        subtitle=f"{len(df)} recipe(s) · evaluation: {mode}",
+    )
 
 
 def explore_html(model_id: str, recipe: Recipe, mode: str) -> str:
@@ -77,25 +90,41 @@ def explore_html(model_id: str, recipe: Recipe, mode: str) -> str:
     rows = [artefact_row(df["pin"].iloc[0], model_id, recipe.to_json(), mode)]
     notes = [*views.notes_of(df), *RULES]
     title = f"PruneScope: {catalogue.spec(model_id).name} · {state.recipe_text(recipe)}"
-    return report.build_report(title, table, views.explore_figures(model_id, recipe, mode, res), notes,
-                               report.environment(), rows, subtitle=f"evaluation: {mode}")
+    return report.build_report(
+        title,
+        table,
+        views.explore_figures(model_id, recipe, mode, res),
+        notes,
+        report.environment(),
+        rows,
+        subtitle=f"evaluation: {mode}",
+    )
 
 
 def _safe(build, *args) -> str:
     """``build(*args)``, or a small HTML page saying why it failed (never a traceback in a download)."""
     try:
         return build(*args)
-    except Exception as exc:  # noqa: BLE001 - the download must still say something useful
+    except Exception as exc:
         log.exception("report failed")
-        return (f"<!DOCTYPE html><html><body><h1>The report could not be built</h1><p>{html.escape(str(exc))}</p>"
-                "<p>Reload the page and try again; the server log has the details.</p></body></html>")
+        return (
+            f"<!DOCTYPE html><html><body><h1>The report could not be built</h1><p>{html.escape(str(exc))}</p>"
+            "<p>Reload the page and try again; the server log has the details.</p></body></html>"
+        )
 
 
 def download_button(where: str, build, *args, file_name: str) -> None:
     """A download button that builds the report only when pressed."""
-    st.download_button("Download report (HTML)", lambda: _safe(build, *args).encode(), file_name,
-                       mime="text/html", key=state.B_REPORT.format(where), on_click="ignore",
-                       icon=":material/summarize:", width="stretch",
-                       help="One self-contained HTML file: side-by-side numbers, every chart (interactive, opens "
-                            "offline), the notes on what is simulated or noisy, the environment, and each "
-                            "artefact's sha256 with the command that re-measures it.")
+    st.download_button(
+        "Download report (HTML)",
+        lambda: _safe(build, *args).encode(),
+        file_name,
+        mime="text/html",
+        key=state.B_REPORT.format(where),
+        on_click="ignore",
+        icon=":material/summarize:",
+        width="stretch",
+        help="One self-contained HTML file: side-by-side numbers, every chart (interactive, opens "
+        "offline), the notes on what is simulated or noisy, the environment, and each "
+        "artefact's sha256 with the command that re-measures it.",
+    )

@@ -22,10 +22,16 @@ def pin_controls(pins: list[dict]) -> None:
         for i, pin in enumerate(pins):
             name_col, button_col = st.columns([5, 1], vertical_alignment="center")
             name_col.markdown(f"**{views.pin_name(i + 1, pin)}**")
-            button_col.button("Unpin", key=state.B_UNPIN.format(i), on_click=state.unpin, args=(i,),
-                              icon=":material/close:", width="stretch", help=f"Remove pin #{i + 1}")
-        st.button("Clear all pins", key=state.B_CLEAR_PINS, on_click=state.clear_pins,
-                  icon=":material/delete_sweep:")
+            button_col.button(
+                "Unpin",
+                key=state.B_UNPIN.format(i),
+                on_click=state.unpin,
+                args=(i,),
+                icon=":material/close:",
+                width="stretch",
+                help=f"Remove pin #{i + 1}",
+            )
+        st.button("Clear all pins", key=state.B_CLEAR_PINS, on_click=state.clear_pins, icon=":material/delete_sweep:")
 
 
 def compare(pins: list[dict], mode: str) -> None:
@@ -36,14 +42,19 @@ def compare(pins: list[dict], mode: str) -> None:
         st.warning(f"Pin {message}. Unpin it above.", icon=":material/warning:")
     if df.empty:
         return
-    st.dataframe(views.side_by_side(df), hide_index=True, width="stretch",
-                 column_config={"measure": st.column_config.TextColumn("", width="medium")})
+    st.dataframe(
+        views.side_by_side(df),
+        hide_index=True,
+        width="stretch",
+        column_config={"measure": st.column_config.TextColumn("", width="medium")},
+    )
     st.plotly_chart(views.compare_figure(df), width="stretch", key="compare_bars", config={"displaylogo": False})
     notes = views.notes_of(df)
     if notes:
         st.caption(":material/info: **Honest numbers**\n\n" + "\n".join(f"- {n}" for n in notes))
-    report_panel.download_button("compare", report_panel.compare_html, pins, mode,
-                                 file_name=f"prunescope-compare-{len(df)}-pins.html")
+    report_panel.download_button(
+        "compare", report_panel.compare_html, pins, mode, file_name=f"prunescope-compare-{len(df)}-pins.html"
+    )
 
 
 # -- Export ---------------------------------------------------------------------------------------
@@ -53,12 +64,22 @@ def slug(recipe: Recipe) -> str:
 
 def artifact_download(model_id: str, recipe: Recipe) -> None:
     if catalogue.artifact_id(model_id) is None:
-        st.info("This uploaded graph matches no zoo architecture, so it has no .psz artefact; the ONNX file and "
-                "the results CSV still work.", icon=":material/info:")
+        st.info(
+            "This uploaded graph matches no zoo architecture, so it has no .psz artefact; the ONNX file and "
+            "the results CSV still work.",
+            icon=":material/info:",
+        )
         return
     data = cache.artifact_file(model_id, recipe.to_json())
-    st.download_button(f"Download .psz ({plots.human_bytes(len(data))})", data, f"{model_id}-{slug(recipe)}.psz",
-                       mime="application/octet-stream", type="primary", icon=":material/download:", width="stretch")
+    st.download_button(
+        f"Download .psz ({plots.human_bytes(len(data))})",
+        data,
+        f"{model_id}-{slug(recipe)}.psz",
+        mime="application/octet-stream",
+        type="primary",
+        icon=":material/download:",
+        width="stretch",
+    )
     st.caption("Bit-packed codes, sparse layouts and a CRC; `compress_core.artifact.load_artifact` reads it back.")
 
 
@@ -72,7 +93,7 @@ def onnx_download(model_id: str, recipe: Recipe) -> None:
                     model = cache.compressed(model_id, recipe).float_model
                     data = onnx_bytes(model, catalogue.spec(model_id).input_shape)
                     built = {"key": key, "bytes": data, "error": None}
-                except Exception as exc:  # noqa: BLE001 - shown to the user with the reason
+                except Exception as exc:
                     errors.log.exception("ONNX export failed")
                     why = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
                     built = {"key": key, "bytes": None, "error": why}
@@ -83,9 +104,14 @@ def onnx_download(model_id: str, recipe: Recipe) -> None:
     if built["error"]:
         st.error(f"ONNX export failed: {built['error']}. The .psz artefact and the recipe still work.")
         return
-    st.download_button(f"Download .onnx ({plots.human_bytes(len(built['bytes']))})", built["bytes"],
-                       f"{model_id}-{slug(recipe)}.onnx", mime="application/octet-stream",
-                       icon=":material/download:", width="stretch")
+    st.download_button(
+        f"Download .onnx ({plots.human_bytes(len(built['bytes']))})",
+        built["bytes"],
+        f"{model_id}-{slug(recipe)}.onnx",
+        mime="application/octet-stream",
+        icon=":material/download:",
+        width="stretch",
+    )
 
 
 def results_csv(model_id: str, recipe: Recipe, mode: str, res: dict) -> bytes:

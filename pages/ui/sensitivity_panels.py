@@ -22,41 +22,73 @@ def _pct(f: float) -> str:
 def form() -> dict | None:
     """The analysis the user asked for (kept in session state), or None before the first run."""
     with st.form("sensitivity_form", border=True):
-        analysis = st.radio("Analysis", ["sparsity", "bits"], key=state.SENS_KIND, horizontal=True,
-                            format_func=lambda a: "Prune one layer at a time" if a == "sparsity"
-                            else "Quantize one layer at a time")
+        analysis = st.radio(
+            "Analysis",
+            ["sparsity", "bits"],
+            key=state.SENS_KIND,
+            horizontal=True,
+            format_func=lambda a: "Prune one layer at a time" if a == "sparsity" else "Quantize one layer at a time",
+        )
         c1, c2, c3, c4 = st.columns([2.2, 1, 1.4, 1.8])
-        sparsities = c1.multiselect("Sparsities", SPARSITY_CHOICES, default=[0.25, 0.5, 0.75, 0.9],
-                                    key=state.SENS_SPARSITIES, format_func=_pct)
+        sparsities = c1.multiselect(
+            "Sparsities", SPARSITY_CHOICES, default=[0.25, 0.5, 0.75, 0.9], key=state.SENS_SPARSITIES, format_func=_pct
+        )
         kind = c2.radio("Pruning kind", ["unstructured", "structured"], key=state.SENS_PRUNE_KIND)
-        criterion = c3.selectbox("Criterion", list(CRITERIA), index=list(CRITERIA).index("l1"),
-                                 key=state.SENS_CRITERION, format_func=lambda c: CRITERION_LABELS.get(c, c))
+        criterion = c3.selectbox(
+            "Criterion",
+            list(CRITERIA),
+            index=list(CRITERIA).index("l1"),
+            key=state.SENS_CRITERION,
+            format_func=lambda c: CRITERION_LABELS.get(c, c),
+        )
         bits = c4.multiselect("Bit-widths", BIT_CHOICES, default=[8, 4, 2, 1], key=state.SENS_BITS)
-        st.caption("Sparsity settings apply to the pruning analysis, bit-widths to the quantization analysis. "
-                   "Every other layer stays dense; results are cached per model and settings.")
+        st.caption(
+            "Sparsity settings apply to the pruning analysis, bit-widths to the quantization analysis. "
+            "Every other layer stays dense; results are cached per model and settings."
+        )
         if st.form_submit_button("Analyse", type="primary", icon=":material/query_stats:"):
             if (analysis == "sparsity" and not sparsities) or (analysis == "bits" and not bits):
                 st.warning("Pick at least one value to test.")
             else:
                 st.session_state[state.SENS_PARAMS] = {
-                    "analysis": analysis, "prune_kind": kind, "sparsities": tuple(sorted(sparsities)),
-                    "bits": tuple(sorted(bits, reverse=True)), "criterion": criterion}
+                    "analysis": analysis,
+                    "prune_kind": kind,
+                    "sparsities": tuple(sorted(sparsities)),
+                    "bits": tuple(sorted(bits, reverse=True)),
+                    "criterion": criterion,
+                }
     return st.session_state.get(state.SENS_PARAMS)
 
 
 def results(model_id: str, mode: str, params: dict) -> pd.DataFrame:
-    df = cache.sensitivity_frame(model_id, params["analysis"], params["prune_kind"], params["sparsities"],
-                                 params["bits"], params["criterion"], mode)
+    df = cache.sensitivity_frame(
+        model_id,
+        params["analysis"],
+        params["prune_kind"],
+        params["sparsities"],
+        params["bits"],
+        params["criterion"],
+        mode,
+    )
     x = "sparsity" if params["analysis"] == "sparsity" else "bits"
     what = f"{params['prune_kind']} {params['criterion']}" if x == "sparsity" else "symmetric per-channel"
-    st.plotly_chart(plots.sensitivity_heatmap(df, x=x, title=f"Accuracy drop when one layer alone is compressed "
-                                                           f"({what})"), width="stretch", key="sens_heatmap")
+    st.plotly_chart(
+        plots.sensitivity_heatmap(df, x=x, title=f"Accuracy drop when one layer alone is compressed ({what})"),
+        width="stretch",
+        key="sens_heatmap",
+    )
     with st.expander("Table", expanded=False):
-        st.dataframe(df, hide_index=True, width="stretch", column_config={
-            "accuracy": st.column_config.NumberColumn(format="percent"),
-            "accuracy_drop": st.column_config.NumberColumn("accuracy drop", format="percent"),
-            "agreement": st.column_config.NumberColumn(format="percent"),
-            "sparsity": st.column_config.NumberColumn(format="percent")})
+        st.dataframe(
+            df,
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "accuracy": st.column_config.NumberColumn(format="percent"),
+                "accuracy_drop": st.column_config.NumberColumn("accuracy drop", format="percent"),
+                "agreement": st.column_config.NumberColumn(format="percent"),
+                "sparsity": st.column_config.NumberColumn(format="percent"),
+            },
+        )
     return df
 
 
@@ -65,16 +97,28 @@ def ratios(model_id: str, df: pd.DataFrame, params: dict) -> None:
     from compress_core.sensitivity import ratios_from_sensitivity
 
     st.subheader("Per-layer ratios")
-    budget_pp = st.slider("Accuracy budget per layer (points)", 0.0, 5.0, 1.0, step=0.1, key=state.SENS_MAX_DROP,
-                          format="%.1f pp", help="For each layer, the largest tested sparsity whose drop stays "
-                                                 "within this budget.")
+    budget_pp = st.slider(
+        "Accuracy budget per layer (points)",
+        0.0,
+        5.0,
+        1.0,
+        step=0.1,
+        key=state.SENS_MAX_DROP,
+        format="%.1f pp",
+        help="For each layer, the largest tested sparsity whose drop stays within this budget.",
+    )
     chosen = ratios_from_sensitivity(df, max_drop=budget_pp / 100)
     table = pd.DataFrame({"layer": list(chosen), "sparsity": list(chosen.values())})
-    st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={"sparsity": st.column_config.ProgressColumn(format="percent", min_value=0,
-                                                                            max_value=1)})
-    st.caption("Layers are measured one at a time: pruned together, their losses add up, so check the "
-               "combined accuracy in Explore.")
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={"sparsity": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)},
+    )
+    st.caption(
+        "Layers are measured one at a time: pruned together, their losses add up, so check the "
+        "combined accuracy in Explore."
+    )
     if st.button("Use as per-layer ratios in Explore", type="primary", icon=":material/arrow_forward:"):
         layers = list(cache.layer_frame(model_id, Recipe().to_json())["layer"])
         recipe = to_recipe(state.current_recipe(), chosen, params["prune_kind"], params["criterion"], layers)
@@ -85,6 +129,13 @@ def ratios(model_id: str, df: pd.DataFrame, params: dict) -> None:
 def to_recipe(base: Recipe, chosen: dict[str, float], kind: str, criterion: str, all_layers: list[str]) -> Recipe:
     """``base``'s quantization with these per-layer sparsities; layers not measured stay dense."""
     skip = tuple(n for n in all_layers if n not in chosen)
-    prune = PruneSpec(kind=kind, criterion=criterion, scope="layer", sparsity=base.prune.sparsity, skip=skip,
-                      layer_sparsity=tuple(chosen.items()), seed=base.prune.seed)
+    prune = PruneSpec(
+        kind=kind,
+        criterion=criterion,
+        scope="layer",
+        sparsity=base.prune.sparsity,
+        skip=skip,
+        layer_sparsity=tuple(chosen.items()),
+        seed=base.prune.seed,
+    )
     return Recipe(prune=prune, quant=base.quant)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-_ICON = ('<svg width="18" height="18" viewBox="0 0 24 24" fill="currentColor" '
-         'style="vertical-align:-4px;margin-right:6px"><path d="M3.9 12c0-1.71 1.39-3.1 3.1-3.1h4V7H7'
-         'c-2.76 0-5 2.24-5 5s2.24 5 5 5h4v-1.9H7c-1.71 0-3.1-1.39-3.1-3.1zM8 13h8v-2H8v2zm9-6h-4v1.9h4'
-         'c1.71 0 3.1 1.39 3.1 3.1s-1.39 3.1-3.1 3.1h-4V17h4c2.76 0 5-2.24 5-5s-2.24-5-5-5z"/></svg>')  # Material "link"
+_ICON = (
+    '<svg width="18" height="18" viewBox="0 0 24 24" fill="currentColor" '
+    'style="vertical-align:-4px;margin-right:6px"><path d="M3.9 12c0-1.71 1.39-3.1 3.1-3.1h4V7H7'
+    "c-2.76 0-5 2.24-5 5s2.24 5 5 5h4v-1.9H7c-1.71 0-3.1-1.39-3.1-3.1zM8 13h8v-2H8v2zm9-6h-4v1.9h4"
+    'c1.71 0 3.1 1.39 3.1 3.1s-1.39 3.1-3.1 3.1h-4V17h4c2.76 0 5-2.24 5-5s-2.24-5-5-5z"/></svg>'
+)  # Material "link"
 _BUTTON = """
 <style>
  body{margin:0;font-family:"Source Sans Pro",sans-serif}

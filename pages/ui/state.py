@@ -56,8 +56,18 @@ B_REMEASURE = "b_remeasure"  # time the current recipe against dense again (nois
 B_RESET_DENSE = "b_reset_dense"
 B_REPORT = "b_report_{}"  # the HTML report's download button, formatted with the page
 B_SWEEP_REMEASURE = "b_sweep_remeasure"
-EXPLORE_WIDGETS = (W_KIND, W_CRITERION, W_SCOPE, W_SPARSITY, W_BITS, W_INT8, W_SCHEME, W_GRANULARITY, W_INT8_MODE,
-                   W_RESIDUAL)
+EXPLORE_WIDGETS = (
+    W_KIND,
+    W_CRITERION,
+    W_SCOPE,
+    W_SPARSITY,
+    W_BITS,
+    W_INT8,
+    W_SCHEME,
+    W_GRANULARITY,
+    W_INT8_MODE,
+    W_RESIDUAL,
+)
 
 # -- other pages' widgets and results ------------------------------------------------------------
 SENS_KIND = "sens_kind"  # "sparsity" or "bits"
@@ -109,8 +119,10 @@ def init(known: Callable[[str], bool]) -> None:
     params = st.query_params
     model = params.get("model", DEFAULT_MODEL)
     if not known(model):
-        notice(f"The link names an unknown model {model!r}; showing {DEFAULT_MODEL} instead. "
-               f"Models: {', '.join(REGISTRY)}.")
+        notice(
+            f"The link names an unknown model {model!r}; showing {DEFAULT_MODEL} instead. "
+            f"Models: {', '.join(REGISTRY)}."
+        )
         model = DEFAULT_MODEL
     mode = params.get("eval", "quick")
     if mode not in EVAL_MODES:
@@ -122,9 +134,11 @@ def init(known: Callable[[str], bool]) -> None:
     if "recipe" in params:
         try:
             recipe = Recipe.from_json(params["recipe"])
-        except Exception as exc:  # noqa: BLE001 - a link is untrusted input: never a traceback
-            notice(f"The recipe in this link could not be read ({exc}). Showing the default recipe instead; "
-                   "copy a fresh link from the address bar once the page shows what you want.")
+        except Exception as exc:
+            notice(
+                f"The recipe in this link could not be read ({exc}). Showing the default recipe instead; "
+                "copy a fresh link from the address bar once the page shows what you want."
+            )
     ss[RECIPE] = recipe.to_json()
     load_into_widgets(recipe)
 
@@ -171,7 +185,7 @@ def load_into_widgets(recipe: Recipe) -> None:
     p, q = recipe.prune, recipe.quant
     ss[W_KIND] = p.kind if p.kind != "none" else "unstructured"
     ss[W_CRITERION], ss[W_SCOPE] = p.criterion, p.scope
-    ss[W_SPARSITY] = int(round(p.sparsity * 100)) if p.kind != "none" else 0
+    ss[W_SPARSITY] = round(p.sparsity * 100) if p.kind != "none" else 0
     ss[W_SPARSITY] = min(ss[W_SPARSITY], SPARSITY_MAX_PCT)
     ss[W_BITS], ss[W_INT8] = q.bits, q.int8
     ss[W_SCHEME], ss[W_GRANULARITY], ss[W_INT8_MODE] = q.scheme, q.granularity, q.int8_mode
@@ -196,10 +210,21 @@ def recipe_from_widgets(base: Recipe) -> Recipe:
     its fine-tuning is kept only while pruning and quantization are unchanged."""
     ss = st.session_state
     bits = int(ss[W_BITS])
-    prune = replace(base.prune, kind=ss[W_KIND], criterion=ss[W_CRITERION], scope=ss[W_SCOPE],
-                    sparsity=int(ss[W_SPARSITY]) / 100, residual=bool(ss[W_RESIDUAL]))
-    quant = QuantSpec(bits=bits, scheme=ss[W_SCHEME], granularity=ss[W_GRANULARITY],
-                      int8=bool(ss[W_INT8]) and bits == 8, int8_mode=ss[W_INT8_MODE])
+    prune = replace(
+        base.prune,
+        kind=ss[W_KIND],
+        criterion=ss[W_CRITERION],
+        scope=ss[W_SCOPE],
+        sparsity=int(ss[W_SPARSITY]) / 100,
+        residual=bool(ss[W_RESIDUAL]),
+    )
+    quant = QuantSpec(
+        bits=bits,
+        scheme=ss[W_SCHEME],
+        granularity=ss[W_GRANULARITY],
+        int8=bool(ss[W_INT8]) and bits == 8,
+        int8_mode=ss[W_INT8_MODE],
+    )
     changed = (prune, quant) != (base.prune, base.quant)
     return Recipe(prune=prune, quant=quant, finetune=None if changed else base.finetune)
 

@@ -12,9 +12,22 @@ from . import cache, state
 from .widgets import CRITERION_LABELS, SCOPE_LABELS, bits_label
 
 SPARSITY_CHOICES = (0.0, 0.1, 0.25, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 0.95)
-TABLE_COLUMNS = ["label", "accuracy", "params_nonzero", "size_bytes", "size_vs_dense", "latency_ms_p50", "speedup",
-                 "speedup_spread", "latency_noisy", "latency_kernels", "pareto_size", "pareto_latency", "chance",
-                 "simulated"]
+TABLE_COLUMNS = [
+    "label",
+    "accuracy",
+    "params_nonzero",
+    "size_bytes",
+    "size_vs_dense",
+    "latency_ms_p50",
+    "speedup",
+    "speedup_spread",
+    "latency_noisy",
+    "latency_kernels",
+    "pareto_size",
+    "pareto_latency",
+    "chance",
+    "simulated",
+]
 
 
 def form() -> list[Recipe] | None:
@@ -23,17 +36,35 @@ def form() -> list[Recipe] | None:
 
     with st.form("sweep_form", border=True):
         c1, c2, c3 = st.columns(3)
-        kinds = c1.multiselect("Pruning kinds", ["unstructured", "structured"], default=["unstructured"],
-                               key=state.SWEEP_KINDS)
-        sparsities = c2.multiselect("Sparsities", SPARSITY_CHOICES, default=[0.0, 0.5, 0.75, 0.9],
-                                    key=state.SWEEP_SPARSITIES, format_func=lambda f: f"{f:.0%}")
-        bits = c3.multiselect("Bit-widths", list(BITS), default=[32, 8, 4], key=state.SWEEP_BITS,
-                              format_func=bits_label)
+        kinds = c1.multiselect(
+            "Pruning kinds", ["unstructured", "structured"], default=["unstructured"], key=state.SWEEP_KINDS
+        )
+        sparsities = c2.multiselect(
+            "Sparsities",
+            SPARSITY_CHOICES,
+            default=[0.0, 0.5, 0.75, 0.9],
+            key=state.SWEEP_SPARSITIES,
+            format_func=lambda f: f"{f:.0%}",
+        )
+        bits = c3.multiselect(
+            "Bit-widths", list(BITS), default=[32, 8, 4], key=state.SWEEP_BITS, format_func=bits_label
+        )
         c4, c5, c6 = st.columns(3)
-        criterion = c4.selectbox("Criterion", list(CRITERIA), index=list(CRITERIA).index("l1"),
-                                 key=state.SWEEP_CRITERION, format_func=lambda c: CRITERION_LABELS.get(c, c))
-        scope = c5.radio("Scope", list(SCOPES), index=list(SCOPES).index("global"), key=state.SWEEP_SCOPE,
-                         horizontal=True, format_func=lambda s: SCOPE_LABELS[s])
+        criterion = c4.selectbox(
+            "Criterion",
+            list(CRITERIA),
+            index=list(CRITERIA).index("l1"),
+            key=state.SWEEP_CRITERION,
+            format_func=lambda c: CRITERION_LABELS.get(c, c),
+        )
+        scope = c5.radio(
+            "Scope",
+            list(SCOPES),
+            index=list(SCOPES).index("global"),
+            key=state.SWEEP_SCOPE,
+            horizontal=True,
+            format_func=lambda s: SCOPE_LABELS[s],
+        )
         int8 = c6.checkbox("Also real int8 kernels for 8-bit points", key=state.SWEEP_INT8)
         submitted = st.form_submit_button("Run sweep", type="primary", icon=":material/play_arrow:")
     if not submitted:
@@ -54,8 +85,9 @@ def run(model_id: str, mode: str, recipes: list[Recipe]) -> None:
     df = cache.run_sweep(model_id, recipes, mode, on_result)
     bar.empty()
     fresh = int((~df["cached"]).sum()) if len(df) else 0
-    st.success(f"Sweep done: {len(df)} recipe(s), {fresh} newly measured, all saved to disk.",
-               icon=":material/check_circle:")
+    st.success(
+        f"Sweep done: {len(df)} recipe(s), {fresh} newly measured, all saved to disk.", icon=":material/check_circle:"
+    )
 
 
 def _with_pareto(df: pd.DataFrame, classes: int) -> pd.DataFrame:
@@ -84,9 +116,11 @@ def _selected_index(event: object) -> int | None:
 def _latency_caption(df: pd.DataFrame) -> str:
     lat = df["latency_ms_p50"].dropna()
     if len(lat) > 1 and lat.max() - lat.min() <= 1e-9 + 0.005 * lat.max():
-        return (f" Every recipe here runs the dense fp32 kernels (unstructured zeros and simulated bits are still "
-                f"multiplied), so all share the dense latency, {lat.iloc[0]:.3g} ms: add structured pruning or real "
-                "int8 kernels to the sweep to move along the latency axis.")
+        return (
+            f" Every recipe here runs the dense fp32 kernels (unstructured zeros and simulated bits are still "
+            f"multiplied), so all share the dense latency, {lat.iloc[0]:.3g} ms: add structured pruning or real "
+            "int8 kernels to the sweep to move along the latency axis."
+        )
     noisy = int(df["latency_noisy"].sum())
     return f" {noisy} latency measurement(s) are noisy (see the noisy? column): re-measure them." if noisy else ""
 
@@ -96,22 +130,27 @@ def results(model_id: str, mode: str, df: pd.DataFrame) -> None:
     from . import catalogue
 
     if df.empty:
-        st.info("No stored results for this model and evaluation size yet: run a sweep above.",
-                icon=":material/info:")
+        st.info("No stored results for this model and evaluation size yet: run a sweep above.", icon=":material/info:")
         return
     df = _with_pareto(df, catalogue.spec(model_id).num_classes)
     left, right = st.columns(2, gap="medium")
     picked = []
-    panels = ((left, "size_bytes", "pareto_size", state.SWEEP_CHART_SIZE, "Accuracy vs file size"),
-              (right, "latency_ms_p50", "pareto_latency", state.SWEEP_CHART_LATENCY, "Accuracy vs CPU latency"))
+    panels = (
+        (left, "size_bytes", "pareto_size", state.SWEEP_CHART_SIZE, "Accuracy vs file size"),
+        (right, "latency_ms_p50", "pareto_latency", state.SWEEP_CHART_LATENCY, "Accuracy vs CPU latency"),
+    )
     for col, x, flag, key, title in panels:
         with col:
             fig = plots.tradeoff_scatter(df.rename(columns={flag: "pareto"}), x=x, title=title)
-            picked.append(_selected_index(st.plotly_chart(fig, width="stretch", key=key, on_select="rerun",
-                                                          selection_mode="points")))
-    st.caption("Click a point to pick it below. Amber line: the Pareto front (no other recipe is both smaller "
-               "or faster and more accurate); hollow points are at chance level and never on it."
-               + _latency_caption(df))
+            picked.append(
+                _selected_index(
+                    st.plotly_chart(fig, width="stretch", key=key, on_select="rerun", selection_mode="points")
+                )
+            )
+    st.caption(
+        "Click a point to pick it below. Amber line: the Pareto front (no other recipe is both smaller "
+        "or faster and more accurate); hollow points are at chance level and never on it." + _latency_caption(df)
+    )
     choice = next((p for p in picked if p is not None and p in df.index), None)
     if choice is not None and st.session_state.get(state.SWEEP_PICK_FROM_CHART) != choice:
         st.session_state[state.SWEEP_PICK] = choice  # a new click on a chart moves the picker once
@@ -130,10 +169,15 @@ def results(model_id: str, mode: str, df: pd.DataFrame) -> None:
 
 def _remeasure_noisy(col, model_id: str, mode: str, df: pd.DataFrame) -> None:
     noisy = df[df["latency_noisy"]]
-    if not col.button(f"Re-measure {len(noisy)} noisy", key=state.B_SWEEP_REMEASURE, icon=":material/timer:",
-                      width="stretch", disabled=noisy.empty,
-                      help="Time each noisy row against the dense model again; the store keeps the better-quality "
-                           "measurement of the two (quiet beats noisy, then the smaller spread)."):
+    if not col.button(
+        f"Re-measure {len(noisy)} noisy",
+        key=state.B_SWEEP_REMEASURE,
+        icon=":material/timer:",
+        width="stretch",
+        disabled=noisy.empty,
+        help="Time each noisy row against the dense model again; the store keeps the better-quality "
+        "measurement of the two (quiet beats noisy, then the smaller spread).",
+    ):
         return
     bar = st.progress(0.0, text="Re-measuring…")
     for i, rj in enumerate(noisy["recipe_json"], start=1):

@@ -29,8 +29,10 @@ def drop_if_evicted() -> None:
     """Before the model picker renders: an upload the process no longer holds falls back to the default."""
     current = st.session_state.get(state.MODEL)
     if current is not None and catalogue.is_upload(current) and catalogue.lookup(current) is None:
-        state.notice(f"The uploaded model {current} is no longer in memory (the server keeps the last "
-                     f"{catalogue.MAX_REGISTERED} uploads); showing {DEFAULT_MODEL}. Upload the file again to use it.")
+        state.notice(
+            f"The uploaded model {current} is no longer in memory (the server keeps the last "
+            f"{catalogue.MAX_REGISTERED} uploads); showing {DEFAULT_MODEL}. Upload the file again to use it."
+        )
         st.session_state[state.MODEL] = DEFAULT_MODEL
         state.on_model_change()
 
@@ -65,26 +67,39 @@ def _on_change() -> None:
 def upload_box() -> None:
     """'Upload your model' expander: file, architecture, and the dataset when the file cannot tell."""
     ss = st.session_state
-    with st.expander("Upload your model", icon=":material/upload_file:",
-                     expanded=bool(ss.get(state.UPLOAD_ERROR)) or ss.get(state.UPLOAD_FILE) is not None):
+    with st.expander(
+        "Upload your model",
+        icon=":material/upload_file:",
+        expanded=bool(ss.get(state.UPLOAD_ERROR)) or ss.get(state.UPLOAD_FILE) is not None,
+    ):
         # No ``type=`` filter: the browser would refuse e.g. a .pkl with a bare red chip and leave the previous
         # file's message on screen. Every file reaches the loader, whose one message says what to upload instead.
-        st.file_uploader("Model file", key=state.UPLOAD_FILE, on_change=_on_change,
-                         max_upload_size=max(1, catalogue.MAX_UPLOAD_BYTES // 2**20),
-                         help=f"A state_dict ({', '.join('.' + t for t in FILE_TYPES[:5])} saved with safetensors "
-                              "or torch.save), a TorchScript archive or a torch.export .pt2. Pickled Python objects "
-                              "are refused with the reason.")
-        st.selectbox("Architecture", [AUTO, *REGISTRY], key=state.UPLOAD_ARCH, on_change=_on_change,
-                     format_func=lambda a: "Auto-detect from the weights" if a == AUTO else get_spec(a).name,
-                     help="Which zoo architecture a state_dict belongs to; auto-detect matches names and shapes.")
+        st.file_uploader(
+            "Model file",
+            key=state.UPLOAD_FILE,
+            on_change=_on_change,
+            max_upload_size=max(1, catalogue.MAX_UPLOAD_BYTES // 2**20),
+            help=f"A state_dict ({', '.join('.' + t for t in FILE_TYPES[:5])} saved with safetensors "
+            "or torch.save), a TorchScript archive or a torch.export .pt2. Pickled Python objects "
+            "are refused with the reason.",
+        )
+        st.selectbox(
+            "Architecture",
+            [AUTO, *REGISTRY],
+            key=state.UPLOAD_ARCH,
+            on_change=_on_change,
+            format_func=lambda a: "Auto-detect from the weights" if a == AUTO else get_spec(a).name,
+            help="Which zoo architecture a state_dict belongs to; auto-detect matches names and shapes.",
+        )
         file = ss.get(state.UPLOAD_FILE)
         if file is not None and not ss.get(state.UPLOAD_ERROR):
             _dataset_select(file)
         if ss.get(state.UPLOAD_ERROR):
             st.error(ss[state.UPLOAD_ERROR], icon=":material/block:")
         elif (entry := catalogue.lookup(ss.get(state.MODEL, ""))) is not None:
-            st.caption(" · ".join([f"{entry.uploaded.kind}, {entry.uploaded.size_bytes:,} bytes",
-                                   *entry.uploaded.notes]))
+            st.caption(
+                " · ".join([f"{entry.uploaded.kind}, {entry.uploaded.size_bytes:,} bytes", *entry.uploaded.notes])
+            )
 
 
 def _dataset_select(file) -> None:
@@ -94,8 +109,14 @@ def _dataset_select(file) -> None:
         return
     if not catalogue.needs_dataset(uploaded):
         return
-    st.selectbox("Dataset", list(catalogue.DATASET_NAMES), index=None, key=state.UPLOAD_DATASET,
-                 on_change=_on_change, format_func=catalogue.dataset_choice,
-                 placeholder="Which data was it trained on?",
-                 help="This graph matches no zoo architecture, so PruneScope cannot tell what it classifies. "
-                      "It is evaluated as uploaded; it cannot be pruned or quantized.")
+    st.selectbox(
+        "Dataset",
+        list(catalogue.DATASET_NAMES),
+        index=None,
+        key=state.UPLOAD_DATASET,
+        on_change=_on_change,
+        format_func=catalogue.dataset_choice,
+        placeholder="Which data was it trained on?",
+        help="This graph matches no zoo architecture, so PruneScope cannot tell what it classifies. "
+        "It is evaluated as uploaded; it cannot be pruned or quantized.",
+    )

@@ -17,21 +17,28 @@ from . import cache, catalogue
 
 # -- Explore ----------------------------------------------------------------------------------------
 def curve_title(recipe: Recipe) -> str:
-    return (f"Accuracy vs sparsity · {recipe.prune.kind} {recipe.prune.criterion}, "
-            f"{recipe.quant.bits}-bit{' int8' if recipe.quant.int8 else ''}")
+    return (
+        f"Accuracy vs sparsity · {recipe.prune.kind} {recipe.prune.criterion}, "
+        f"{recipe.quant.bits}-bit{' int8' if recipe.quant.int8 else ''}"
+    )
 
 
 def current_point(recipe: Recipe, res: dict) -> dict:
     """The accuracy card's own numbers, for the curve's red marker (fine-tuned recipes are off the curve)."""
     if recipe.finetune is None:  # on the curve: its band already shows the interval
         return {"accuracy": res["accuracy"], "label": "current"}
-    return {"accuracy": res["accuracy"], "accuracy_ci_low": res["accuracy_ci_low"],
-            "accuracy_ci_high": res["accuracy_ci_high"], "label": "current (fine-tuned)"}
+    return {
+        "accuracy": res["accuracy"],
+        "accuracy_ci_low": res["accuracy_ci_low"],
+        "accuracy_ci_high": res["accuracy_ci_high"],
+        "label": "current (fine-tuned)",
+    }
 
 
 def curve_figure(df: pd.DataFrame, recipe: Recipe, res: dict) -> go.Figure:
-    return plots.accuracy_curve(df, recipe.prune.sparsity, res["dense_accuracy"], curve_title(recipe),
-                                current=current_point(recipe, res))
+    return plots.accuracy_curve(
+        df, recipe.prune.sparsity, res["dense_accuracy"], curve_title(recipe), current=current_point(recipe, res)
+    )
 
 
 def size_figure(model_id: str, recipe: Recipe, res: dict) -> go.Figure:
@@ -42,13 +49,24 @@ def size_figure(model_id: str, recipe: Recipe, res: dict) -> go.Figure:
 def latency_frame(res: dict) -> pd.DataFrame:
     spread = res.get("speedup_spread")
     iqr = res.get("latency_ms_iqr") or 0.0
-    return pd.DataFrame([
-        {"variant": "dense fp32", "latency_ms_p50": res.get("dense_latency_ms_p50"), "latency_ms_iqr": 0.0,
-         "macs": res["dense_macs"], "kernels": "fp32"},
-        {"variant": "this recipe" + (f" (± {spread:.0%})" if spread is not None else ""),
-         "latency_ms_p50": res.get("latency_ms_p50"), "latency_ms_iqr": iqr, "macs": res["macs"],
-         "kernels": res["latency_kernels"]},
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "variant": "dense fp32",
+                "latency_ms_p50": res.get("dense_latency_ms_p50"),
+                "latency_ms_iqr": 0.0,
+                "macs": res["dense_macs"],
+                "kernels": "fp32",
+            },
+            {
+                "variant": "this recipe" + (f" (± {spread:.0%})" if spread is not None else ""),
+                "latency_ms_p50": res.get("latency_ms_p50"),
+                "latency_ms_iqr": iqr,
+                "macs": res["macs"],
+                "kernels": res["latency_kernels"],
+            },
+        ]
+    )
 
 
 def latency_figure(res: dict) -> go.Figure:
@@ -69,9 +87,13 @@ def explore_figures(model_id: str, recipe: Recipe, mode: str, res: dict) -> list
     df, _ = cache.curve_frame(model_id, recipe, mode)
     figures = [] if recipe.prune.layer_sparsity else [(curve_title(recipe), curve_figure(df, recipe, res))]
     hist, _ = histogram_figure(model_id, recipe)
-    return [*figures, ("Where the bytes go", size_figure(model_id, recipe, res)),
-            ("CPU latency and compute", latency_figure(res)), ("Sparsity per layer", layers_figure(model_id, recipe)),
-            ("Weight values before and after", hist)]
+    return [
+        *figures,
+        ("Where the bytes go", size_figure(model_id, recipe, res)),
+        ("CPU latency and compute", latency_figure(res)),
+        ("Sparsity per layer", layers_figure(model_id, recipe)),
+        ("Weight values before and after", hist),
+    ]
 
 
 # -- Compare ----------------------------------------------------------------------------------------
@@ -91,14 +113,28 @@ def model_name(model_id: str) -> str:
 def _row(i: int, pin: dict, res: dict) -> dict:
     dense_file = int(res.get("dense_artifact_bytes") or res["dense_size_bytes"])
     spread = res.get("speedup_spread")
-    return {"pin": pin_name(i, pin), "model": pin["model"], "recipe": pin["label"], "recipe_json": pin["recipe"],
-            "accuracy": res["accuracy"], "accuracy_ci_low": res["accuracy_ci_low"],
-            "accuracy_ci_high": res["accuracy_ci_high"], "params_nonzero": res["params_nonzero"],
-            "params_removed": 1 - res["params_nonzero"] / res["dense_params"], "size_bytes": res["size_bytes"],
-            "size_vs_dense": dense_file / res["size_bytes"], "latency_ms_p50": res.get("latency_ms_p50"),
-            "speedup": res.get("speedup"), "speedup_spread": spread, "latency_noisy": bool(res.get("latency_noisy")),
-            "latency_note": res.get("latency_note") or "", "kernels": res["latency_kernels"], "macs": res["macs"],
-            "simulated": list(res.get("simulated") or []), "speed_note": inspect.speed_note(res) or ""}
+    return {
+        "pin": pin_name(i, pin),
+        "model": pin["model"],
+        "recipe": pin["label"],
+        "recipe_json": pin["recipe"],
+        "accuracy": res["accuracy"],
+        "accuracy_ci_low": res["accuracy_ci_low"],
+        "accuracy_ci_high": res["accuracy_ci_high"],
+        "params_nonzero": res["params_nonzero"],
+        "params_removed": 1 - res["params_nonzero"] / res["dense_params"],
+        "size_bytes": res["size_bytes"],
+        "size_vs_dense": dense_file / res["size_bytes"],
+        "latency_ms_p50": res.get("latency_ms_p50"),
+        "speedup": res.get("speedup"),
+        "speedup_spread": spread,
+        "latency_noisy": bool(res.get("latency_noisy")),
+        "latency_note": res.get("latency_note") or "",
+        "kernels": res["latency_kernels"],
+        "macs": res["macs"],
+        "simulated": list(res.get("simulated") or []),
+        "speed_note": inspect.speed_note(res) or "",
+    }
 
 
 def compare_frame(pins: list[dict], mode: str) -> tuple[pd.DataFrame, list[str]]:
@@ -125,13 +161,22 @@ def side_by_side(df: pd.DataFrame) -> pd.DataFrame:
     measures = {
         "model": lambda r: model_name(r["model"]),
         "recipe": lambda r: r["recipe"],
-        "top-1 accuracy (95 % CI)": lambda r: f"{r['accuracy']:.1%} ({r['accuracy_ci_low']:.1%}–"
-                                              f"{r['accuracy_ci_high']:.1%})",
-        "non-zero parameters": lambda r: f"{r['params_nonzero']:,}" + (
-            " (dense)" if r["params_removed"] < 0.005 else f" (−{r['params_removed']:.0%})"),
-        "file size": lambda r: f"{plots.human_bytes(r['size_bytes'])} ("
-                               + ("same as dense" if abs(r["size_vs_dense"] - 1) < 0.005
-                                  else f"{r['size_vs_dense']:.1f}× smaller than dense") + ")",
+        "top-1 accuracy (95 % CI)": lambda r: (
+            f"{r['accuracy']:.1%} ({r['accuracy_ci_low']:.1%}–{r['accuracy_ci_high']:.1%})"
+        ),
+        "non-zero parameters": lambda r: (
+            f"{r['params_nonzero']:,}"
+            + (" (dense)" if r["params_removed"] < 0.005 else f" (−{r['params_removed']:.0%})")
+        ),
+        "file size": lambda r: (
+            f"{plots.human_bytes(r['size_bytes'])} ("
+            + (
+                "same as dense"
+                if abs(r["size_vs_dense"] - 1) < 0.005
+                else f"{r['size_vs_dense']:.1f}× smaller than dense"
+            )
+            + ")"
+        ),
         "CPU latency p50": lambda r: "–" if pd.isna(r["latency_ms_p50"]) else f"{r['latency_ms_p50']:.3g} ms",
         "speed-up vs dense (paired)": _fmt_speed,
         "kernels": lambda r: r["kernels"],
@@ -144,13 +189,17 @@ def side_by_side(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def compare_figure(df: pd.DataFrame) -> go.Figure:
-    long = pd.concat([
-        pd.DataFrame({"pin": df["pin"], "metric": "accuracy", "value": df["accuracy"] * 100, "unit": "%"}),
-        pd.DataFrame({"pin": df["pin"], "metric": "file size", "value": df["size_bytes"] / 1e3, "unit": "kB"}),
-        pd.DataFrame({"pin": df["pin"], "metric": "latency p50", "value": df["latency_ms_p50"], "unit": "ms"}),
-        pd.DataFrame({"pin": df["pin"], "metric": "non-zero params", "value": df["params_nonzero"] / 1e3,
-                      "unit": "k"}),
-    ], ignore_index=True)
+    long = pd.concat(
+        [
+            pd.DataFrame({"pin": df["pin"], "metric": "accuracy", "value": df["accuracy"] * 100, "unit": "%"}),
+            pd.DataFrame({"pin": df["pin"], "metric": "file size", "value": df["size_bytes"] / 1e3, "unit": "kB"}),
+            pd.DataFrame({"pin": df["pin"], "metric": "latency p50", "value": df["latency_ms_p50"], "unit": "ms"}),
+            pd.DataFrame(
+                {"pin": df["pin"], "metric": "non-zero params", "value": df["params_nonzero"] / 1e3, "unit": "k"}
+            ),
+        ],
+        ignore_index=True,
+    )
     return plots.compare_bars(long)
 
 

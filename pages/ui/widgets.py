@@ -15,10 +15,14 @@ from compress_core.records import EVAL_MODES, size_is_estimate
 
 from . import cache, catalogue, state, upload_box
 
-KIND_LABELS = {"unstructured": "Unstructured (weights)", "structured": "Structured (channels)",
-               "none": "None"}
-CRITERION_LABELS = {"random": "Random (baseline)", "l1": "Magnitude |w| (L1)", "l2": "Magnitude w² (L2)",
-                    "taylor": "Gradient (Taylor |w·∂L/∂w|)", "activation": "Activation (|w|·‖x‖)"}
+KIND_LABELS = {"unstructured": "Unstructured (weights)", "structured": "Structured (channels)", "none": "None"}
+CRITERION_LABELS = {
+    "random": "Random (baseline)",
+    "l1": "Magnitude |w| (L1)",
+    "l2": "Magnitude w² (L2)",
+    "taylor": "Gradient (Taylor |w·∂L/∂w|)",
+    "activation": "Activation (|w|·‖x‖)",
+}
 SCOPE_LABELS = {"global": "Global", "layer": "Per layer"}
 
 
@@ -33,7 +37,8 @@ _LOGO_SVG = (
     "<path d='M10 31 L18 17 L26 31' stroke='white' stroke-width='3' fill='none' stroke-linecap='round'/>"
     "<circle cx='18' cy='17' r='3' fill='white'/>"
     "<text x='44' y='33' font-family='Source Sans Pro, Helvetica, Arial, sans-serif' font-size='24' "
-    "font-weight='700' fill='#1f2937'>PruneScope</text></svg>")
+    "font-weight='700' fill='#1f2937'>PruneScope</text></svg>"
+)
 LOGO = "data:image/svg+xml;utf8," + _LOGO_SVG.replace("#", "%23").replace("<", "%3C").replace(">", "%3E")
 
 
@@ -43,11 +48,15 @@ def missing_weights_message(model_id: str) -> str:
     spec = catalogue.spec(model_id)
     root = data_dir()
     where = f"COMPRESS_DATA_DIR ({root})" if root else "a folder named by COMPRESS_DATA_DIR (not set)"
-    fetch = ("They will download once, sha256-checked, when you open a page."
-             if downloads_allowed() and spec.weights_url
-             else "Downloads are switched off (PRUNESCOPE_OFFLINE=1), so copy the file by hand.")
-    return (f"The weights of {spec.name} are not on this machine: put `{spec.weights_file}` under {where} "
-            f"or under `{cache_dir()}`, laid out like shared/data. {fetch}")
+    fetch = (
+        "They will download once, sha256-checked, when you open a page."
+        if downloads_allowed() and spec.weights_url
+        else "Downloads are switched off (PRUNESCOPE_OFFLINE=1), so copy the file by hand."
+    )
+    return (
+        f"The weights of {spec.name} are not on this machine: put `{spec.weights_file}` under {where} "
+        f"or under `{cache_dir()}`, laid out like shared/data. {fetch}"
+    )
 
 
 def sidebar() -> tuple[str, str, bool]:
@@ -55,25 +64,38 @@ def sidebar() -> tuple[str, str, bool]:
     st.logo(LOGO, size="large")
     upload_box.drop_if_evicted()
     with st.sidebar:
-        st.selectbox("Model", options=catalogue.choices(upload_box.session_ids()), key=state.MODEL,
-                     format_func=catalogue.label, on_change=state.on_model_change,
-                     help="Every page works on this model.")
+        st.selectbox(
+            "Model",
+            options=catalogue.choices(upload_box.session_ids()),
+            key=state.MODEL,
+            format_func=catalogue.label,
+            on_change=state.on_model_change,
+            help="Every page works on this model.",
+        )
         model_id = state.model_id()
         spec = catalogue.spec(model_id)
         ref = f"{spec.reference_accuracy:.2%}" if spec.reference_accuracy is not None else "n/a"
-        st.caption(f"**{catalogue.dataset_name(spec.dataset)}** · {spec.params:,} parameters · "
-                   f"reference top-1 **{ref}**", help=spec.reference_source)
+        st.caption(
+            f"**{catalogue.dataset_name(spec.dataset)}** · {spec.params:,} parameters · reference top-1 **{ref}**",
+            help=spec.reference_source,
+        )
         upload_box.upload_box()
         usable = catalogue.usable(model_id)
         if not usable:
             st.warning(missing_weights_message(model_id), icon=":material/download_for_offline:")
             usable = downloads_allowed() and bool(spec.weights_url) and not catalogue.is_upload(model_id)
-        st.radio("Evaluation", EVAL_MODES, key=state.EVAL, horizontal=True,
-                 format_func=lambda m: "Quick · 1,000 images" if m == "quick" else "Full test set",
-                 help="Quick: a fixed stratified subset (accuracy shown with its 95 % CI). Full: every test "
-                      "image, slower.")
-        st.caption(f"Latency on {cache.startup_threads()} torch thread(s), batch {cache.LATENCY_BATCH} · "
-                   "results cached per recipe")
+        st.radio(
+            "Evaluation",
+            EVAL_MODES,
+            key=state.EVAL,
+            horizontal=True,
+            format_func=lambda m: "Quick · 1,000 images" if m == "quick" else "Full test set",
+            help="Quick: a fixed stratified subset (accuracy shown with its 95 % CI). Full: every test image, slower.",
+        )
+        st.caption(
+            f"Latency on {cache.startup_threads()} torch thread(s), batch {cache.LATENCY_BATCH} · "
+            "results cached per recipe"
+        )
     return model_id, state.eval_mode(), usable
 
 
@@ -85,52 +107,108 @@ def recipe_controls(slider_layers: int | None = None):
     slider is switched off. Returns the slot under the slider where ``knob_note`` says what it did."""
     ss = st.session_state
     if not catalogue.prunable(state.model_id()):
-        st.info("This uploaded model is a compiled graph (TorchScript or torch.export) that matches no zoo "
-                "architecture: PruneScope can only evaluate it as uploaded (dense, fp32). Pruning and quantization "
-                "need nn.Conv2d/nn.Linear modules; upload its state_dict to compress it.",
-                icon=":material/lock:")
+        st.info(
+            "This uploaded model is a compiled graph (TorchScript or torch.export) that matches no zoo "
+            "architecture: PruneScope can only evaluate it as uploaded (dense, fp32). Pruning and quantization "
+            "need nn.Conv2d/nn.Linear modules; upload its state_dict to compress it.",
+            icon=":material/lock:",
+        )
     with st.container(border=True):
         left, right = st.columns(2, gap="large")
         off = slider_layers == 0
-        left.slider("Sparsity" + (" (off: every layer has its own ratio)" if off else ""), 0,
-                    state.SPARSITY_MAX_PCT, step=5, key=state.W_SPARSITY, format="%d%%", disabled=off,
-                    help="Every prunable layer has a per-layer ratio (from Sensitivity), so there is nothing left "
-                         "for this slider to move: clear the ratios to use it." if off else
-                         "Fraction of weights (unstructured) or channels (structured) removed from the prunable "
-                         "layers; the first conv and the classifier stay dense unless per-layer ratios say otherwise. "
-                         "The line under the slider says what that fraction removed from this model.")
+        left.slider(
+            "Sparsity" + (" (off: every layer has its own ratio)" if off else ""),
+            0,
+            state.SPARSITY_MAX_PCT,
+            step=5,
+            key=state.W_SPARSITY,
+            format="%d%%",
+            disabled=off,
+            help="Every prunable layer has a per-layer ratio (from Sensitivity), so there is nothing left "
+            "for this slider to move: clear the ratios to use it."
+            if off
+            else "Fraction of weights (unstructured) or channels (structured) removed from the prunable "
+            "layers; the first conv and the classifier stay dense unless per-layer ratios say otherwise. "
+            "The line under the slider says what that fraction removed from this model.",
+        )
         knob = left.empty()
-        right.select_slider("Weight bit-width", options=list(BITS), key=state.W_BITS, format_func=bits_label,
-                            help="1 = sign × scale, 2–8 = fixed point (simulated on fp32 kernels), 16 = fp16, "
-                                 "32 = the original fp32.")
+        right.select_slider(
+            "Weight bit-width",
+            options=list(BITS),
+            key=state.W_BITS,
+            format_func=bits_label,
+            help="1 = sign × scale, 2–8 = fixed point (simulated on fp32 kernels), 16 = fp16, 32 = the original fp32.",
+        )
         c1, c2, c3, c4 = st.columns([1.5, 1.2, 0.9, 1.2], gap="medium")
-        c1.radio("Pruning kind", ["unstructured", "structured"], key=state.W_KIND, horizontal=True,
-                 format_func=lambda k: KIND_LABELS[k],
-                 help="Unstructured zeros single weights: high compression, same speed on stock kernels. "
-                      "Structured removes whole channels: smaller dense layers, real speed-up, more accuracy loss.")
-        c2.selectbox("Importance criterion", list(CRITERIA), key=state.W_CRITERION,
-                     format_func=lambda c: CRITERION_LABELS.get(c, c))
-        c3.radio("Scope", list(SCOPES), key=state.W_SCOPE, horizontal=True, format_func=lambda s: SCOPE_LABELS[s],
-                 help="Global: one threshold over all layers. Per layer: the same fraction in every layer.")
+        c1.radio(
+            "Pruning kind",
+            ["unstructured", "structured"],
+            key=state.W_KIND,
+            horizontal=True,
+            format_func=lambda k: KIND_LABELS[k],
+            help="Unstructured zeros single weights: high compression, same speed on stock kernels. "
+            "Structured removes whole channels: smaller dense layers, real speed-up, more accuracy loss.",
+        )
+        c2.selectbox(
+            "Importance criterion",
+            list(CRITERIA),
+            key=state.W_CRITERION,
+            format_func=lambda c: CRITERION_LABELS.get(c, c),
+        )
+        c3.radio(
+            "Scope",
+            list(SCOPES),
+            key=state.W_SCOPE,
+            horizontal=True,
+            format_func=lambda s: SCOPE_LABELS[s],
+            help="Global: one threshold over all layers. Per layer: the same fraction in every layer.",
+        )
         eight = ss[state.W_BITS] == 8
         if not eight and ss.get(state.W_INT8):
             ss[state.W_INT8] = False  # int8 kernels need 8-bit weights
-        c4.toggle("Real int8 kernels", key=state.W_INT8, disabled=not eight,
-                  help="Run on PyTorch's int8 CPU kernels (x86/fbgemm) instead of simulating 8-bit weights on "
-                       "fp32 kernels. Only with 8-bit weights.")
-        c4.caption("Measured on int8 kernels." if ss[state.W_INT8] else
-                   ("8-bit simulated on fp32 kernels." if eight else "Set the bit-width to 8 to enable."))
+        c4.toggle(
+            "Real int8 kernels",
+            key=state.W_INT8,
+            disabled=not eight,
+            help="Run on PyTorch's int8 CPU kernels (x86/fbgemm) instead of simulating 8-bit weights on "
+            "fp32 kernels. Only with 8-bit weights.",
+        )
+        c4.caption(
+            "Measured on int8 kernels."
+            if ss[state.W_INT8]
+            else ("8-bit simulated on fp32 kernels." if eight else "Set the bit-width to 8 to enable.")
+        )
         with st.expander("Details: quantization scheme, granularity, int8 backend, residual streams"):
             d1, d2, d3, d4 = st.columns(4)
-            d1.radio("Scheme", list(SCHEMES), key=state.W_SCHEME, horizontal=True,
-                     help="Symmetric: zero point 0. Asymmetric: min/max range (\"dynamic range\").")
-            d2.radio("Granularity", list(GRANULARITIES), key=state.W_GRANULARITY, horizontal=True,
-                     format_func=lambda g: g.replace("_", "-"), help="One scale per output channel, or per tensor.")
-            d3.selectbox("int8 backend", list(INT8_MODES), key=state.W_INT8_MODE, disabled=not ss[state.W_INT8],
-                         help="auto: static for conv nets, dynamic for Linear-only nets.")
-            d4.toggle("Prune residual streams", key=state.W_RESIDUAL, disabled=ss[state.W_KIND] != "structured",
-                      help="Structured only. On: residual channels go too (smaller and faster, more accuracy "
-                           "lost). Off: only each block's inner channels.")
+            d1.radio(
+                "Scheme",
+                list(SCHEMES),
+                key=state.W_SCHEME,
+                horizontal=True,
+                help='Symmetric: zero point 0. Asymmetric: min/max range ("dynamic range").',
+            )
+            d2.radio(
+                "Granularity",
+                list(GRANULARITIES),
+                key=state.W_GRANULARITY,
+                horizontal=True,
+                format_func=lambda g: g.replace("_", "-"),
+                help="One scale per output channel, or per tensor.",
+            )
+            d3.selectbox(
+                "int8 backend",
+                list(INT8_MODES),
+                key=state.W_INT8_MODE,
+                disabled=not ss[state.W_INT8],
+                help="auto: static for conv nets, dynamic for Linear-only nets.",
+            )
+            d4.toggle(
+                "Prune residual streams",
+                key=state.W_RESIDUAL,
+                disabled=ss[state.W_KIND] != "structured",
+                help="Structured only. On: residual channels go too (smaller and faster, more accuracy "
+                "lost). Off: only each block's inner channels.",
+            )
     return knob
 
 
@@ -157,8 +235,10 @@ def metric_cards(res: dict) -> None:
         delta = "same as dense" if abs(drop_pp) < 0.05 else f"{drop_pp:+.1f} pp vs dense"
         st.metric("Top-1 accuracy", f"{res['accuracy'] * 100:.1f} %", delta, **_delta_style(delta, "normal"))
         agree = f" · agrees with dense on {res['agreement']:.1%}" if res.get("agreement") is not None else ""
-        st.caption(f"95 % CI {res['accuracy_ci_low'] * 100:.1f}–{res['accuracy_ci_high'] * 100:.1f} % · "
-                   f"n = {res['eval_samples']:,}{agree}")
+        st.caption(
+            f"95 % CI {res['accuracy_ci_low'] * 100:.1f}–{res['accuracy_ci_high'] * 100:.1f} % · "
+            f"n = {res['eval_samples']:,}{agree}"
+        )
     with p.container(border=True):
         delta = _pct_change(res["params_nonzero"], res["dense_params"])
         st.metric("Non-zero parameters", f"{res['params_nonzero']:,}", delta, **_delta_style(delta))
@@ -178,17 +258,23 @@ def _size_card(res: dict) -> None:
     estimated = size_is_estimate(res.get("size_method"))
     dense = dense_file_bytes(res)
     delta = _pct_change(res["size_bytes"], dense)
-    st.metric("File size" + (" (estimated)" if estimated else ""), human_bytes(res["size_bytes"]), delta,
-              **_delta_style(delta))
+    st.metric(
+        "File size" + (" (estimated)" if estimated else ""),
+        human_bytes(res["size_bytes"]),
+        delta,
+        **_delta_style(delta),
+    )
     ratio = dense / res["size_bytes"]
     vs = "dense" if abs(ratio - 1) < 0.005 else f"{ratio:.1f}× smaller than dense"
     method = f" · {res['size_method']}" if estimated else ""
-    st.caption(f"{vs} ({human_bytes(dense)}, same format){method} · fp32 torch.save file: "
-               f"{human_bytes(res['dense_size_bytes'])}")
+    st.caption(
+        f"{vs} ({human_bytes(dense)}, same format){method} · fp32 torch.save file: "
+        f"{human_bytes(res['dense_size_bytes'])}"
+    )
 
 
 def speed_text(res: dict) -> str:
-    """"1.41× vs dense (± 3 %, paired)", or "" when no speed-up was measured."""
+    """ "1.41× vs dense (± 3 %, paired)", or "" when no speed-up was measured."""
     if not res.get("speedup"):
         return ""
     spread = res.get("speedup_spread")
@@ -206,16 +292,25 @@ def _latency_card(res: dict) -> None:
         delta = _pct_change(lat, res.get("dense_latency_ms_p50"))
     if noisy:
         delta = f"noisy · {delta}" if delta else "noisy"
-    st.metric("CPU latency (p50)", f"{lat:.3g} ms" if lat is not None else "not measured", delta,
-              **(_delta_style(None) if noisy else _delta_style(delta)))
+    st.metric(
+        "CPU latency (p50)",
+        f"{lat:.3g} ms" if lat is not None else "not measured",
+        delta,
+        **(_delta_style(None) if noisy else _delta_style(delta)),
+    )
     speed = speed_text(res)
-    dense = f" · dense {res['dense_latency_ms_p50']:.3g} ms in the same window" if res.get("dense_latency_ms_p50") \
-        else ""
-    st.caption(f"{speed + dense + ' · ' if speed else ''}batch {res['latency_batch']} · "
-               f"{res['latency_threads']} thread(s) · {res['latency_kernels']}")
+    dense = (
+        f" · dense {res['dense_latency_ms_p50']:.3g} ms in the same window" if res.get("dense_latency_ms_p50") else ""
+    )
+    st.caption(
+        f"{speed + dense + ' · ' if speed else ''}batch {res['latency_batch']} · "
+        f"{res['latency_threads']} thread(s) · {res['latency_kernels']}"
+    )
     if noisy:
-        st.caption(f":material/warning: **Noisy:** {res.get('latency_note') or 'see the spread'}. "
-                   "Re-measure below when the machine is quieter.")
+        st.caption(
+            f":material/warning: **Noisy:** {res.get('latency_note') or 'see the spread'}. "
+            "Re-measure below when the machine is quieter."
+        )
 
 
 def honesty_notes(res: dict) -> None:

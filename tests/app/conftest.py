@@ -25,6 +25,7 @@ def warm_server_navigation(monkeypatch: pytest.MonkeyPatch) -> None:
     ``routes.require_router`` then reruns through app.py, which drops one-shot button clicks). The
     first-run path itself is covered by ``test_shell.test_a_deep_link_on_a_fresh_server_...``.
     """
+
     def init(self, *args, **kwargs) -> None:
         ORIGINAL_PAGES_INIT(self, *args, **kwargs)
         PagesManager.uses_pages_directory = False

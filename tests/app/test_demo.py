@@ -26,6 +26,7 @@ def _fake_paired(speedup: float, spread: float, load: float):
     def paired(candidate, baseline, budget_s=0.3, checkpoint=None, **_):
         ratios = [speedup * (1 + spread * k) for k in (-2, -1, -1, 0, 1, 1, 2)]
         return timing.summarise([1.0 / speedup] * 7, [1.0] * 7, ratios, 1, load, 2)
+
     return paired
 
 
@@ -129,9 +130,16 @@ def test_int8_slower_than_fp32_says_why(monkeypatch):
 def test_sweep_pareto_fronts_leave_out_chance_level_models():
     from pages.ui.sweep_panels import _with_pareto
 
-    df = pd.DataFrame({"size_bytes": [1000, 500, 50], "latency_ms_p50": [1.0, 0.5, 0.2],
-                       "accuracy": [0.92, 0.6, 0.101], "accuracy_ci_low": [0.90, 0.57, 0.084],
-                       "dense_artifact_bytes": [1000] * 3, "dense_size_bytes": [1100] * 3})
+    df = pd.DataFrame(
+        {
+            "size_bytes": [1000, 500, 50],
+            "latency_ms_p50": [1.0, 0.5, 0.2],
+            "accuracy": [0.92, 0.6, 0.101],
+            "accuracy_ci_low": [0.90, 0.57, 0.084],
+            "dense_artifact_bytes": [1000] * 3,
+            "dense_size_bytes": [1100] * 3,
+        }
+    )
     out = _with_pareto(df, classes=10)
     assert out["chance"].tolist() == [False, False, True]
     assert out["pareto_size"].tolist() == [True, True, False] and out["pareto_latency"].tolist() == [True, True, False]
@@ -224,9 +232,13 @@ def test_reset_to_dense_and_the_url_round_trip(app):
 def test_the_page_keeps_its_layout_when_a_result_comes_from_the_cache(app):
     """A slot that exists only while measuring shifted every element below it on the next (cached) run,
     so Streamlit rebuilt them: an open "Recover accuracy" expander snapped shut under the user's cursor."""
+
     def expander_place(at) -> int:
-        return next(i for i, node in at.main.children.items() if type(node).__name__ == "Expander"
-                    and "Recover accuracy" in node.label)
+        return next(
+            i
+            for i, node in at.main.children.items()
+            if type(node).__name__ == "Expander" and "Recover accuracy" in node.label
+        )
 
     app.slider(key="w_sparsity_pct").set_value(40).run()  # measured now
     measured = expander_place(app)

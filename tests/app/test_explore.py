@@ -47,7 +47,7 @@ def test_structured_pruning_removes_parameters_for_real(app):
     app.slider(key="w_sparsity_pct").set_value(50).run()
     assert not app.error, texts(app.error)
     values = metric_values(app)
-    total = [c for c in texts(app.caption).split("·") if "stored" in c][0]
+    total = next(c for c in texts(app.caption).split("·") if "stored" in c)
     assert "61,706 stored" not in total  # the weights are gone, not masked
     assert values["Non-zero parameters"] != "61,706"
 
@@ -86,8 +86,9 @@ def test_recover_accuracy_fine_tunes_and_shows_before_and_after(app):
 
 
 def test_per_layer_ratios_are_shown_and_can_be_cleared():
-    recipe = Recipe(prune=PruneSpec(kind="unstructured", scope="layer", skip=(),
-                                    layer_sparsity=(("conv2", 0.5), ("fc1", 0.9))))
+    recipe = Recipe(
+        prune=PruneSpec(kind="unstructured", scope="layer", skip=(), layer_sparsity=(("conv2", 0.5), ("fc1", 0.9)))
+    )
     at = new_app(recipe=recipe.to_json()).run()
     assert not at.error and "Per-layer ratios are set for 2 layer(s)" in texts(at.info)
     at.button(key="b_clear_ratios").click().run()

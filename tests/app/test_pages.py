@@ -16,8 +16,9 @@ def _open(at, page: str):
 
 
 def _submit(at, label: str):
-    [button] = [b for b in at.get("form_submit_button") if b.proto.label == label] or \
-        [b for b in at.button if b.label == label]
+    [button] = [b for b in at.get("form_submit_button") if b.proto.label == label] or [
+        b for b in at.button if b.label == label
+    ]
     button.click().run()
     return at
 
@@ -81,15 +82,20 @@ def test_compare_shows_pinned_recipes_side_by_side_and_unpins(app):
         app.button(key="b_pin").click().run()
     _open(app, "pages/compare.py")
     table = app.dataframe[0].value.set_index("measure")
-    assert list(table.columns) == ["#1 LeNet-5 (MNIST) · dense fp32", "#2 LeNet-5 (MNIST) · unstructured l1 global 50%",
-                                   "#3 LeNet-5 (MNIST) · unstructured l1 global 90%"]
+    assert list(table.columns) == [
+        "#1 LeNet-5 (MNIST) · dense fp32",
+        "#2 LeNet-5 (MNIST) · unstructured l1 global 50%",
+        "#3 LeNet-5 (MNIST) · unstructured l1 global 90%",
+    ]
     params = [int(v.split()[0].replace(",", "")) for v in table.loc["non-zero parameters"]]
     assert params == sorted(params, reverse=True) and params[0] == 61_706
     assert table.loc["file size"].iloc[0].endswith("(same as dense)")
     assert len(app.get("plotly_chart")) == 1
     app.button(key="b_unpin_0").click().run()
-    assert list(app.dataframe[0].value.columns)[1:] == ["#1 LeNet-5 (MNIST) · unstructured l1 global 50%",
-                                                        "#2 LeNet-5 (MNIST) · unstructured l1 global 90%"]
+    assert list(app.dataframe[0].value.columns)[1:] == [
+        "#1 LeNet-5 (MNIST) · unstructured l1 global 50%",
+        "#2 LeNet-5 (MNIST) · unstructured l1 global 90%",
+    ]
     app.button(key="b_clear_pins").click().run()
     assert not app.dataframe and "Nothing pinned yet" in texts(app.info)
 

@@ -11,8 +11,14 @@ from compress_core.recipe import PruneSpec, QuantSpec, Recipe
 
 from .conftest import ORIGINAL_PAGES_INIT, metric_values, new_app, texts, url_recipe
 
-PAGES = ["pages/explore.py", "pages/sensitivity.py", "pages/sweep.py", "pages/compare.py", "pages/export.py",
-         "pages/about.py"]
+PAGES = [
+    "pages/explore.py",
+    "pages/sensitivity.py",
+    "pages/sweep.py",
+    "pages/compare.py",
+    "pages/export.py",
+    "pages/about.py",
+]
 
 
 def test_app_opens_on_explore_with_controls_and_four_metric_cards(app):
@@ -48,8 +54,10 @@ def test_url_holds_the_current_recipe_as_json(app):
 
 
 def test_a_shared_link_restores_the_exact_recipe():
-    shared = Recipe(prune=PruneSpec(kind="unstructured", criterion="l2", scope="layer", sparsity=0.65),
-                    quant=QuantSpec(bits=4, scheme="asymmetric"))
+    shared = Recipe(
+        prune=PruneSpec(kind="unstructured", criterion="l2", scope="layer", sparsity=0.65),
+        quant=QuantSpec(bits=4, scheme="asymmetric"),
+    )
     at = new_app(model="lenet5-mnist", recipe=shared.to_json()).run()
     assert not at.exception and not at.warning
     assert at.slider(key="w_sparsity_pct").value == 65
@@ -60,8 +68,9 @@ def test_a_shared_link_restores_the_exact_recipe():
     assert Recipe.from_dict(url_recipe(at)) == shared
 
 
-@pytest.mark.parametrize("bad", ["{not json", json.dumps({"prune": {"sparsity": 3}}), json.dumps([1, 2]),
-                                 json.dumps({"quant": {"bits": 5}})])
+@pytest.mark.parametrize(
+    "bad", ["{not json", json.dumps({"prune": {"sparsity": 3}}), json.dumps([1, 2]), json.dumps({"quant": {"bits": 5}})]
+)
 def test_bad_recipe_in_the_url_warns_and_falls_back_to_defaults(bad):
     at = new_app(recipe=bad).run()
     assert not at.exception

@@ -26,8 +26,7 @@ def opaque_pt2() -> bytes:
     """A torch.export program of a network that is in no zoo: measurable, not compressible."""
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 26 * 26, 10)).eval()
-    program = torch.export.export(net, (torch.zeros(2, 1, 28, 28),),
-                                  dynamic_shapes=({0: torch.export.Dim("batch")},))
+    program = torch.export.export(net, (torch.zeros(2, 1, 28, 28),), dynamic_shapes=({0: torch.export.Dim("batch")},))
     buf = io.BytesIO()
     torch.export.save(program, buf)
     return buf.getvalue()

@@ -91,9 +91,14 @@ def missing_cifar() -> object:
 
 def missing_weights(model_id: str) -> Callable[[], object]:
     def call() -> object:
-        with env(COMPRESS_DATA_DIR=str(tmpdir()), PRUNESCOPE_OFFLINE="1", COMPRESS_CACHE_DIR=str(tmpdir()),
-                 TORCH_HOME=str(tmpdir())):
+        with env(
+            COMPRESS_DATA_DIR=str(tmpdir()),
+            PRUNESCOPE_OFFLINE="1",
+            COMPRESS_CACHE_DIR=str(tmpdir()),
+            TORCH_HOME=str(tmpdir()),
+        ):
             return load_torchvision(model_id) if model_id.endswith("imagenet") else models.load(model_id)
+
     return call
 
 
@@ -103,14 +108,19 @@ def cache_is_a_file(call: Callable[[], object]) -> Callable[[], object]:
         blocker.write_text("x")
         with env(COMPRESS_CACHE_DIR=str(blocker), PRUNESCOPE_OFFLINE="0"):
             return call()
+
     return wrapped
 
 
 def torchvision_blocked() -> object:
     blocker = tmpdir() / "not-a-folder"
     blocker.write_text("x")
-    with env(COMPRESS_CACHE_DIR=str(blocker), PRUNESCOPE_OFFLINE="0", COMPRESS_DATA_DIR=str(tmpdir()),
-             TORCH_HOME=str(tmpdir())):
+    with env(
+        COMPRESS_CACHE_DIR=str(blocker),
+        PRUNESCOPE_OFFLINE="0",
+        COMPRESS_DATA_DIR=str(tmpdir()),
+        TORCH_HOME=str(tmpdir()),
+    ):
         return load_torchvision("mobilenet_v3_small-imagenet")
 
 
@@ -133,6 +143,7 @@ def artifact_case(make: Callable[[bytes], bytes], **kw) -> Callable[[], object]:
         wb = Workbench("lenet5-mnist")
         good = artifact_bytes(wb.compress(Recipe(PruneSpec("unstructured", "l1", "global", 0.5))), "lenet5-mnist")
         return load_artifact(make(good), **kw)
+
     return call
 
 
@@ -145,80 +156,217 @@ def image_folder(setup: Callable[[Path], object], **kw) -> Callable[[], object]:
         path = tmpdir() / "images"
         setup(path)
         return load_image_folder(path, **kw)
+
     return call
 
 
 CASES = [
-    Case("recipe", "sparsity -0.1", lambda: PruneSpec("unstructured", sparsity=-0.1), ValueError,
-         r"sparsity must be between 0 and 0.99 \(a fraction, not a percent\); got -0.1"),
-    Case("recipe", "sparsity 1.0", lambda: PruneSpec("unstructured", sparsity=1.0), ValueError,
-         "sparsity must be between 0 and 0.99"),
-    Case("recipe", "sparsity 99 (a percent)", lambda: PruneSpec("unstructured", sparsity=99), ValueError,
-         "a fraction, not a percent.*got 99"),
-    Case("recipe", "sparsity NaN", lambda: PruneSpec("unstructured", sparsity=float("nan")), ValueError,
-         "sparsity must be between"),
-    Case("recipe", "sparsity '50%' (a string)", lambda: PruneSpec("unstructured", sparsity="50%"), ValueError,
-         "sparsity must be a number"),
+    Case(
+        "recipe",
+        "sparsity -0.1",
+        lambda: PruneSpec("unstructured", sparsity=-0.1),
+        ValueError,
+        r"sparsity must be between 0 and 0.99 \(a fraction, not a percent\); got -0.1",
+    ),
+    Case(
+        "recipe",
+        "sparsity 1.0",
+        lambda: PruneSpec("unstructured", sparsity=1.0),
+        ValueError,
+        "sparsity must be between 0 and 0.99",
+    ),
+    Case(
+        "recipe",
+        "sparsity 99 (a percent)",
+        lambda: PruneSpec("unstructured", sparsity=99),
+        ValueError,
+        "a fraction, not a percent.*got 99",
+    ),
+    Case(
+        "recipe",
+        "sparsity NaN",
+        lambda: PruneSpec("unstructured", sparsity=float("nan")),
+        ValueError,
+        "sparsity must be between",
+    ),
+    Case(
+        "recipe",
+        "sparsity '50%' (a string)",
+        lambda: PruneSpec("unstructured", sparsity="50%"),
+        ValueError,
+        "sparsity must be a number",
+    ),
     Case("recipe", "bits 5", lambda: QuantSpec(5), ValueError, "bits must be one of 1, 2, 3, 4, 6, 8, 16, 32; got 5"),
     Case("recipe", "bits 0", lambda: QuantSpec(0), ValueError, "bits must be one of .*; got 0"),
     Case("recipe", "bits 64", lambda: QuantSpec(64), ValueError, "bits must be one of .*; got 64"),
-    Case("recipe", "int8 kernels with 4 bits", lambda: QuantSpec(4, int8=True), ValueError,
-         "real int8 kernels need bits=8"),
+    Case(
+        "recipe",
+        "int8 kernels with 4 bits",
+        lambda: QuantSpec(4, int8=True),
+        ValueError,
+        "real int8 kernels need bits=8",
+    ),
     Case("recipe", "recipe JSON '{'", lambda: Recipe.from_json("{"), ValueError, "recipe is not valid JSON"),
-    Case("pipeline", "skip a layer the model lacks", lambda: prunable_layers(models.load("lenet5-mnist"), ["conv9"]),
-         ValueError, "skip names a layer 'conv9' that the model does not have"),
-    Case("pipeline", "model with nothing prunable", nothing_prunable, ValueError,
-         "no (prunable )?Conv2d/Linear (layer|module)"),
+    Case(
+        "pipeline",
+        "skip a layer the model lacks",
+        lambda: prunable_layers(models.load("lenet5-mnist"), ["conv9"]),
+        ValueError,
+        "skip names a layer 'conv9' that the model does not have",
+    ),
+    Case(
+        "pipeline",
+        "model with nothing prunable",
+        nothing_prunable,
+        ValueError,
+        "no (prunable )?Conv2d/Linear (layer|module)",
+    ),
     Case("pipeline", "unknown model id", lambda: Workbench("vgg99"), ValueError, "unknown model 'vgg99'"),
-    Case("pipeline", "eval mode 'fast'", lambda: data_mod.eval_set("mnist", "fast"), ValueError,
-         "eval must be 'quick' or 'full'"),
+    Case(
+        "pipeline",
+        "eval mode 'fast'",
+        lambda: data_mod.eval_set("mnist", "fast"),
+        ValueError,
+        "eval must be 'quick' or 'full'",
+    ),
     Case("upload", "empty file", lambda: load_upload(b"", "m.pt"), UploadError, r"empty \(0 bytes\)"),
-    Case("upload", "truncated torch.save zip", lambda: load_upload(lenet_bytes()[:20_000], "m.pt"), UploadError,
-         "truncated or corrupt"),
-    Case("upload", "truncated legacy torch.save",
-         lambda: load_upload(lenet_bytes(_use_new_zipfile_serialization=False)[:20_000], "m.pt"), UploadError,
-         "truncated or corrupt"),
-    Case("upload", "oversized (250 kB, limit 100 kB)", lambda: load_upload(lenet_bytes(), "m.pt", max_bytes=100_000),
-         UploadError, "bytes, over the 100,000 bytes upload limit"),
-    Case("upload", "wrong extension (.onnx)", lambda: load_upload(b"\x08\x07", "m.onnx"), UploadError,
-         "not an accepted format"),
-    Case("upload", "PNG renamed to .pt", lambda: load_upload(b"\x89PNG\r\n\x1a\n" + bytes(64), "m.pt"), UploadError,
-         "not an accepted format.*starts with"),
-    Case("upload", "pickle whose __reduce__ calls os.system",
-         lambda: load_upload(pickle.dumps(RunsCode(), protocol=2), "m.pt"), UploadError,
-         "not an accepted format.*Pickled code is refused"),
-    Case("upload", "whole nn.Module saved with torch.save(model)",
-         lambda: load_upload(_module_bytes(), "m.pt"), UploadError, "needs compress_core.models.lenet.LeNet5"),
-    Case("upload", "NaN weight", lambda: load_upload(with_bad_value(float("nan")), "m.safetensors"), UploadError,
-         "tensor 'fc1.weight' holds 1 NaN and 0 Inf"),
-    Case("upload", "Inf weight", lambda: load_upload(with_bad_value(float("inf")), "m.safetensors"), UploadError,
-         "tensor 'fc1.weight' holds 0 NaN and 1 Inf"),
-    Case("upload", "state_dict for the wrong architecture",
-         lambda: load_upload(lenet_bytes(), "m.pt", arch="lenet300-mnist"), UploadError,
-         "does not fit lenet300-mnist: 5 shape mismatches: fc1.weight is \\(120, 400\\) in the file"),
-    Case("data", "COMPRESS_DATA_DIR empty, offline: CIFAR-10", missing_cifar, MissingFileError,
-         "CIFAR-10 test data is missing: put cifar10/test.npz under"),
-    Case("data", "COMPRESS_DATA_DIR empty, offline: ResNet-20 weights", missing_weights("resnet20-cifar10"),
-         MissingFileError, "weights/resnet20-12fca82f.th is missing: looked in"),
-    Case("data", "offline, no torchvision weights", missing_weights("resnet18-imagenet"), MissingFileError,
-         "resnet18-f37072fd.pth .* is missing.*PRUNESCOPE_OFFLINE=1"),
-    Case("cache", "download into a cache dir that is a file", cache_is_a_file(fetch_into_blocked_cache),
-         MissingFileError, "downloading it from .* failed"),
-    Case("cache", "torchvision download into a cache dir that is a file", torchvision_blocked, MissingFileError,
-         "cannot be downloaded: the cache dir .* is not writable"),
-    Case("cache", "results store in a cache dir that is a file", cache_is_a_file(results_store), ValueError,
-         "cannot write the results store"),
+    Case(
+        "upload",
+        "truncated torch.save zip",
+        lambda: load_upload(lenet_bytes()[:20_000], "m.pt"),
+        UploadError,
+        "truncated or corrupt",
+    ),
+    Case(
+        "upload",
+        "truncated legacy torch.save",
+        lambda: load_upload(lenet_bytes(_use_new_zipfile_serialization=False)[:20_000], "m.pt"),
+        UploadError,
+        "truncated or corrupt",
+    ),
+    Case(
+        "upload",
+        "oversized (250 kB, limit 100 kB)",
+        lambda: load_upload(lenet_bytes(), "m.pt", max_bytes=100_000),
+        UploadError,
+        "bytes, over the 100,000 bytes upload limit",
+    ),
+    Case(
+        "upload",
+        "wrong extension (.onnx)",
+        lambda: load_upload(b"\x08\x07", "m.onnx"),
+        UploadError,
+        "not an accepted format",
+    ),
+    Case(
+        "upload",
+        "PNG renamed to .pt",
+        lambda: load_upload(b"\x89PNG\r\n\x1a\n" + bytes(64), "m.pt"),
+        UploadError,
+        "not an accepted format.*starts with",
+    ),
+    Case(
+        "upload",
+        "pickle whose __reduce__ calls os.system",
+        lambda: load_upload(pickle.dumps(RunsCode(), protocol=2), "m.pt"),
+        UploadError,
+        "not an accepted format.*Pickled code is refused",
+    ),
+    Case(
+        "upload",
+        "whole nn.Module saved with torch.save(model)",
+        lambda: load_upload(_module_bytes(), "m.pt"),
+        UploadError,
+        "needs compress_core.models.lenet.LeNet5",
+    ),
+    Case(
+        "upload",
+        "NaN weight",
+        lambda: load_upload(with_bad_value(float("nan")), "m.safetensors"),
+        UploadError,
+        "tensor 'fc1.weight' holds 1 NaN and 0 Inf",
+    ),
+    Case(
+        "upload",
+        "Inf weight",
+        lambda: load_upload(with_bad_value(float("inf")), "m.safetensors"),
+        UploadError,
+        "tensor 'fc1.weight' holds 0 NaN and 1 Inf",
+    ),
+    Case(
+        "upload",
+        "state_dict for the wrong architecture",
+        lambda: load_upload(lenet_bytes(), "m.pt", arch="lenet300-mnist"),
+        UploadError,
+        "does not fit lenet300-mnist: 5 shape mismatches: fc1.weight is \\(120, 400\\) in the file",
+    ),
+    Case(
+        "data",
+        "COMPRESS_DATA_DIR empty, offline: CIFAR-10",
+        missing_cifar,
+        MissingFileError,
+        "CIFAR-10 test data is missing: put cifar10/test.npz under",
+    ),
+    Case(
+        "data",
+        "COMPRESS_DATA_DIR empty, offline: ResNet-20 weights",
+        missing_weights("resnet20-cifar10"),
+        MissingFileError,
+        "weights/resnet20-12fca82f.th is missing: looked in",
+    ),
+    Case(
+        "data",
+        "offline, no torchvision weights",
+        missing_weights("resnet18-imagenet"),
+        MissingFileError,
+        "resnet18-f37072fd.pth .* is missing.*PRUNESCOPE_OFFLINE=1",
+    ),
+    Case(
+        "cache",
+        "download into a cache dir that is a file",
+        cache_is_a_file(fetch_into_blocked_cache),
+        MissingFileError,
+        "downloading it from .* failed",
+    ),
+    Case(
+        "cache",
+        "torchvision download into a cache dir that is a file",
+        torchvision_blocked,
+        MissingFileError,
+        "cannot be downloaded: the cache dir .* is not writable",
+    ),
+    Case(
+        "cache",
+        "results store in a cache dir that is a file",
+        cache_is_a_file(results_store),
+        ValueError,
+        "cannot write the results store",
+    ),
     Case("artifact", "empty artefact", artifact_case(lambda good: b""), ValueError, "truncated or empty"),
-    Case("artifact", "truncated artefact", artifact_case(lambda good: good[: len(good) // 2]), ValueError,
-         "truncated"),
-    Case("artifact", "oversized artefact", artifact_case(lambda good: good, max_bytes=1000), ValueError,
-         "over the 1,000-byte limit"),
-    Case("artifact", "torch.save file given as an artefact", artifact_case(lambda good: lenet_bytes()), ValueError,
-         "not a PruneScope artefact"),
+    Case("artifact", "truncated artefact", artifact_case(lambda good: good[: len(good) // 2]), ValueError, "truncated"),
+    Case(
+        "artifact",
+        "oversized artefact",
+        artifact_case(lambda good: good, max_bytes=1000),
+        ValueError,
+        "over the 1,000-byte limit",
+    ),
+    Case(
+        "artifact",
+        "torch.save file given as an artefact",
+        artifact_case(lambda good: lenet_bytes()),
+        ValueError,
+        "not a PruneScope artefact",
+    ),
     Case("images", "image folder that does not exist", image_folder(lambda p: None), ValueError, "does not exist"),
     Case("images", "folder without images", image_folder(lambda p: p.mkdir()), ValueError, "no images in"),
-    Case("images", "only a corrupt image", image_folder(lambda p: (p.mkdir(), (p / "a.jpg").write_bytes(b"x"))),
-         ValueError, "none of the 1 images .* could be read"),
+    Case(
+        "images",
+        "only a corrupt image",
+        image_folder(lambda p: (p.mkdir(), (p / "a.jpg").write_bytes(b"x"))),
+        ValueError,
+        "none of the 1 images .* could be read",
+    ),
 ]
 
 

@@ -12,14 +12,39 @@ from tests.conftest import ROOT
 
 
 def run_cli(*args, env=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "compress_core", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "compress_core", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
 
 
 def test_evaluate_json_has_every_contract_key():
-    p = run_cli("evaluate", "--model", "lenet5-mnist", "--kind", "unstructured", "--criterion", "l1", "--scope",
-                "global", "--sparsity", "0.5", "--bits", "4", "--batch", "2", "--eval", "quick", "--json",
-                "--latency-budget", "0.05")
+    p = run_cli(
+        "evaluate",
+        "--model",
+        "lenet5-mnist",
+        "--kind",
+        "unstructured",
+        "--criterion",
+        "l1",
+        "--scope",
+        "global",
+        "--sparsity",
+        "0.5",
+        "--bits",
+        "4",
+        "--batch",
+        "2",
+        "--eval",
+        "quick",
+        "--json",
+        "--latency-budget",
+        "0.05",
+    )
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)  # exactly one JSON object
     assert set(CONTRACT_KEYS) <= set(out)
@@ -35,15 +60,18 @@ def test_models_lists_the_zoo():
     assert ids[:2] == ["lenet5-mnist", "lenet300-mnist"] and "resnet56-cifar10" in ids
 
 
-@pytest.mark.parametrize("args, message", [
-    (["evaluate", "--sparsity", "1.5"], "sparsity must be a fraction between 0 and 0.99"),
-    (["evaluate", "--bits", "5"], "invalid choice: 5"),
-    (["evaluate", "--model", "nope"], "unknown model 'nope'"),
-    (["evaluate", "--recipe", "{bad"], "recipe is not valid JSON"),
-    (["evaluate", "--int8", "--bits", "4"], "--int8 runs 8-bit kernels"),
-    (["evaluate", "--recipe", "@/no/such/file.json"], "cannot read recipe file"),
-    (["frobnicate"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["evaluate", "--sparsity", "1.5"], "sparsity must be a fraction between 0 and 0.99"),
+        (["evaluate", "--bits", "5"], "invalid choice: 5"),
+        (["evaluate", "--model", "nope"], "unknown model 'nope'"),
+        (["evaluate", "--recipe", "{bad"], "recipe is not valid JSON"),
+        (["evaluate", "--int8", "--bits", "4"], "--int8 runs 8-bit kernels"),
+        (["evaluate", "--recipe", "@/no/such/file.json"], "cannot read recipe file"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
 def test_bad_input_is_one_clear_line_and_no_traceback(args, message, capsys):
     code = main(args)
     err = capsys.readouterr().err
@@ -53,9 +81,13 @@ def test_bad_input_is_one_clear_line_and_no_traceback(args, message, capsys):
 
 
 def test_missing_data_is_a_clear_error(tmp_path):
-    p = run_cli("evaluate", "--model", "resnet20-cifar10", "--json",
-                env={"COMPRESS_DATA_DIR": str(tmp_path), "COMPRESS_CACHE_DIR": str(tmp_path / "c"),
-                     "PRUNESCOPE_OFFLINE": "1"})
+    p = run_cli(
+        "evaluate",
+        "--model",
+        "resnet20-cifar10",
+        "--json",
+        env={"COMPRESS_DATA_DIR": str(tmp_path), "COMPRESS_CACHE_DIR": str(tmp_path / "c"), "PRUNESCOPE_OFFLINE": "1"},
+    )
     assert p.returncode == 2 and p.stdout == ""
     assert "resnet20-12fca82f.th is missing" in p.stderr and "Traceback" not in p.stderr
 
@@ -72,8 +104,24 @@ def test_resnet20_full_eval_reports_the_published_dense_accuracy():
 
 def test_sweep_fine_tunes_every_pruned_point_and_writes_csv(tmp_path):
     out = tmp_path / "s.csv"
-    p = run_cli("sweep", "--model", "lenet5-mnist", "--sparsities", "0,0.9", "--bits-list", "32", "--no-store",
-                "--latency-budget", "0.02", "--finetune-epochs", "1", "--finetune-samples", "256", "--out", str(out))
+    p = run_cli(
+        "sweep",
+        "--model",
+        "lenet5-mnist",
+        "--sparsities",
+        "0,0.9",
+        "--bits-list",
+        "32",
+        "--no-store",
+        "--latency-budget",
+        "0.02",
+        "--finetune-epochs",
+        "1",
+        "--finetune-samples",
+        "256",
+        "--out",
+        str(out),
+    )
     assert p.returncode == 0, p.stderr
     import pandas as pd
 

@@ -43,8 +43,11 @@ def run_snippet(code: str, model: nn.Module, calib=None) -> nn.Module:
 
 def widths(model: nn.Module) -> dict[str, tuple[int, int]]:
     """(inputs, outputs) of every Conv2d/Linear: the channel counts structured pruning changes."""
-    return {n: (m.in_channels, m.out_channels) if isinstance(m, nn.Conv2d) else (m.in_features, m.out_features)
-            for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    return {
+        n: (m.in_channels, m.out_channels) if isinstance(m, nn.Conv2d) else (m.in_features, m.out_features)
+        for n, m in model.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    }
 
 
 def _reproduces(wb: Workbench, recipe: Recipe, reference: Recipe | None = None, **kw) -> None:
@@ -61,11 +64,20 @@ LENET_OVERRIDE = (("fc1", 0.7),)
 
 
 # -- unstructured: torch.nn.utils.prune -------------------------------------------------------------
-@pytest.mark.parametrize("criterion, scope, sparsity, overrides", [
-    ("l1", "layer", 0.5, ()), ("l1", "global", 0.9, ()), ("l1", "global", 0.83, LENET_OVERRIDE),
-    ("l1", "layer", 0.3, LENET_OVERRIDE), ("random", "layer", 0.5, ()), ("random", "global", 0.7, LENET_OVERRIDE),
-    ("l2", "global", 0.6, ()), ("taylor", "layer", 0.5, ()), ("activation", "global", 0.8, ()),
-])
+@pytest.mark.parametrize(
+    "criterion, scope, sparsity, overrides",
+    [
+        ("l1", "layer", 0.5, ()),
+        ("l1", "global", 0.9, ()),
+        ("l1", "global", 0.83, LENET_OVERRIDE),
+        ("l1", "layer", 0.3, LENET_OVERRIDE),
+        ("random", "layer", 0.5, ()),
+        ("random", "global", 0.7, LENET_OVERRIDE),
+        ("l2", "global", 0.6, ()),
+        ("taylor", "layer", 0.5, ()),
+        ("activation", "global", 0.8, ()),
+    ],
+)
 def test_unstructured_snippets_remove_exactly_the_recipes_weights(benches, criterion, scope, sparsity, overrides):
     recipe = Recipe(PruneSpec(U, criterion, scope, sparsity, layer_sparsity=overrides))
     _reproduces(_bench(benches, "lenet5-mnist"), recipe)
@@ -85,10 +97,18 @@ def test_the_unstructured_snippet_says_what_it_does():
 
 
 # -- structured: torch-pruning ---------------------------------------------------------------------
-@pytest.mark.parametrize("criterion, scope, sparsity, overrides", [
-    ("l1", "layer", 0.5, ()), ("l1", "layer", 0.3, ()), ("l1", "global", 0.5, ()), ("l2", "global", 0.83, ()),
-    ("random", "global", 0.5, ()), ("random", "layer", 0.3, LENET_OVERRIDE), ("l1", "global", 0.6, LENET_OVERRIDE),
-])
+@pytest.mark.parametrize(
+    "criterion, scope, sparsity, overrides",
+    [
+        ("l1", "layer", 0.5, ()),
+        ("l1", "layer", 0.3, ()),
+        ("l1", "global", 0.5, ()),
+        ("l2", "global", 0.83, ()),
+        ("random", "global", 0.5, ()),
+        ("random", "layer", 0.3, LENET_OVERRIDE),
+        ("l1", "global", 0.6, LENET_OVERRIDE),
+    ],
+)
 def test_structured_snippets_reproduce_every_layers_channel_counts(benches, criterion, scope, sparsity, overrides):
     recipe = Recipe(PruneSpec(S, criterion, scope, sparsity, layer_sparsity=overrides))
     _reproduces(_bench(benches, "lenet5-mnist"), recipe)
@@ -112,11 +132,18 @@ def test_the_structured_snippet_uses_torch_pruning_and_no_compress_core_for_lene
 
 
 @pytest.mark.data
-@pytest.mark.parametrize("kind, criterion, scope, sparsity, residual, overrides", [
-    (S, "l1", "layer", 0.5, True, ()), (S, "l1", "global", 0.5, True, ()), (S, "l2", "layer", 0.3, False, ()),
-    (S, "random", "global", 0.83, True, (("layer2.0.conv1", 0.7),)), (S, "l1", "global", 0.5, False, ()),
-    (U, "l1", "global", 0.9, True, ()), (U, "random", "layer", 0.5, True, (("layer2.0.conv1", 0.7),)),
-])
+@pytest.mark.parametrize(
+    "kind, criterion, scope, sparsity, residual, overrides",
+    [
+        (S, "l1", "layer", 0.5, True, ()),
+        (S, "l1", "global", 0.5, True, ()),
+        (S, "l2", "layer", 0.3, False, ()),
+        (S, "random", "global", 0.83, True, (("layer2.0.conv1", 0.7),)),
+        (S, "l1", "global", 0.5, False, ()),
+        (U, "l1", "global", 0.9, True, ()),
+        (U, "random", "layer", 0.5, True, (("layer2.0.conv1", 0.7),)),
+    ],
+)
 def test_resnet20_snippets_reproduce_their_recipes(benches, kind, criterion, scope, sparsity, residual, overrides):
     recipe = Recipe(PruneSpec(kind, criterion, scope, sparsity, layer_sparsity=overrides, residual=residual))
     _reproduces(_bench(benches, "resnet20-cifar10"), recipe)
@@ -182,16 +209,25 @@ def test_fine_tuning_is_a_comment_with_the_recipes_settings(benches):
     assert "Schedule agp in 3 steps" in code
     assert code.index("Fine-tune here") < code.index("prune.remove(")  # masks attached while training
     wb = _bench(benches, "lenet5-mnist")
-    assert count_params(run_snippet(code, load(wb.model_id))) == \
-        count_params(wb.compress(Recipe(PruneSpec(U, "l1", "global", 0.5))).float_model)
+    assert count_params(run_snippet(code, load(wb.model_id))) == count_params(
+        wb.compress(Recipe(PruneSpec(U, "l1", "global", 0.5))).float_model
+    )
 
 
 def test_every_recipe_shape_generates_valid_python():
     for kind, criterion, scope, quant, ft in itertools.product(
-            ["none", U, S], CRITERIA, ["layer", "global"],
-            [QuantSpec(), QuantSpec(3), QuantSpec(16), QuantSpec(8, int8=True),
-             QuantSpec(8, int8=True, int8_mode="dynamic")],
-            [None, FinetuneSpec()]):
+        ["none", U, S],
+        CRITERIA,
+        ["layer", "global"],
+        [
+            QuantSpec(),
+            QuantSpec(3),
+            QuantSpec(16),
+            QuantSpec(8, int8=True),
+            QuantSpec(8, int8=True, int8_mode="dynamic"),
+        ],
+        [None, FinetuneSpec()],
+    ):
         sparsity = 0.0 if kind == "none" else 0.5
         recipe = Recipe(PruneSpec(kind, criterion, scope, sparsity, skip=("first", "conv2")), quant, ft)
         for model_id in ("lenet5-mnist", "resnet20-cifar10", "upload-0"):
@@ -205,8 +241,14 @@ def test_every_recipe_shape_generates_valid_python():
 def test_the_downloaded_file_runs_as_a_script(tmp_path):
     path = tmp_path / "prunescope_recipe.py"
     path.write_text(recipe_code(Recipe(PruneSpec(U, "l1", "global", 0.9)), "lenet5-mnist"))
-    run = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, cwd=tmp_path, timeout=300,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    run = subprocess.run(
+        [sys.executable, str(path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert run.returncode == 0, run.stderr
     wb = Workbench("lenet5-mnist")
     total, nonzero = count_params(wb.compress(Recipe(PruneSpec(U, "l1", "global", 0.9))).float_model)

@@ -30,8 +30,17 @@ RECIPES = [
     Recipe(PruneSpec("unstructured", "l1", "global", 0.9), QuantSpec(2, "asymmetric", "per_tensor")),
     Recipe(PruneSpec("structured", "l1", "global", 0.3)),
 ]
-FIELDS = ("accuracy", "agreement", "params_nonzero", "params_total", "size_bytes", "macs", "dense_macs",
-          "dense_accuracy", "eval_samples")
+FIELDS = (
+    "accuracy",
+    "agreement",
+    "params_nonzero",
+    "params_total",
+    "size_bytes",
+    "macs",
+    "dense_macs",
+    "dense_accuracy",
+    "eval_samples",
+)
 
 
 def _snapshot(model: torch.nn.Module) -> bytes:
@@ -92,8 +101,9 @@ def test_int8_conversion_does_not_break_a_concurrent_evaluation():
         converting = pool.submit(int8.quantize_static, _PausesWhileTraced().eval(), example, [example])
         try:
             assert INSIDE.wait(60), "tracing never started"
-            evaluating = pool.submit(wb.evaluate, Recipe(PruneSpec("unstructured", "l1", "global", 0.5)),
-                                     measure_latency=False)
+            evaluating = pool.submit(
+                wb.evaluate, Recipe(PruneSpec("unstructured", "l1", "global", 0.5)), measure_latency=False
+            )
             with contextlib.suppress(TimeoutError):
                 evaluating.result(timeout=2)  # fails at once when broken; a fix may make it wait for the trace
         finally:

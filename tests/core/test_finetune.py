@@ -56,8 +56,18 @@ class TinyBN(nn.Module):
         return self.fc(x.flatten(1))
 
 
-TINY_SPEC = ModelSpec(id="tiny-bn", name="TinyBN", dataset="mnist", input_shape=(1, 28, 28), num_classes=10,
-                      params=0, reference_accuracy=None, reference_source="test", license="test", builder=TinyBN)
+TINY_SPEC = ModelSpec(
+    id="tiny-bn",
+    name="TinyBN",
+    dataset="mnist",
+    input_shape=(1, 28, 28),
+    num_classes=10,
+    params=0,
+    reference_accuracy=None,
+    reference_source="test",
+    license="test",
+    builder=TinyBN,
+)
 
 
 def state_bytes(model: nn.Module) -> bytes:
@@ -78,7 +88,7 @@ def zero_positions(comp: Compressed) -> dict[str, torch.Tensor]:
 # -- schedules --------------------------------------------------------------------------------------
 def test_agp_schedule_is_zhu_gupta_cubic_ramp():
     s = agp_schedule(0.9, 4)
-    assert s == pytest.approx([0.9 * (1 - 0.75 ** 3), 0.9 * (1 - 0.5 ** 3), 0.9 * (1 - 0.25 ** 3), 0.9], abs=1e-12)
+    assert s == pytest.approx([0.9 * (1 - 0.75**3), 0.9 * (1 - 0.5**3), 0.9 * (1 - 0.25**3), 0.9], abs=1e-12)
     assert s[-1] == 0.9
     assert all(a < b for a, b in itertools.pairwise(s))  # monotone
     gaps = [b - a for a, b in zip([0.0, *s], s)]
@@ -133,8 +143,11 @@ def test_finetuning_keeps_every_pruned_weight_at_zero(lenet5):
     for name in before:
         assert torch.equal(before[name], after[name]), name
         assert torch.equal(after[name], ~tuned.masks[name]), name
-    changed = [n for n, m in tuned.float_model.named_modules() if n in tuned.masks
-               and not torch.equal(m.weight, dict(pruned.float_model.named_modules())[n].weight)]
+    changed = [
+        n
+        for n, m in tuned.float_model.named_modules()
+        if n in tuned.masks and not torch.equal(m.weight, dict(pruned.float_model.named_modules())[n].weight)
+    ]
     assert changed  # the surviving weights did train
 
 
@@ -168,8 +181,9 @@ def test_a_batchnorm_teachers_statistics_and_mode_never_change(teacher_training)
     torch.manual_seed(0)
     teacher = TinyBN().train(teacher_training)
     before = state_bytes(teacher)
-    recipe = Recipe(PruneSpec("unstructured", "l1", "global", 0.5),
-                    finetune=FinetuneSpec(epochs=1, max_samples=256, distill=True))
+    recipe = Recipe(
+        PruneSpec("unstructured", "l1", "global", 0.5), finetune=FinetuneSpec(epochs=1, max_samples=256, distill=True)
+    )
     apply_recipe(teacher, recipe, TINY_SPEC, teacher=teacher)
     assert state_bytes(teacher) == before
     assert teacher.training is teacher_training
@@ -245,10 +259,15 @@ def test_once_pruned_a_weight_stays_pruned_even_when_scores_reshuffle(lenet5, mo
     spec, model = lenet5
     g = torch.Generator().manual_seed(1)
     # fresh random scores at every step: only the schedule's own rule keeps earlier zeros pruned
-    monkeypatch.setattr(criteria.CRITERIA["random"], "weight_scores",
-                        lambda model, layers, calib, seed: [torch.rand(m.weight.shape, generator=g) for _, m in layers])
-    recipe = Recipe(replace(P90, criterion="random", scope="layer"),
-                    finetune=FinetuneSpec(epochs=0.5, max_samples=256, schedule="iterative", steps=3))
+    monkeypatch.setattr(
+        criteria.CRITERIA["random"],
+        "weight_scores",
+        lambda model, layers, calib, seed: [torch.rand(m.weight.shape, generator=g) for _, m in layers],
+    )
+    recipe = Recipe(
+        replace(P90, criterion="random", scope="layer"),
+        finetune=FinetuneSpec(epochs=0.5, max_samples=256, schedule="iterative", steps=3),
+    )
     comp = Compressed(model=copy.deepcopy(model), float_model=None, recipe=recipe)
     comp.float_model = comp.model
     snapshots: list[dict[str, torch.Tensor]] = []
@@ -257,8 +276,9 @@ def test_once_pruned_a_weight_stays_pruned_even_when_scores_reshuffle(lenet5, mo
         if msg.endswith("pruning") and comp.masks:
             snapshots.append({n: m.clone() for n, m in comp.masks.items()})
 
-    prune_gradually_(comp, get_pruner("unstructured"), PruneContext(spec.input_shape), recipe.finetune, spec.dataset,
-                     None, progress)
+    prune_gradually_(
+        comp, get_pruner("unstructured"), PruneContext(spec.input_shape), recipe.finetune, spec.dataset, None, progress
+    )
     snapshots.append(comp.masks)
     assert len(snapshots) == 3
     for earlier, later in itertools.pairwise(snapshots):
@@ -290,7 +310,8 @@ def test_gradual_structured_pruning_removes_the_target_fraction_of_channels(sche
     assert st.params_before == 266_610 and st.params_after == measure.count_params(comp.model)[0]
     assert [r["cumulative_sparsity"] for r in st.steps] == pytest.approx([0.75 * r for r in ramp(schedule, 3)])
     assert [h["sparsity"] for h in comp.history if h["kind"] == "summary"] == pytest.approx(
-        [0.75 * r for r in ramp(schedule, 3)])
+        [0.75 * r for r in ramp(schedule, 3)]
+    )
 
 
 def test_finetuning_after_one_shot_structured_pruning_keeps_the_smaller_shapes(heldout):
@@ -305,8 +326,21 @@ def test_finetuning_after_one_shot_structured_pruning_keeps_the_smaller_shapes(h
 
 # -- command line -----------------------------------------------------------------------------------
 def _cli_accuracy(*extra: str) -> float:
-    cmd = [sys.executable, "-m", "compress_core", "--threads", "1", "evaluate", "--model", "lenet5-mnist",
-           "--sparsity", "0.9", "--json", "--no-latency", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "compress_core",
+        "--threads",
+        "1",
+        "evaluate",
+        "--model",
+        "lenet5-mnist",
+        "--sparsity",
+        "0.9",
+        "--json",
+        "--no-latency",
+        *extra,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)["accuracy"]

@@ -57,7 +57,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(n)
         for m in sorted(graph[n]):
             if state.get(m) == 1:
-                return [*stack[stack.index(m):], m]
+                return [*stack[stack.index(m) :], m]
             if m not in state and (found := visit(m)):
                 return found
         state[n] = 2
@@ -72,13 +72,14 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 @pytest.mark.parametrize("packages", [("compress_core",), ("pages", "app")])
 def test_no_import_cycle_counting_imports_inside_functions(packages):
-    mods = _modules(*packages[:1]) if packages[0] == "compress_core" else {
-        **_modules("pages"), "app": ROOT / "app.py"}
+    mods = _modules(*packages[:1]) if packages[0] == "compress_core" else {**_modules("pages"), "app": ROOT / "app.py"}
     known = set(mods)
     graph = {n: _imports(n, p, known) for n, p in mods.items()}
     # a package imports its own submodules to re-export them; that edge is not a dependency cycle
-    graph = {n: {m for m in deps if not (m.startswith(n + ".") and mods[n].name == "__init__.py")}
-             for n, deps in graph.items()}
+    graph = {
+        n: {m for m in deps if not (m.startswith(n + ".") and mods[n].name == "__init__.py")}
+        for n, deps in graph.items()
+    }
     assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
 
 

@@ -82,8 +82,12 @@ def test_masking_does_not_shrink_the_saved_file(tiny):
 
 
 def test_size_breakdown_labels_estimates():
-    result = {"dense_size_bytes": 1000, "size_bytes": 300, "params_nonzero": 50,
-              "size_method": "zlib-compressed torch.save state_dict (estimate)"}
+    result = {
+        "dense_size_bytes": 1000,
+        "size_bytes": 300,
+        "params_nonzero": 50,
+        "size_method": "zlib-compressed torch.save state_dict (estimate)",
+    }
     table = inspect.size_breakdown(result, masked_size_bytes=1000)
     assert table["size_bytes"].tolist() == [1000, 1000, 300, 200]
     assert table["basis"].tolist() == ["measured", "measured", "estimated", "estimated"]

@@ -81,14 +81,19 @@ def test_conversion_does_not_leak_torch_ao_warnings():
 
 def test_structured_then_int8(mnist):
     model = models.load("lenet5-mnist")
-    comp = apply_recipe(model, int8_recipe(prune=PruneSpec("structured", "l1", "layer", 0.3)),
-                        models.get_spec("lenet5-mnist"), calibration=Calibration(mnist[1]))
+    comp = apply_recipe(
+        model,
+        int8_recipe(prune=PruneSpec("structured", "l1", "layer", 0.3)),
+        models.get_spec("lenet5-mnist"),
+        calibration=Calibration(mnist[1]),
+    )
     assert comp.kernels.endswith("-static") and comp.float_model.conv2.out_channels == 11
     assert comp.structure.params_after < comp.structure.params_before
     assert agreement(comp.model, comp.float_model, mnist[0]) >= 0.95
 
 
 # -- artefact support: plain tensors in, identical outputs out ---------------------------------------
+
 
 def roundtrip(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     assert all(isinstance(v, torch.Tensor) and not v.is_quantized for v in state.values())
@@ -119,8 +124,12 @@ def test_rebuild_dynamic_lenet300_gives_identical_outputs():
 
 def test_rebuild_structured_int8_resnet20_from_skeleton():
     spec = models.get_spec("resnet20-cifar10")
-    comp = apply_recipe(CifarResNet(20).eval(), int8_recipe(prune=PruneSpec("structured", "l1", "layer", 0.5)),
-                        spec, calibration=Calibration([torch.randn(32, *CIFAR)]))
+    comp = apply_recipe(
+        CifarResNet(20).eval(),
+        int8_recipe(prune=PruneSpec("structured", "l1", "layer", 0.5)),
+        spec,
+        calibration=Calibration([torch.randn(32, *CIFAR)]),
+    )
     skeleton = apply_skeleton_(CifarResNet(20).eval(), comp.structure.skeleton)
     rebuilt = int8.rebuild_int8(skeleton, "static", CIFAR, roundtrip(int8.int8_state(comp)))
     x = torch.randn(8, *CIFAR)
@@ -138,13 +147,18 @@ def test_rebuild_rejects_a_state_of_another_shape():
 
 # -- real CIFAR-10 ----------------------------------------------------------------------------------
 
+
 @pytest.mark.data
 @pytest.mark.slow
 def test_resnet20_static_int8_agrees_on_real_cifar():
     model = models.load("resnet20-cifar10")
     before = copy.deepcopy(model.state_dict())
-    comp = apply_recipe(model, int8_recipe(), models.get_spec("resnet20-cifar10"),
-                        calibration=Calibration(data.calibration_batches("cifar10", 256)))
+    comp = apply_recipe(
+        model,
+        int8_recipe(),
+        models.get_spec("resnet20-cifar10"),
+        calibration=Calibration(data.calibration_batches("cifar10", 256)),
+    )
     subset = data.load("cifar10", "test", quick=500)
     assert comp.kernels.endswith("-static")
     assert agreement(comp.model, model, subset) >= 0.95

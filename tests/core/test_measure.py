@@ -8,11 +8,14 @@ from compress_core import measure
 from compress_core.models.lenet import LeNet5, LeNet300
 
 
-@pytest.mark.parametrize("correct, n, low, high", [
-    (50, 100, 0.4038, 0.5962),  # textbook value
-    (0, 10, 0.0, 0.2775),
-    (10, 10, 0.7225, 1.0),
-])
+@pytest.mark.parametrize(
+    "correct, n, low, high",
+    [
+        (50, 100, 0.4038, 0.5962),  # textbook value
+        (0, 10, 0.0, 0.2775),
+        (10, 10, 0.7225, 1.0),
+    ],
+)
 def test_wilson_interval_matches_reference_values(correct, n, low, high):
     lo, hi = measure.wilson_interval(correct, n)
     assert lo == pytest.approx(low, abs=1e-4) and hi == pytest.approx(high, abs=1e-4)

@@ -22,8 +22,9 @@ MNIST = (1, 28, 28)
 def _weight_shapes(data: bytes) -> list[tuple[int, ...]]:
     proto = onnx.load_from_string(data)
     onnx.checker.check_model(proto)
-    return sorted(tuple(numpy_helper.to_array(t).shape) for t in proto.graph.initializer
-                  if len(t.dims) in (2, 4))  # conv and linear weights
+    return sorted(
+        tuple(numpy_helper.to_array(t).shape) for t in proto.graph.initializer if len(t.dims) in (2, 4)
+    )  # conv and linear weights
 
 
 @pytest.fixture(scope="module")

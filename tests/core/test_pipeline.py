@@ -41,7 +41,9 @@ def test_heavy_compression_costs_accuracy(wb):
 
 def test_the_shared_model_is_never_changed(wb):
     before = copy.deepcopy(wb.model.state_dict())
-    for r in [Recipe(PruneSpec("unstructured", c, "global", 0.8), QuantSpec(2)) for c in ("l1", "taylor", "activation")]:
+    for r in [
+        Recipe(PruneSpec("unstructured", c, "global", 0.8), QuantSpec(2)) for c in ("l1", "taylor", "activation")
+    ]:
         wb.evaluate(r, measure_latency=False)
     for k, v in wb.model.state_dict().items():
         assert torch.equal(v, before[k]), k
@@ -86,10 +88,12 @@ def test_a_new_bit_width_on_a_fine_tuned_recipe_reuses_the_fine_tuning(wb):
     calls = []
     fp32 = wb.compress(Recipe(prune, finetune=ft), progress=lambda f, m: calls.append(m))
     trained = len(calls)
-    four = wb.compress(Recipe(prune, QuantSpec(4, "symmetric", "per_channel"), finetune=ft),
-                       progress=lambda f, m: calls.append(m))
+    four = wb.compress(
+        Recipe(prune, QuantSpec(4, "symmetric", "per_channel"), finetune=ft), progress=lambda f, m: calls.append(m)
+    )
     assert trained > 0 and calls[trained:] == [
-        "reused the fine-tuned model of an identical pruning + fine-tuning recipe"]
+        "reused the fine-tuned model of an identical pruning + fine-tuning recipe"
+    ]
     assert four.masks.keys() == fp32.masks.keys()
     for name, module in fp32.float_model.named_modules():
         if name in four.qcodes:
@@ -136,8 +140,9 @@ def test_latency_is_paired_with_the_dense_model_in_the_same_window(wb):
     assert r.speedup_spread is not None and r.speedup_spread >= 0
     assert isinstance(r.latency_noisy, bool) and r.latency_load is not None
     assert (r.latency_note != "") == r.latency_noisy
-    assert r.speedup == pytest.approx(r.dense_latency_ms_p50 / r.latency_ms_p50, rel=0.5), \
+    assert r.speedup == pytest.approx(r.dense_latency_ms_p50 / r.latency_ms_p50, rel=0.5), (
         "median of per-round ratios, close to (not equal to) the ratio of medians"
+    )
 
 
 def test_the_dense_model_is_its_own_baseline_for_size_and_speed(wb):
@@ -151,6 +156,7 @@ def test_remeasure_keeps_the_better_quality_latency(monkeypatch):
 
     wb = Workbench("lenet5-mnist")
     recipe = Recipe(PruneSpec("structured", "l1", "layer", 0.5))
+
     def noisy(*a, **k):
         return timing.summarise([4.0] * 7, [8.0] * 7, [1.0, 1.5, 2, 2, 2, 2.5, 3.0], 1, 9.0, 2)
 
@@ -182,8 +188,11 @@ def test_remember_accepts_a_row_stored_before_the_paired_fields_existed(wb):
 def test_evaluation_reports_progress_in_chunks_and_can_be_abandoned():
     wb = Workbench("lenet5-mnist")
     seen = []
-    wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.61)), progress=lambda f, m: seen.append(m),
-                latency_budget_s=0.05)
+    wb.evaluate(
+        Recipe(PruneSpec("unstructured", "l1", "global", 0.61)),
+        progress=lambda f, m: seen.append(m),
+        latency_budget_s=0.05,
+    )
     assert sum("images" in m for m in seen) >= 5 and any("timing" in m for m in seen)
 
     class Moved(Exception):

@@ -23,10 +23,10 @@ def test_symmetric_levels_and_error_bound(weight, bits, per_channel):
     deq = q.dequantize()
     if per_channel:
         for c in range(weight.shape[0]):
-            assert deq[c].unique().numel() <= 2 ** bits - 1
+            assert deq[c].unique().numel() <= 2**bits - 1
             assert (deq[c] - weight[c]).abs().max() <= q.scale[c] / 2 + 1e-6
     else:
-        assert deq.unique().numel() <= 2 ** bits - 1
+        assert deq.unique().numel() <= 2**bits - 1
         assert (deq - weight).abs().max() <= q.scale / 2 + 1e-6
     assert torch.all(deq[weight == 0] == 0), "pruned weights must stay exactly zero"
 
@@ -35,10 +35,10 @@ def test_symmetric_levels_and_error_bound(weight, bits, per_channel):
 def test_asymmetric_uses_the_full_range_and_keeps_zero(weight, bits):
     w = weight.abs()  # all non-negative: asymmetric should spend every level on [0, max]
     q = quantize_tensor(w, bits, "asymmetric", per_channel=False)
-    assert q.codes.min() >= 0 and q.codes.max() <= 2 ** bits - 1
+    assert q.codes.min() >= 0 and q.codes.max() <= 2**bits - 1
     assert int(q.zero_point) == 0
     deq = q.dequantize()
-    assert deq.unique().numel() <= 2 ** bits
+    assert deq.unique().numel() <= 2**bits
     assert (deq - w).abs().max() <= q.scale / 2 + 1e-6
     assert torch.all(deq[w == 0] == 0)
     sym = quantize_tensor(w, bits, "symmetric", per_channel=False).dequantize()
@@ -52,8 +52,7 @@ def test_one_bit_is_sign_times_mean_magnitude(weight):
         nz = weight[c] != 0
         alpha = weight[c][nz].abs().mean()
         assert torch.allclose(deq[c][nz], torch.sign(weight[c][nz]) * alpha)
-        assert set(deq[c].unique().tolist()) <= {-alpha.item(), 0.0, alpha.item()} or \
-            deq[c].unique().numel() <= 3
+        assert set(deq[c].unique().tolist()) <= {-alpha.item(), 0.0, alpha.item()} or deq[c].unique().numel() <= 3
     assert torch.all(deq[weight == 0] == 0)
 
 

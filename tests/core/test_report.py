@@ -18,10 +18,18 @@ def _report(**kw) -> str:
     table = pd.DataFrame({"recipe": ["dense fp32", "<b>structured</b>"], "accuracy": ["98.3 %", "23.6 %"]})
     figs = [("Bars", go.Figure([go.Bar(x=["a"], y=[1])])), ("Line", go.Figure([go.Scatter(x=[1], y=[2])]))]
     env = {"CPU": "Test CPU", "torch": "2.14.1"}
-    rows = [{"row": "#1", "file": "lenet5-mnist-dense.psz", "sha256": "ab" * 32,
-             "command": report.cli_command("lenet5-mnist", '{"prune":{}}'), "artifact_command": "x"}]
-    return report.build_report("PruneScope report", table, figs, ["noisy: load 3.8 on 2 CPU(s)", "a note"], env, rows,
-                               **kw)
+    rows = [
+        {
+            "row": "#1",
+            "file": "lenet5-mnist-dense.psz",
+            "sha256": "ab" * 32,
+            "command": report.cli_command("lenet5-mnist", '{"prune":{}}'),
+            "artifact_command": "x",
+        }
+    ]
+    return report.build_report(
+        "PruneScope report", table, figs, ["noisy: load 3.8 on 2 CPU(s)", "a note"], env, rows, **kw
+    )
 
 
 def test_the_report_is_one_offline_html_file_with_plotly_embedded_once():
@@ -43,8 +51,10 @@ def test_the_report_escapes_text_and_carries_notes_environment_and_hashes():
 
 def test_cli_command_quotes_the_recipe_for_the_shell():
     cmd = report.cli_command("resnet20-cifar10", '{"prune":{"kind":"structured"}}', "full", 1)
-    assert cmd == ("python -m compress_core evaluate --model resnet20-cifar10 --recipe "
-                   "'{\"prune\":{\"kind\":\"structured\"}}' --eval full --batch 1 --json")
+    assert cmd == (
+        "python -m compress_core evaluate --model resnet20-cifar10 --recipe "
+        '\'{"prune":{"kind":"structured"}}\' --eval full --batch 1 --json'
+    )
 
 
 def test_environment_names_the_cpu_its_kernel_flags_and_torch(tmp_path):
@@ -63,7 +73,8 @@ def test_the_report_cli_command_really_measures_the_recipe():
     cmd = report.cli_command("lenet5-mnist", recipe).split(" ", 1)[1]
     import shlex
 
-    out = subprocess.run([sys.executable, *shlex.split(cmd), "--no-latency"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, *shlex.split(cmd), "--no-latency"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     assert '"params_nonzero"' in out.stdout

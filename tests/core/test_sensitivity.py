@@ -83,13 +83,24 @@ def test_bit_sensitivity_rejects_unknown_bit_widths(wb):
 
 
 def test_ratios_pick_the_largest_sparsity_within_the_budget():
-    df = pd.DataFrame({
-        "layer": ["a"] * 4 + ["b"] * 4 + ["c"] * 2,
-        "sparsity": [0.25, 0.5, 0.75, 0.9] * 2 + [0.5, 0.9],
-        "accuracy_drop": [0.0, 0.004, 0.01, 0.2,  # a: 0.75 sits exactly on the budget
-                          0.02, 0.05, 0.1, 0.3,  # b: nothing fits
-                          0.983 - 0.973, 0.001],  # c: a float-rounded 0.01 still fits; 0.9 fits too
-    })
+    df = pd.DataFrame(
+        {
+            "layer": ["a"] * 4 + ["b"] * 4 + ["c"] * 2,
+            "sparsity": [0.25, 0.5, 0.75, 0.9] * 2 + [0.5, 0.9],
+            "accuracy_drop": [
+                0.0,
+                0.004,
+                0.01,
+                0.2,  # a: 0.75 sits exactly on the budget
+                0.02,
+                0.05,
+                0.1,
+                0.3,  # b: nothing fits
+                0.983 - 0.973,
+                0.001,
+            ],  # c: a float-rounded 0.01 still fits; 0.9 fits too
+        }
+    )
     assert ratios_from_sensitivity(df, max_drop=0.01) == {"a": 0.75, "b": 0.0, "c": 0.9}
     assert ratios_from_sensitivity(df, max_drop=0.0) == {"a": 0.25, "b": 0.0, "c": 0.0}
 
@@ -100,8 +111,7 @@ def test_ratios_from_a_real_table_are_usable_as_layer_sparsity(wb):
     assert list(ratios) == LAYERS and all(r in (0.0, 0.5, 0.9) for r in ratios.values())
     from compress_core.recipe import PruneSpec, Recipe
 
-    recipe = Recipe(prune=PruneSpec(kind="unstructured", scope="layer", skip=(),
-                                    layer_sparsity=tuple(ratios.items())))
+    recipe = Recipe(prune=PruneSpec(kind="unstructured", scope="layer", skip=(), layer_sparsity=tuple(ratios.items())))
     assert wb.evaluate(recipe, measure_latency=False).accuracy > 0.5
 
 

@@ -21,10 +21,21 @@ HALF = Recipe().with_prune(kind="unstructured", sparsity=0.5)
 
 
 def _result(accuracy: float, size_bytes: int = 1000, **extra) -> dict:
-    return {"model": "lenet5-mnist", "accuracy": accuracy, "accuracy_ci_low": accuracy - 0.01,
-            "accuracy_ci_high": min(1.0, accuracy + 0.01), "agreement": None, "size_bytes": size_bytes,
-            "params_total": 10, "params_nonzero": 5, "latency_ms_p50": None, "eval_set": "mnist-quick",
-            "eval_samples": 1000, "simulated": ["a", "b"], **extra}
+    return {
+        "model": "lenet5-mnist",
+        "accuracy": accuracy,
+        "accuracy_ci_low": accuracy - 0.01,
+        "accuracy_ci_high": min(1.0, accuracy + 0.01),
+        "agreement": None,
+        "size_bytes": size_bytes,
+        "params_total": 10,
+        "params_nonzero": 5,
+        "latency_ms_p50": None,
+        "eval_set": "mnist-quick",
+        "eval_samples": 1000,
+        "simulated": ["a", "b"],
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -159,16 +170,19 @@ def test_read_only_cache_dir_raises_a_clear_error(tmp_path, existing_db):
     if existing_db:
         ResultStore(ro / "results.sqlite").close()
         (ro / "results.sqlite").chmod(0o444)
-    code = (f"from compress_core.store import ResultStore, StoreError\n"
-            f"try:\n    ResultStore({str(ro / 'results.sqlite')!r})\n"
-            f"except StoreError as e:\n    print('StoreError:', e)\n")
+    code = (
+        f"from compress_core.store import ResultStore, StoreError\n"
+        f"try:\n    ResultStore({str(ro / 'results.sqlite')!r})\n"
+        f"except StoreError as e:\n    print('StoreError:', e)\n"
+    )
     cmd = _unprivileged(code)
     if cmd is None:
         pytest.skip("cannot drop root's file-permission override here")
     ro.chmod(0o555)
     try:
-        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60,
-                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+        out = subprocess.run(
+            cmd, cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)}
+        )
     finally:
         ro.chmod(0o755)
     assert out.stdout.startswith("StoreError:"), out.stdout + out.stderr
@@ -215,11 +229,22 @@ def test_a_row_this_build_cannot_read_is_reported_not_hidden(store):
 
 
 def _timed(speedup: float, spread: float | None, noisy: bool | None, accuracy: float = 0.9, **extra) -> dict:
-    out = _result(accuracy, latency_ms_p50=1.0 / speedup, dense_latency_ms_p50=1.0, speedup=speedup,
-                  latency_ms_iqr=0.01, latency_kernels="fp32", **extra)
+    out = _result(
+        accuracy,
+        latency_ms_p50=1.0 / speedup,
+        dense_latency_ms_p50=1.0,
+        speedup=speedup,
+        latency_ms_iqr=0.01,
+        latency_kernels="fp32",
+        **extra,
+    )
     if spread is not None:
-        out.update(speedup_spread=spread, latency_noisy=noisy, latency_load=0.5,
-                   latency_note="machine busy: load 4.0 on 2 CPU(s)" if noisy else "")
+        out.update(
+            speedup_spread=spread,
+            latency_noisy=noisy,
+            latency_load=0.5,
+            latency_note="machine busy: load 4.0 on 2 CPU(s)" if noisy else "",
+        )
     return out
 
 

@@ -44,8 +44,12 @@ def _counting(wb: Workbench, monkeypatch) -> list[Recipe]:
 def test_grid_is_the_deduplicated_product():
     recipes = grid(["none", "unstructured"], [0.0, 0.5], [32, 8])
     labels = [r.label() for r in recipes]
-    assert labels == ["dense fp32", "8-bit symm per-channel", "unstructured l1 global 50%",
-                      "unstructured l1 global 50% + 8-bit symm per-channel"]
+    assert labels == [
+        "dense fp32",
+        "8-bit symm per-channel",
+        "unstructured l1 global 50%",
+        "unstructured l1 global 50% + 8-bit symm per-channel",
+    ]
     assert len(set(recipes)) == len(recipes)
 
 
@@ -64,14 +68,17 @@ def test_grid_int8_adds_a_kernel_variant_of_each_8_bit_point():
     assert recipes[recipes.index(int8[0]) - 1] == int8[0].with_quant(int8=False)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"kinds": ["pruned"]}, "prune kind must be one of"),
-    ({"sparsities": [50]}, "sparsity must be between 0 and 0.99"),
-    ({"bits": [5]}, "bits must be one of"),
-    ({"criterion": "magic"}, "criterion must be one of"),
-    ({"scope": "model"}, "scope must be one of"),
-    ({"bits": []}, "non-empty list of bits"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"kinds": ["pruned"]}, "prune kind must be one of"),
+        ({"sparsities": [50]}, "sparsity must be between 0 and 0.99"),
+        ({"bits": [5]}, "bits must be one of"),
+        ({"criterion": "magic"}, "criterion must be one of"),
+        ({"scope": "model"}, "scope must be one of"),
+        ({"bits": []}, "non-empty list of bits"),
+    ],
+)
 def test_grid_rejects_bad_values_with_the_recipe_messages(kwargs, message):
     args = {"kinds": ["unstructured"], "sparsities": [0.5], "bits": [32], **kwargs}
     with pytest.raises(ValueError, match=message):
@@ -82,8 +89,13 @@ def test_grid_rejects_bad_values_with_the_recipe_messages(kwargs, message):
 def test_run_sweep_returns_one_measured_row_per_recipe(wb):
     recipes = grid(["unstructured"], [0, 0.5], [32, 8])
     seen = []
-    df = run_sweep(MODEL, recipes, latency_budget_s=BUDGET_S, workbench=wb,
-                   on_result=lambda i, n, row: seen.append((i, n, row["label"])))
+    df = run_sweep(
+        MODEL,
+        recipes,
+        latency_budget_s=BUDGET_S,
+        workbench=wb,
+        on_result=lambda i, n, row: seen.append((i, n, row["label"])),
+    )
     assert list(df.columns) == COLUMNS
     assert list(df["recipe_json"]) == [r.to_json() for r in recipes]
     assert seen == [(i + 1, 4, r.label()) for i, r in enumerate(recipes)]
@@ -144,18 +156,27 @@ def test_fully_cached_sweep_does_not_load_the_model(wb, tmp_path, monkeypatch):
 def test_should_stop_returns_the_rows_finished_so_far(wb):
     recipes = grid(["unstructured"], [0, 0.25, 0.5, 0.75], [32])
     done = []
-    df = run_sweep(MODEL, recipes, latency_budget_s=BUDGET_S, workbench=wb,
-                   on_result=lambda i, n, row: done.append(i), should_stop=lambda: len(done) >= 2)
+    df = run_sweep(
+        MODEL,
+        recipes,
+        latency_budget_s=BUDGET_S,
+        workbench=wb,
+        on_result=lambda i, n, row: done.append(i),
+        should_stop=lambda: len(done) >= 2,
+    )
     assert len(df) == 2 and list(df["recipe_json"]) == [r.to_json() for r in recipes[:2]]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"model_id": "resnet9000"}, "unknown model"),
-    ({"mode": "fast"}, "eval mode"),
-    ({"latency_batch": 0}, "latency_batch"),
-    ({"latency_budget_s": 0}, "latency_budget_s"),
-    ({"recipes": ["dense"]}, "Recipe objects"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"model_id": "resnet9000"}, "unknown model"),
+        ({"mode": "fast"}, "eval mode"),
+        ({"latency_batch": 0}, "latency_batch"),
+        ({"latency_budget_s": 0}, "latency_budget_s"),
+        ({"recipes": ["dense"]}, "Recipe objects"),
+    ],
+)
 def test_run_sweep_rejects_bad_arguments_before_any_work(kwargs, message):
     args = {"model_id": MODEL, "recipes": [Recipe()], **kwargs}
     with pytest.raises(ValueError, match=message):
@@ -188,8 +209,14 @@ def test_sigkill_mid_sweep_loses_no_finished_row_and_the_rerun_resumes(tmp_path,
     db = tmp_path / "results.sqlite"
     watcher = ResultStore(db)  # creates the file; the child opens the same database
     env = {**os.environ, "PRUNESCOPE_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(db)], cwd=ROOT, env=env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(db)],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 180
         while watcher.count() < 2:
@@ -223,11 +250,14 @@ def test_sigkill_mid_sweep_loses_no_finished_row_and_the_rerun_resumes(tmp_path,
 # -- Pareto front ------------------------------------------------------------------------------
 @pytest.fixture
 def points() -> pd.DataFrame:
-    return pd.DataFrame({
-        "name": ["a", "b", "c", "d", "e", "f", "g", "h"],
-        "size_bytes": [100, 50, 50, 20, 80, 20, 10, None],
-        "accuracy": [0.99, 0.97, 0.95, 0.90, 0.96, 0.90, 0.50, 1.0],
-    }, index=[10, 11, 12, 13, 14, 15, 16, 17])
+    return pd.DataFrame(
+        {
+            "name": ["a", "b", "c", "d", "e", "f", "g", "h"],
+            "size_bytes": [100, 50, 50, 20, 80, 20, 10, None],
+            "accuracy": [0.99, 0.97, 0.95, 0.90, 0.96, 0.90, 0.50, 1.0],
+        },
+        index=[10, 11, 12, 13, 14, 15, 16, 17],
+    )
 
 
 def test_pareto_front_keeps_only_non_dominated_rows_sorted_by_x(points):

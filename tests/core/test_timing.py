@@ -23,13 +23,15 @@ class FakeMachine:
         def call() -> None:
             self.log.append(name)
             self.t += cost_s * self.slow(self.t)
+
         return call
 
 
 def test_paired_measures_both_and_the_speedup_is_the_median_ratio():
     m = FakeMachine()
-    p = timing.paired(m.fn("cand", 0.001), m.fn("base", 0.003), budget_s=0.2, clock=m.clock,
-                      load=lambda: (0.5, 0.5, 0.5), cpus=2)
+    p = timing.paired(
+        m.fn("cand", 0.001), m.fn("base", 0.003), budget_s=0.2, clock=m.clock, load=lambda: (0.5, 0.5, 0.5), cpus=2
+    )
     assert p.ms_p50 == pytest.approx(1.0) and p.baseline_ms_p50 == pytest.approx(3.0)
     assert p.speedup == pytest.approx(3.0) and p.speedup_spread == pytest.approx(0.0)
     assert p.rounds % 2 == 1 and timing.MIN_ROUNDS <= p.rounds <= timing.MAX_ROUNDS
@@ -38,8 +40,9 @@ def test_paired_measures_both_and_the_speedup_is_the_median_ratio():
 
 def test_rounds_alternate_which_model_goes_first():
     m = FakeMachine()
-    p = timing.paired(m.fn("a", 0.01), m.fn("b", 0.01), budget_s=0.2, clock=m.clock, load=lambda: (0, 0, 0),
-                      cpus=1, rounds=3)
+    p = timing.paired(
+        m.fn("a", 0.01), m.fn("b", 0.01), budget_s=0.2, clock=m.clock, load=lambda: (0, 0, 0), cpus=1, rounds=3
+    )
     assert p.calls == 3
     timed = m.log[4:]  # after two warm-ups and two estimates
     blocks = [timed[i] for i in range(0, len(timed), p.calls)]
@@ -51,8 +54,9 @@ def test_a_load_burst_that_slows_both_models_leaves_the_paired_speedup_intact():
         return 4.0 if 0.05 < t < 0.15 else 1.0
 
     m = FakeMachine(burst)
-    p = timing.paired(m.fn("cand", 0.0005), m.fn("base", 0.001), budget_s=0.3, clock=m.clock,
-                      load=lambda: (0.2, 0, 0), cpus=2)
+    p = timing.paired(
+        m.fn("cand", 0.0005), m.fn("base", 0.001), budget_s=0.3, clock=m.clock, load=lambda: (0.2, 0, 0), cpus=2
+    )
     assert p.speedup == pytest.approx(2.0, rel=0.15), "the median of per-round ratios cancels the burst"
 
 
@@ -75,8 +79,9 @@ def test_checkpoint_runs_between_rounds_and_may_abandon_the_measurement():
             raise KeyboardInterrupt  # what a caller raises to yield
 
     with pytest.raises(KeyboardInterrupt):
-        timing.paired(m.fn("a", 0.001), m.fn("b", 0.001), clock=m.clock, load=lambda: (0, 0, 0), cpus=1,
-                      checkpoint=checkpoint)
+        timing.paired(
+            m.fn("a", 0.001), m.fn("b", 0.001), clock=m.clock, load=lambda: (0, 0, 0), cpus=1, checkpoint=checkpoint
+        )
     assert len(ticks) == 2
 
 
@@ -115,6 +120,7 @@ def test_a_wide_spread_buys_more_rounds_before_the_verdict():
     p = timing.paired(erratic, m.fn("base", 0.002), budget_s=0.01, clock=m.clock, load=lambda: (0.1, 0, 0), cpus=2)
     assert p.calls == 1 and p.rounds == (timing.EXTRA_SETS + 1) * timing.MIN_ROUNDS
     assert p.noisy and "rounds disagree" in p.reason
-    steady = timing.paired(m.fn("a", 0.001), m.fn("b", 0.002), budget_s=0.01, clock=m.clock,
-                           load=lambda: (0.1, 0, 0), cpus=2)
+    steady = timing.paired(
+        m.fn("a", 0.001), m.fn("b", 0.002), budget_s=0.01, clock=m.clock, load=lambda: (0.1, 0, 0), cpus=2
+    )
     assert steady.rounds == timing.MIN_ROUNDS and not steady.noisy

@@ -38,13 +38,13 @@ def _lenet_kmeans(bits=3, granularity="per_tensor", sparsity=0.9):
 def test_codebook_has_at_most_2_to_the_bits_values_and_zeros_stay_zero(weight, bits, per_channel):
     q = quantize_tensor(weight, bits, "kmeans", per_channel)
     deq = q.dequantize()
-    assert q.codebook.shape == ((16, 2 ** bits) if per_channel else (2 ** bits,))
+    assert q.codebook.shape == ((16, 2**bits) if per_channel else (2**bits,))
     rows = deq.reshape(16, -1) if per_channel else deq.reshape(1, -1)
     masks = (weight != 0).reshape(rows.shape)
     for row, keep in zip(rows, masks, strict=True):
-        assert row[keep].unique().numel() <= 2 ** bits
+        assert row[keep].unique().numel() <= 2**bits
     assert torch.all(deq[weight == 0] == 0) and torch.all(q.codes[weight == 0] == -1)
-    assert torch.all(q.codes[weight != 0] >= 0) and int(q.codes.max()) < 2 ** bits
+    assert torch.all(q.codes[weight != 0] >= 0) and int(q.codes.max()) < 2**bits
     assert torch.equal(q.codebook.half().float(), q.codebook), "centroids are fp16-exact (what the file stores)"
 
 
@@ -197,9 +197,10 @@ def _record_size(q, entropy):
 
 
 def _qtensor(codes, bits):
-    cb = torch.linspace(-1, 1, 2 ** bits).half().float()
-    return QTensor(torch.as_tensor(codes, dtype=torch.int32), torch.ones(()), torch.zeros((), dtype=torch.int32),
-                   bits, None, cb)
+    cb = torch.linspace(-1, 1, 2**bits).half().float()
+    return QTensor(
+        torch.as_tensor(codes, dtype=torch.int32), torch.ones(()), torch.zeros((), dtype=torch.int32), bits, None, cb
+    )
 
 
 def test_entropy_coding_is_chosen_only_when_smaller():
@@ -238,16 +239,19 @@ def test_entropy_coding_never_grows_the_file(bits, sparsity):
     assert len(coded) < len(packed) or coded == packed
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda r: r["q"].update(coding="rans"), "bad k-means parameters"),
-    (lambda r: r["q"].update(codebook="int8"), "bad k-means parameters"),
-    (lambda r: r["q"].update(bits=9), "bad k-means parameters"),
-    (lambda r: r["bytes"].update(cb=r["bytes"]["cb"] + 2), "chunk 'cb'"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda r: r["q"].update(coding="rans"), "bad k-means parameters"),
+        (lambda r: r["q"].update(codebook="int8"), "bad k-means parameters"),
+        (lambda r: r["q"].update(bits=9), "bad k-means parameters"),
+        (lambda r: r["bytes"].update(cb=r["bytes"]["cb"] + 2), "chunk 'cb'"),
+    ],
+)
 def test_malformed_codebook_records_are_refused(edit, message):
     data = artifact_bytes(_lenet_kmeans(3), "lenet5-mnist")
     *_, header_len, _, _, _ = artifact.PREAMBLE.unpack_from(data)
-    body = zlib.decompressobj(-15).decompress(data[artifact.PREAMBLE.size:])
+    body = zlib.decompressobj(-15).decompress(data[artifact.PREAMBLE.size :])
     header, tensors = json.loads(body[:header_len]), body[header_len:]
     edit(next(r for r in header["tensors"] if r["name"] == "fc1.weight"))
     with pytest.raises(ArtifactError, match=message):
@@ -311,8 +315,10 @@ def test_a_compressed_record_without_masks_round_trips():
     qcodes = quantize_weights_(layers, QuantSpec(bits=4, scheme="kmeans", granularity="per_channel"))
     comp = Compressed(model=model, float_model=model, recipe=Recipe(quant=QuantSpec(4, "kmeans")), qcodes=qcodes)
     loaded = load_artifact(artifact_bytes(comp, "lenet300-mnist"))
-    assert all(torch.equal(a, b) for a, b in zip(loaded.float_model.state_dict().values(),
-                                                  model.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(loaded.float_model.state_dict().values(), model.state_dict().values(), strict=True)
+    )
 
 
 def test_codebook_spec_is_a_share_of_the_recipes_epochs():

@@ -19,11 +19,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 START_TIMEOUT_S = 90
 RERUN_TIMEOUT_MS = 120_000
-IDLE = "[data-testid=\"stApp\"][data-test-script-state=\"notRunning\"]"
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 
 
 def _free_port() -> int:
@@ -34,7 +42,7 @@ def _free_port() -> int:
 
 def _healthy(url: str) -> bool:
     try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:  # noqa: S310 (localhost)
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
             return response.status == 200 and response.read().strip() == b"ok"
     except OSError:
         return False
@@ -47,12 +55,25 @@ def streamlit_server(workdir: Path, extra_env: dict[str, str] | None = None) -> 
     url = f"http://127.0.0.1:{port}"
     log_path = workdir / "streamlit.log"
     env = {**os.environ, "COMPRESS_CACHE_DIR": str(workdir / "cache"), "PRUNESCOPE_OFFLINE": "1", **(extra_env or {})}
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not _healthy(url):

@@ -37,7 +37,9 @@ def test_sparsity_slider_changes_metrics_in_a_real_browser(chromium: Path, serve
             page.wait_for_function(
                 "(before) => { const v = [...document.querySelectorAll('[data-testid=\"stMetricValue\"]')]"
                 ".map(e => e.innerText); return v.length === 4 && v[1] !== before[1]; }",
-                arg=before, timeout=RERUN_TIMEOUT_MS)
+                arg=before,
+                timeout=RERUN_TIMEOUT_MS,
+            )
             _wait_idle(page)
             page.wait_for_timeout(4000)  # let the background curve fill a few points
             _wait_idle(page)

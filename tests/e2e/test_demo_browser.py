@@ -50,7 +50,7 @@ def _go(page, title: str) -> None:
         try:
             page.wait_for_url(f"**/{title.lower()}*", timeout=20_000)
             break
-        except Exception:  # noqa: BLE001 - playwright's TimeoutError: try the click again
+        except Exception:
             continue
     page.get_by_role("heading", name=title).first.wait_for(timeout=RERUN_TIMEOUT_MS)
     wait_idle(page)

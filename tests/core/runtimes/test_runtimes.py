@@ -37,8 +37,14 @@ def _runtime(key: str):
 def lenet():
     model = models.load("lenet5-mnist").eval()
     test = data.load("mnist", "test", quick=300)
-    return {"name": "lenet", "model": model, "shape": (1, 28, 28), "x": test.x, "batch": 1,
-            "calib": data.calibration_batches("mnist", 128)}
+    return {
+        "name": "lenet",
+        "model": model,
+        "shape": (1, 28, 28),
+        "x": test.x,
+        "batch": 1,
+        "calib": data.calibration_batches("mnist", 128),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +52,22 @@ def resnet():
     model = models.load("resnet20-cifar10").eval()
     structured_prune_(model, PruneSpec(kind="structured", scope="layer", sparsity=0.5), (3, 32, 32))
     test = data.load("cifar10", "test", quick=200)
-    return {"name": "resnet", "model": model, "shape": (3, 32, 32), "x": test.x, "batch": 4,
-            "calib": data.calibration_batches("cifar10", 128)}
+    return {
+        "name": "resnet",
+        "model": model,
+        "shape": (3, 32, 32),
+        "x": test.x,
+        "batch": 4,
+        "calib": data.calibration_batches("cifar10", 128),
+    }
 
 
 def _deployed(key: str, case: dict, int8: bool):
     cache_key = (key, case["name"], int8)
     if cache_key not in _DEPLOYED:
-        _DEPLOYED[cache_key] = _runtime(key).deploy(case["model"], case["shape"], batch=case["batch"], threads=1,
-                                                    int8=int8, calib=case["calib"])
+        _DEPLOYED[cache_key] = _runtime(key).deploy(
+            case["model"], case["shape"], batch=case["batch"], threads=1, int8=int8, calib=case["calib"]
+        )
     return _DEPLOYED[cache_key]
 
 
@@ -89,8 +102,11 @@ def _cases(fast: set[tuple[str, bool]]) -> list:
     for key in KEYS:
         for int8 in (False, True):
             slow = key == "executorch" and (key, int8) not in fast
-            out.append(pytest.param(key, int8, id=f"{key}-{'int8' if int8 else 'fp32'}",
-                                    marks=[pytest.mark.slow] if slow else []))
+            out.append(
+                pytest.param(
+                    key, int8, id=f"{key}-{'int8' if int8 else 'fp32'}", marks=[pytest.mark.slow] if slow else []
+                )
+            )
     return out
 
 
@@ -142,8 +158,9 @@ def test_an_unsupported_op_fails_in_one_line(key):
 
 def test_a_missing_package_is_reported_with_the_install_line(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(runtimes_base.importlib.util, "find_spec",
-                        lambda name, *a: None if name == "openvino" else real(name, *a))
+    monkeypatch.setattr(
+        runtimes_base.importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a)
+    )
     rt = OpenVINORuntime()
     assert rt.available() == "openvino is not installed: pip install openvino"
     with pytest.raises(RuntimeUnsupported, match="openvino is not installed: pip install openvino"):

@@ -95,8 +95,9 @@ def test_override_of_unknown_layer_is_an_error(tiny):
 def test_every_criterion_prunes_exactly_and_leaves_the_input_untouched(tiny, batches, criterion):
     before = copy.deepcopy(tiny.state_dict())
     calib, labelled = batches
-    comp = apply_recipe(tiny, Recipe(PruneSpec("unstructured", criterion, "layer", 0.5)),
-                        calibration=Calibration(calib, labelled))
+    comp = apply_recipe(
+        tiny, Recipe(PruneSpec("unstructured", criterion, "layer", 0.5)), calibration=Calibration(calib, labelled)
+    )
     assert zeros(comp.model, "fc1") == round(0.5 * tiny.fc1.weight.numel())
     for k, v in tiny.state_dict().items():
         assert torch.equal(v, before[k]), f"{k} of the input model changed"
@@ -107,8 +108,11 @@ def test_criteria_differ_and_random_depends_on_seed(tiny, batches):
     calib, labelled = batches
 
     def mask(criterion, seed=0):
-        comp = apply_recipe(tiny, Recipe(PruneSpec("unstructured", criterion, "layer", 0.5, seed=seed)),
-                            calibration=Calibration(calib, labelled))
+        comp = apply_recipe(
+            tiny,
+            Recipe(PruneSpec("unstructured", criterion, "layer", 0.5, seed=seed)),
+            calibration=Calibration(calib, labelled),
+        )
         return comp.model.fc1.weight != 0
 
     assert not torch.equal(mask("l1"), mask("taylor"))

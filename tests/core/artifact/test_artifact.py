@@ -83,8 +83,9 @@ def test_quantized_weights_round_trip_bit_exactly(bits, scheme, granularity, spa
         assert torch.equal(got.codes, q.codes) and torch.equal(got.scale, q.scale)
         assert torch.equal(got.zero_point, q.zero_point) and (got.bits, got.axis) == (q.bits, q.axis)
     records = {r["name"]: r for r in artifact.read_header(data)["tensors"]}
-    assert all(records[f"{n}.weight"]["store"] == "q" and records[f"{n}.weight"]["q"]["bits"] == bits
-               for n in comp.qcodes)
+    assert all(
+        records[f"{n}.weight"]["store"] == "q" and records[f"{n}.weight"]["q"]["bits"] == bits for n in comp.qcodes
+    )
     assert set(loaded.masks) == set(comp.masks)
     for name in comp.masks:
         assert torch.equal(loaded.masks[name], comp.float_model.get_submodule(name).weight != 0)
@@ -115,7 +116,7 @@ def _with_density(density, bits, seed=0):
     w = model.fc1.weight
     n = w.numel()
     keep = torch.zeros(n, dtype=torch.bool)
-    keep[torch.randperm(n, generator=g)[:round(density * n)]] = True
+    keep[torch.randperm(n, generator=g)[: round(density * n)]] = True
     values = (0.5 + 0.5 * torch.rand(n, generator=g)) * torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
     with torch.no_grad():
         w.copy_((values * keep).view_as(w))
@@ -123,8 +124,9 @@ def _with_density(density, bits, seed=0):
 
 
 @pytest.mark.parametrize("bits", [32, 4])
-@pytest.mark.parametrize("density, layout", [
-    (1.0, "dense"), (0.4, "bitmask"), (0.03, "index8"), (0.0005, "index16"), (0.0, "index8")])
+@pytest.mark.parametrize(
+    "density, layout", [(1.0, "dense"), (0.4, "bitmask"), (0.03, "index8"), (0.0005, "index16"), (0.0, "index8")]
+)
 def test_the_smaller_sparse_encoding_is_chosen(density, layout, bits):
     comp = _with_density(density, bits)
     data, loaded = _round_trip(comp)
@@ -171,21 +173,42 @@ def test_evaluate_artifact_measures_the_loaded_file(tmp_path):
     want = wb.evaluate(recipe, compressed=comp, measure_latency=False)
     got = saved.evaluate_artifact(path, measure_latency=False)
     assert got.size_bytes == path.stat().st_size and got.size_method == artifact.SIZE_METHOD
-    assert (got.accuracy, got.agreement, got.params_nonzero, got.macs) == \
-        (want.accuracy, want.agreement, want.params_nonzero, want.macs)
+    assert (got.accuracy, got.agreement, got.params_nonzero, got.macs) == (
+        want.accuracy,
+        want.agreement,
+        want.params_nonzero,
+        want.macs,
+    )
     assert got.recipe == want.recipe and got.simulated == want.simulated
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "compress_core", *args], capture_output=True, text=True, cwd=ROOT,
-                          env=dict(os.environ), timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "compress_core", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ),
+        timeout=300,
+    )
 
 
 @pytest.mark.slow  # two interpreter starts; ~20 s on the shared 2-core machine
 def test_cli_saves_an_artefact_and_evaluates_it_to_the_same_accuracy(tmp_path):
     path = tmp_path / "x.psz"
-    first = _cli("evaluate", "--model", "lenet5-mnist", "--sparsity", "0.5", "--bits", "4", "--save", str(path),
-                 "--json", "--no-latency")
+    first = _cli(
+        "evaluate",
+        "--model",
+        "lenet5-mnist",
+        "--sparsity",
+        "0.5",
+        "--bits",
+        "4",
+        "--save",
+        str(path),
+        "--json",
+        "--no-latency",
+    )
     assert first.returncode == 0, first.stderr
     second = _cli("evaluate", "--artifact", str(path), "--json", "--latency-budget", "0.05")
     assert second.returncode == 0, second.stderr
@@ -224,16 +247,26 @@ def test_narrowed_lenet_is_rebuilt_from_shapes():
     _, loaded = _round_trip(comp)
     _assert_same_model(loaded, comp)
     f = loaded.float_model
-    assert (f.conv1.out_channels, f.conv2.in_channels, f.conv2.out_channels, f.fc1.in_features, f.fc1.out_features) \
-        == (4, 4, 10, 250, 60)
+    assert (f.conv1.out_channels, f.conv2.in_channels, f.conv2.out_channels, f.fc1.in_features, f.fc1.out_features) == (
+        4,
+        4,
+        10,
+        250,
+        60,
+    )
     assert measure.count_macs(f, (1, 28, 28)) == measure.count_macs(comp.float_model, (1, 28, 28))
 
 
 def test_torch_pruning_lenet_round_trip():
     tp = pytest.importorskip("torch_pruning")
     m = _lenet()
-    pruner = tp.pruner.MetaPruner(m, torch.randn(1, 1, 28, 28), importance=tp.importance.GroupMagnitudeImportance(p=1),
-                                  pruning_ratio=0.5, ignored_layers=[m.fc3])
+    pruner = tp.pruner.MetaPruner(
+        m,
+        torch.randn(1, 1, 28, 28),
+        importance=tp.importance.GroupMagnitudeImportance(p=1),
+        pruning_ratio=0.5,
+        ignored_layers=[m.fc3],
+    )
     pruner.step()
     assert m.conv2.out_channels == 8
     comp = apply_recipe(m, _recipe(0.3, 8, "asymmetric"))
@@ -244,6 +277,7 @@ def test_torch_pruning_lenet_round_trip():
 def _prune_stage1_residual(m, keep):
     """Shrink ResNet-20's 16-channel stage-1 residual stream to the channels ``keep`` (stem, layer1,
     and layer2.0's inputs); layer2.0's PadShortcut then pads from len(keep) to 32 channels."""
+
     def conv(old, idx_out=None, idx_in=None):
         w = old.weight.detach()
         w = w[idx_out] if idx_out is not None else w
@@ -296,8 +330,9 @@ def test_unknown_module_changes_are_refused_at_save():
 
 
 @pytest.mark.data
-@pytest.mark.parametrize("recipe", [_recipe(0.5, 4), _recipe(0.9, 2, "asymmetric", "per_tensor")],
-                         ids=["50pct-4bit", "90pct-2bit-asym"])
+@pytest.mark.parametrize(
+    "recipe", [_recipe(0.5, 4), _recipe(0.9, 2, "asymmetric", "per_tensor")], ids=["50pct-4bit", "90pct-2bit-asym"]
+)
 def test_resnet20_pretrained_round_trip(recipe):
     wb = Workbench("resnet20-cifar10")
     comp = wb.compress(recipe)
@@ -307,10 +342,13 @@ def test_resnet20_pretrained_round_trip(recipe):
 
 
 # -- int8 kernels (compress_core.int8) ----------------------------------------------------------
-@pytest.mark.parametrize("model_id, recipe", [
-    pytest.param("lenet5-mnist", _recipe(0.0, 8, int8=True), marks=pytest.mark.slow),  # static: ~15 s to calibrate
-    ("lenet300-mnist", _recipe(0.9, 8, int8=True)),  # dynamic (Linear only)
-])
+@pytest.mark.parametrize(
+    "model_id, recipe",
+    [
+        pytest.param("lenet5-mnist", _recipe(0.0, 8, int8=True), marks=pytest.mark.slow),  # static: ~15 s to calibrate
+        ("lenet300-mnist", _recipe(0.9, 8, int8=True)),  # dynamic (Linear only)
+    ],
+)
 def test_int8_models_round_trip(model_id, recipe, tmp_path):
     pytest.importorskip("compress_core.int8")
     wb = Workbench(model_id)
@@ -324,8 +362,11 @@ def test_int8_models_round_trip(model_id, recipe, tmp_path):
     assert torch.allclose(got, want, atol=1e-5, rtol=0) and torch.equal(got.argmax(1), want.argmax(1))
     result = saved.evaluate_artifact(path, measure_latency=False)
     reference = wb.evaluate(recipe, compressed=comp, measure_latency=False)
-    assert (result.accuracy, result.params_nonzero, result.latency_kernels) == \
-        (reference.accuracy, reference.params_nonzero, reference.latency_kernels)
+    assert (result.accuracy, result.params_nonzero, result.latency_kernels) == (
+        reference.accuracy,
+        reference.params_nonzero,
+        reference.latency_kernels,
+    )
 
 
 @pytest.mark.data
@@ -347,7 +388,7 @@ def test_int8_artefact_whose_int8_state_does_not_fit_is_refused():
     data = artifact_bytes(Workbench("lenet300-mnist").compress(_recipe(0.0, 8, int8=True)), "lenet300-mnist")
     header, tensors = _split(data)
     last = header["int8_state"].pop()
-    broken = artifact.assemble(json.dumps(header).encode(), tensors[:len(tensors) - sum(last["bytes"].values())])
+    broken = artifact.assemble(json.dumps(header).encode(), tensors[: len(tensors) - sum(last["bytes"].values())])
     with pytest.raises(ArtifactError, match="int8 state lacks"):
         load_artifact(broken)
 
@@ -360,7 +401,7 @@ def good():
 
 def _split(data):
     *_, header_len, _, _, _ = artifact.PREAMBLE.unpack_from(data)
-    body = zlib.decompressobj(-15).decompress(data[artifact.PREAMBLE.size:])
+    body = zlib.decompressobj(-15).decompress(data[artifact.PREAMBLE.size :])
     return json.loads(body[:header_len]), body[header_len:]
 
 
@@ -389,25 +430,28 @@ def test_truncated_files_are_refused(cut, good, tmp_path):
     assert "truncated" in _load_file(tmp_path, good[:end])
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda g: b"GIF89a" + g[6:], "not a PruneScope artefact"),
-    (lambda g: g + b"\0", "trailing bytes"),
-    (lambda g: g[:-200] + bytes([g[-200] ^ 0xFF]) + g[-199:], "corrupted"),
-    (lambda g: g[:8] + b"\x02\x00" + g[10:], "format version 2 is not supported"),
-    (lambda g: artifact.assemble(b'{"model_id": "lenet5-mnist", ', b""), "header is not valid JSON"),
-    (lambda g: artifact.assemble(b"[" * 100_000 + b"]" * 100_000, b""), "header is not valid JSON"),
-    (lambda g: artifact.assemble(b"[1, 2]", b""), "header is not a JSON object"),
-    (lambda g: _edit(g, lambda h: h.update(model_id="gpt-5")), "unknown model 'gpt-5'"),
-    (lambda g: _edit(g, lambda h: _fc1(h).update(shape=[10**6, 10**6])), "does not fit the architecture"),
-    (lambda g: _edit(g, lambda h: _fc1(h).update(shape=[2**40])), "bad shape"),
-    (lambda g: _edit(g, lambda h: _fc1(h).update(nnz=7)), "positions but the header says 7"),
-    (lambda g: _edit(g, lambda h: _fc1(h)["bytes"].update(val=3)), "expected"),
-    (lambda g: _edit(g, lambda h: _fc1(h).update(dtype="object")), "dtype"),
-    (lambda g: _edit(g, lambda h: h["tensors"].pop()), "do not match the architecture"),
-    (lambda g: _edit(g, lambda h: h["recipe"]["quant"].update(bits=5)), "bits must be one of"),
-    (lambda g: _edit(g, lambda h: h.update(replaced={"conv1": "ChannelScatter"})), "cannot be replaced"),
-    (lambda g: _edit(g, lambda h: h.update(modules={"fc1": {"in_planes": 3}})), "does not fit the architecture"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda g: b"GIF89a" + g[6:], "not a PruneScope artefact"),
+        (lambda g: g + b"\0", "trailing bytes"),
+        (lambda g: g[:-200] + bytes([g[-200] ^ 0xFF]) + g[-199:], "corrupted"),
+        (lambda g: g[:8] + b"\x02\x00" + g[10:], "format version 2 is not supported"),
+        (lambda g: artifact.assemble(b'{"model_id": "lenet5-mnist", ', b""), "header is not valid JSON"),
+        (lambda g: artifact.assemble(b"[" * 100_000 + b"]" * 100_000, b""), "header is not valid JSON"),
+        (lambda g: artifact.assemble(b"[1, 2]", b""), "header is not a JSON object"),
+        (lambda g: _edit(g, lambda h: h.update(model_id="gpt-5")), "unknown model 'gpt-5'"),
+        (lambda g: _edit(g, lambda h: _fc1(h).update(shape=[10**6, 10**6])), "does not fit the architecture"),
+        (lambda g: _edit(g, lambda h: _fc1(h).update(shape=[2**40])), "bad shape"),
+        (lambda g: _edit(g, lambda h: _fc1(h).update(nnz=7)), "positions but the header says 7"),
+        (lambda g: _edit(g, lambda h: _fc1(h)["bytes"].update(val=3)), "expected"),
+        (lambda g: _edit(g, lambda h: _fc1(h).update(dtype="object")), "dtype"),
+        (lambda g: _edit(g, lambda h: h["tensors"].pop()), "do not match the architecture"),
+        (lambda g: _edit(g, lambda h: h["recipe"]["quant"].update(bits=5)), "bits must be one of"),
+        (lambda g: _edit(g, lambda h: h.update(replaced={"conv1": "ChannelScatter"})), "cannot be replaced"),
+        (lambda g: _edit(g, lambda h: h.update(modules={"fc1": {"in_planes": 3}})), "does not fit the architecture"),
+    ],
+)
 def test_malformed_files_raise_a_clear_error(make, message, good, tmp_path):
     assert message in _load_file(tmp_path, make(good))
 

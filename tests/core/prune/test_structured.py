@@ -99,6 +99,7 @@ def no_hooks(model: nn.Module) -> bool:
 
 # -- CIFAR ResNet: residual streams coupled through option-A shortcuts -----------------------------
 
+
 def test_channel_scatter_computes_the_option_a_shortcut():
     x = torch.randn(2, 16, 8, 8)
     assert torch.equal(ChannelScatter(16, 32)(x), PadShortcut(16, 32)(x))
@@ -207,6 +208,7 @@ def test_round_to_keeps_multiples():
 
 # -- criteria, overrides, skip -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("criterion", ["l1", "l2", "random", "taylor", "activation", "entropy"])
 @pytest.mark.parametrize("scope", ["layer", "global"])
 def test_every_criterion_prunes(criterion, scope):
@@ -275,6 +277,7 @@ def test_bad_requests_raise_clear_errors():
 
 # -- the result is a plain module --------------------------------------------------------------------
 
+
 def test_skeleton_rebuilds_the_pruned_architecture():
     pruned = tagged(CifarResNet(20))
     report = structured_prune_(pruned, spec(0.5, skip=()), CIFAR)
@@ -288,10 +291,12 @@ def test_pruned_model_runs_without_torch_pruning(tmp_path):
     structured_prune_(model, spec(0.5), CIFAR)
     path = tmp_path / "m.pt"
     torch.save(model, path)
-    code = ("import sys; sys.modules['torch_pruning'] = None\n"
-            "import torch\n"
-            f"m = torch.load({str(path)!r}, weights_only=False)\n"
-            "print(tuple(m(torch.randn(2, 3, 32, 32)).shape))\n")
+    code = (
+        "import sys; sys.modules['torch_pruning'] = None\n"
+        "import torch\n"
+        f"m = torch.load({str(path)!r}, weights_only=False)\n"
+        "print(tuple(m(torch.randn(2, 3, 32, 32)).shape))\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "(2, 10)"

@@ -190,10 +190,12 @@ def test_an_opaque_upload_evaluates_in_the_workbench_like_the_original(lenet, x)
 def test_empty_truncated_and_oversized_files_are_refused(lenet, tmp_path):
     zipped = _bytes(torch.save, lenet.state_dict())
     legacy = _bytes(torch.save, lenet.state_dict(), _use_new_zipfile_serialization=False)
-    cases = [(b"", "m.pt", "empty \\(0 bytes\\)"),
-             (zipped[: len(zipped) // 2], "m.pt", "truncated or corrupt"),
-             (legacy[: len(legacy) // 2], "m.pt", "truncated or corrupt"),
-             (st_save(lenet.state_dict())[:5000], "m.safetensors", "not a valid safetensors file")]
+    cases = [
+        (b"", "m.pt", "empty \\(0 bytes\\)"),
+        (zipped[: len(zipped) // 2], "m.pt", "truncated or corrupt"),
+        (legacy[: len(legacy) // 2], "m.pt", "truncated or corrupt"),
+        (st_save(lenet.state_dict())[:5000], "m.safetensors", "not a valid safetensors file"),
+    ]
     for raw, name, message in cases:
         with pytest.raises(UploadError, match=message):
             load_upload(raw, name)
@@ -205,9 +207,17 @@ def test_empty_truncated_and_oversized_files_are_refused(lenet, tmp_path):
         load_upload(path, path.name, max_bytes=1000)
 
 
-@pytest.mark.parametrize("name, raw", [("model.onnx", b"\x08\x07onnx"), ("notes.txt", b"hello"),
-                                       ("model", b"hello"), ("photo.pt", b"\x89PNG\r\n\x1a\n" + b"0" * 64),
-                                       ("model.pt2", b"not a zip at all"), ("w.safetensors", b"PK\x03\x04junk")])
+@pytest.mark.parametrize(
+    "name, raw",
+    [
+        ("model.onnx", b"\x08\x07onnx"),
+        ("notes.txt", b"hello"),
+        ("model", b"hello"),
+        ("photo.pt", b"\x89PNG\r\n\x1a\n" + b"0" * 64),
+        ("model.pt2", b"not a zip at all"),
+        ("w.safetensors", b"PK\x03\x04junk"),
+    ],
+)
 def test_wrong_format_or_extension_is_refused(name, raw):
     with pytest.raises(UploadError, match="not an accepted format"):
         load_upload(raw, name)
@@ -215,11 +225,14 @@ def test_wrong_format_or_extension_is_refused(name, raw):
 
 def test_pickles_that_would_run_code_are_refused(lenet, marker):
     evil = Evil(str(marker))
-    hostile = [("plain-p2.pt", pickle.dumps(evil, protocol=2)), ("plain-p4.pt", pickle.dumps(evil, protocol=4)),
-               ("in-dict.pt", _bytes(torch.save, {"w": torch.ones(1), "x": evil})),
-               ("legacy.pth", _bytes(torch.save, {"x": evil}, _use_new_zipfile_serialization=False)),
-               ("whole-module.pt", _bytes(torch.save, lenet)),
-               ("weights.pkl", pickle.dumps(evil))]
+    hostile = [
+        ("plain-p2.pt", pickle.dumps(evil, protocol=2)),
+        ("plain-p4.pt", pickle.dumps(evil, protocol=4)),
+        ("in-dict.pt", _bytes(torch.save, {"w": torch.ones(1), "x": evil})),
+        ("legacy.pth", _bytes(torch.save, {"x": evil}, _use_new_zipfile_serialization=False)),
+        ("whole-module.pt", _bytes(torch.save, lenet)),
+        ("weights.pkl", pickle.dumps(evil)),
+    ]
     for name, raw in hostile:
         with pytest.raises(UploadError, match="not an accepted format.*Pickled code is refused"):
             load_upload(raw, name)
@@ -257,6 +270,7 @@ def _edit_json(raw: bytes, suffix: str, change) -> bytes:
             change(obj)
             return json.dumps(obj).encode()
         return data
+
     return _rezip(raw, edit)
 
 
@@ -268,6 +282,7 @@ def test_export_archive_with_pickled_payloads_is_refused(pt2, marker):
 
     def pickled_weight(cfg):
         next(iter(cfg["config"].values()))["use_pickle"] = True
+
     with pytest.raises(UploadError, match="pickled object"):
         load_upload(_edit_json(pt2, "model_weights_config.json", pickled_weight), "m.pt2")
     legacy = _add_entry(pt2, "archive/serialized_state_dict.pt", evil)  # torch.export's old format
@@ -293,15 +308,19 @@ def _replace_first(obj, key: str, value) -> bool:
     return False
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("target", "torch.os.system", "calls 'torch.os.system'"),
-    ("target", "torch.ops.aten.save.default", "calls 'torch.ops.aten.save.default'"),
-    ("expr_str", "__import__('os').system('touch {marker}')", "shape expression"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("target", "torch.os.system", "calls 'torch.os.system'"),
+        ("target", "torch.ops.aten.save.default", "calls 'torch.ops.aten.save.default'"),
+        ("expr_str", "__import__('os').system('touch {marker}')", "shape expression"),
+    ],
+)
 def test_export_program_with_hostile_graph_is_refused(pt2, key, value, message, marker):
     # torch.export.load itself would run the expression (sympify -> eval): checked by hand in torch 2.14.1
     def change(program):
         assert _replace_first(program, key, value.format(marker=marker))
+
     with pytest.raises(UploadError, match=message):
         load_upload(_edit_json(pt2, "models/model.json", change), "m.pt2")
 
@@ -309,6 +328,7 @@ def test_export_program_with_hostile_graph_is_refused(pt2, key, value, message, 
 def test_export_program_with_guard_code_is_refused(pt2, marker):
     def change(program):  # ExportedProgram.module() would exec this as a guard
         program["guards_code"] = [f"__import__('os').system('touch {marker}')"]
+
     with pytest.raises(UploadError, match="guard code"):
         load_upload(_edit_json(pt2, "models/model.json", change), "m.pt2")
 
@@ -359,9 +379,13 @@ def test_corrupted_files_load_or_raise_upload_error_never_anything_else(lenet, x
     import random
 
     rng = random.Random(0)
-    files = {"m.safetensors": st_save(lenet.state_dict()), "m.pt": _bytes(torch.save, lenet.state_dict()),
-             "ts.pt": _bytes(torch.jit.save, torch.jit.trace(lenet, x[:1])), "m.pt2": pt2,
-             "old.pt": _bytes(torch.save, lenet.state_dict(), _use_new_zipfile_serialization=False)}
+    files = {
+        "m.safetensors": st_save(lenet.state_dict()),
+        "m.pt": _bytes(torch.save, lenet.state_dict()),
+        "ts.pt": _bytes(torch.jit.save, torch.jit.trace(lenet, x[:1])),
+        "m.pt2": pt2,
+        "old.pt": _bytes(torch.save, lenet.state_dict(), _use_new_zipfile_serialization=False),
+    }
     for name, raw in files.items():
         for _ in range(8):
             data = bytearray(raw)

@@ -31,8 +31,13 @@ def test_copied_meta_matches_torchvision(name):
 
     w = get_model_weights(name).DEFAULT
     enum, url, params, acc1, size_mb = tvz.META[name]
-    assert (enum, url, params, acc1, size_mb) == (str(w), w.url, w.meta["num_params"],
-                                                  w.meta["_metrics"]["ImageNet-1K"]["acc@1"], w.meta["_file_size"])
+    assert (enum, url, params, acc1, size_mb) == (
+        str(w),
+        w.url,
+        w.meta["num_params"],
+        w.meta["_metrics"]["ImageNet-1K"]["acc@1"],
+        w.meta["_file_size"],
+    )
     assert tvz.preprocessing(name + "-imagenet")["resize"] == w.transforms().resize_size[0]
 
 
@@ -59,8 +64,12 @@ def test_offline_load_names_the_file_and_where_to_put_it(offline_and_empty):
         tvz.load_torchvision("resnet18-imagenet")
     msg = str(err.value)
     where = offline_and_empty / "cache" / "torchvision" / "resnet18-f37072fd.pth"
-    for part in ("resnet18-f37072fd.pth", "PRUNESCOPE_OFFLINE=1",
-                 "https://download.pytorch.org/models/resnet18-f37072fd.pth", str(where)):
+    for part in (
+        "resnet18-f37072fd.pth",
+        "PRUNESCOPE_OFFLINE=1",
+        "https://download.pytorch.org/models/resnet18-f37072fd.pth",
+        str(where),
+    ):
         assert part in msg
     assert not tvz.torchvision_available("resnet18-imagenet")
 
@@ -197,17 +206,20 @@ def test_corrupt_images_are_skipped_named_and_counted(tmp_path):
         load_image_folder(tmp_path, input_size=32, resize=32, strict=True)
 
 
-@pytest.mark.parametrize("setup, kwargs, message", [
-    (lambda p: None, {}, "does not exist"),
-    (lambda p: p.write_text("x"), {}, "is not a folder"),
-    (lambda p: (p.mkdir(), (p / "readme.txt").write_text("x")), {}, "no images in"),
-    (lambda p: (p.mkdir(), (p / "a.png").write_bytes(b"garbage")), {}, "none of the 1 images .* could be read"),
-    (lambda p: _images(p, 3), {"limit": 2}, "holds 3 images, more than the limit of 2"),
-    (lambda p: (_images(p, 1), _images(p / "goldfish", 1)), {}, "mixes 1 image"),
-    (lambda p: _images(p, 1), {"resize": 100, "input_size": 224}, "resize must be an integer >= input_size"),
-    (lambda p: _images(p, 1), {"interpolation": "lanczos"}, "interpolation must be one of"),
-    (lambda p: _images(p, 1), {"limit": 0}, "limit must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "setup, kwargs, message",
+    [
+        (lambda p: None, {}, "does not exist"),
+        (lambda p: p.write_text("x"), {}, "is not a folder"),
+        (lambda p: (p.mkdir(), (p / "readme.txt").write_text("x")), {}, "no images in"),
+        (lambda p: (p.mkdir(), (p / "a.png").write_bytes(b"garbage")), {}, "none of the 1 images .* could be read"),
+        (lambda p: _images(p, 3), {"limit": 2}, "holds 3 images, more than the limit of 2"),
+        (lambda p: (_images(p, 1), _images(p / "goldfish", 1)), {}, "mixes 1 image"),
+        (lambda p: _images(p, 1), {"resize": 100, "input_size": 224}, "resize must be an integer >= input_size"),
+        (lambda p: _images(p, 1), {"interpolation": "lanczos"}, "interpolation must be one of"),
+        (lambda p: _images(p, 1), {"limit": 0}, "limit must be a positive integer"),
+    ],
+)
 def test_bad_folders_are_refused_clearly(tmp_path, setup, kwargs, message):
     target = tmp_path / "images"
     setup(target)

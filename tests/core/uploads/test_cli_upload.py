@@ -16,8 +16,14 @@ from tests.conftest import ROOT
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "compress_core", "--threads", "1", *args], capture_output=True,
-                          text=True, cwd=ROOT, env={**os.environ}, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "compress_core", "--threads", "1", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ},
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +35,10 @@ def lenet_file(tmp_path_factory) -> str:
 
 def test_uploaded_lenet5_state_dict_scores_like_the_zoo_model(lenet_file):
     flags = ("--json", "--no-latency")
-    up, zoo = run_cli("evaluate", "--upload", lenet_file, *flags), run_cli("evaluate", "--model", "lenet5-mnist", *flags)
+    up, zoo = (
+        run_cli("evaluate", "--upload", lenet_file, *flags),
+        run_cli("evaluate", "--model", "lenet5-mnist", *flags),
+    )
     assert up.returncode == 0 and zoo.returncode == 0, up.stderr + zoo.stderr
     up_out, zoo_out = json.loads(up.stdout), json.loads(zoo.stdout)
     assert up_out["model"].startswith("upload-")
@@ -38,8 +47,9 @@ def test_uploaded_lenet5_state_dict_scores_like_the_zoo_model(lenet_file):
 
 
 def test_uploaded_state_dict_can_be_pruned_with_an_explicit_arch(lenet_file):
-    p = run_cli("evaluate", "--upload", lenet_file, "--arch", "lenet5-mnist", "--sparsity", "0.5", "--json",
-                "--no-latency")
+    p = run_cli(
+        "evaluate", "--upload", lenet_file, "--arch", "lenet5-mnist", "--sparsity", "0.5", "--json", "--no-latency"
+    )
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert out["params_nonzero"] < out["params_total"]

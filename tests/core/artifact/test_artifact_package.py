@@ -48,8 +48,10 @@ def _golden_lenet() -> Compressed:
             q = quantize_tensor(w * masks[name], 4, "asymmetric", per_channel=True)
             w.copy_(q.dequantize())
             qcodes[name] = q
-    recipe = Recipe(prune=PruneSpec(kind="unstructured", sparsity=0.5),
-                    quant=QuantSpec(bits=4, scheme="asymmetric", granularity="per_channel"))
+    recipe = Recipe(
+        prune=PruneSpec(kind="unstructured", sparsity=0.5),
+        quant=QuantSpec(bits=4, scheme="asymmetric", granularity="per_channel"),
+    )
     return Compressed(model=m, float_model=m, recipe=recipe, masks=masks, qcodes=qcodes, simulated=["golden"])
 
 
@@ -71,10 +73,14 @@ def _golden_resnet20() -> Compressed:
 def _digest(data: bytes) -> dict[str, str]:
     """sha256 of the tensor data and of the header without ``meta`` (it names the writer's version)."""
     *_, header_len, _, _, _ = artifact.PREAMBLE.unpack_from(data)
-    body = zlib.decompressobj(-15).decompress(data[artifact.PREAMBLE.size:])
+    body = zlib.decompressobj(-15).decompress(data[artifact.PREAMBLE.size :])
     header = {k: v for k, v in json.loads(body[:header_len]).items() if k != "meta"}
-    return {"header": hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()[:16],
-            "data": hashlib.sha256(body[header_len:]).hexdigest()[:16]}
+    return {
+        "header": hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()[:16],
+        "data": hashlib.sha256(body[header_len:]).hexdigest()[:16],
+    }
+
+
 # -- end of the golden builders (also run against the single-module artifact.py) -----------------
 
 
@@ -85,8 +91,9 @@ GOLDEN = {
 }
 
 
-@pytest.mark.parametrize("name, build, shape", [("lenet", _golden_lenet, (1, 28, 28)),
-                                                 ("resnet20", _golden_resnet20, (3, 32, 32))])
+@pytest.mark.parametrize(
+    "name, build, shape", [("lenet", _golden_lenet, (1, 28, 28)), ("resnet20", _golden_resnet20, (3, 32, 32))]
+)
 def test_the_package_writes_what_the_single_module_wrote(name, build, shape):
     comp = build()
     data = artifact_bytes(comp, "lenet5-mnist" if name == "lenet" else "resnet20-cifar10")
@@ -151,8 +158,13 @@ def test_skeleton_covers_shortcut_planes_and_swaps_without_maps():
     x = torch.randn(2, 16, 32, 32, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         want = m.layer2[0].shortcut(x)
-        apply_skeleton_(m, {"layer2.0.shortcut": {"type": "ChannelScatter", "in": 16, "out": 32},
-                            "layer3.0.shortcut": {"type": "PadShortcut", "in": 20, "out": 64}})
+        apply_skeleton_(
+            m,
+            {
+                "layer2.0.shortcut": {"type": "ChannelScatter", "in": 16, "out": 32},
+                "layer3.0.shortcut": {"type": "PadShortcut", "in": 20, "out": 64},
+            },
+        )
         assert isinstance(m.layer2[0].shortcut, ChannelScatter) and torch.equal(m.layer2[0].shortcut(x), want)
     assert isinstance(m.layer3[0].shortcut, PadShortcut) and m.layer3[0].shortcut.in_planes == 20
 
@@ -164,7 +176,7 @@ def _imported_modules(path: Path) -> set[str]:
     out = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
-            base = package.split(".")[:len(package.split(".")) - node.level] if node.level else []
+            base = package.split(".")[: len(package.split(".")) - node.level] if node.level else []
             mod = ".".join(base + ([node.module] if node.module else []))
             out |= {mod} | {f"{mod}.{a.name}" for a in node.names}
         elif isinstance(node, ast.Import):
@@ -176,15 +188,20 @@ def test_the_artifact_package_never_imports_the_pipeline_or_saved():
     files = sorted(PACKAGE.glob("*.py"))
     assert files and not (ROOT / "compress_core" / "artifact.py").exists()
     for path in files:
-        bad = {m for m in _imported_modules(path) if m.split(".")[:2] in (["compress_core", "pipeline"],
-                                                                           ["compress_core", "saved"])}
+        bad = {
+            m
+            for m in _imported_modules(path)
+            if m.split(".")[:2] in (["compress_core", "pipeline"], ["compress_core", "saved"])
+        }
         assert not bad, f"{path.name} imports {bad}"
         assert len(path.read_text().splitlines()) < 400, path.name
 
 
 def test_importing_the_artifact_package_loads_no_pipeline():
-    code = ("import sys, compress_core.artifact\n"
-            "print(sorted(m for m in sys.modules if m in ('compress_core.pipeline', 'compress_core.saved')))")
+    code = (
+        "import sys, compress_core.artifact\n"
+        "print(sorted(m for m in sys.modules if m in ('compress_core.pipeline', 'compress_core.saved')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

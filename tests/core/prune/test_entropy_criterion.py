@@ -70,8 +70,11 @@ def test_unstructured_entropy_scores_weights_on_uninformative_inputs_lowest():
     scores = criteria.weight_scores("entropy", model, layers, Calibration(_pattern_images()))[0]
     diag = torch.diagonal(scores[:, :, 0, 0])
     assert diag[0] == 0 and (diag[1:] > 0).all(), "a weight reading a constant input scores 0"
-    comp = apply_recipe(Pattern().eval(), Recipe(PruneSpec("unstructured", "entropy", "layer", 0.25, skip=("last",))),
-                        calibration=Calibration(_pattern_images()))
+    comp = apply_recipe(
+        Pattern().eval(),
+        Recipe(PruneSpec("unstructured", "entropy", "layer", 0.25, skip=("last",))),
+        calibration=Calibration(_pattern_images()),
+    )
     assert comp.model.conv.weight[0, 0, 0, 0] == 0  # the large weight on the constant input went first
 
 

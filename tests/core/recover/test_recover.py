@@ -92,7 +92,7 @@ def dense_resnet() -> nn.Module:
 
 def calib() -> list[torch.Tensor]:
     x, _ = _data()
-    return [x[i:i + 64] for i in range(0, 512, 64)]  # the "training" part
+    return [x[i : i + 64] for i in range(0, 512, 64)]  # the "training" part
 
 
 def heldout() -> torch.Tensor:
@@ -127,6 +127,7 @@ UNSTRUCTURED = Recipe(PruneSpec("unstructured", "l1", "layer", 0.7))
 
 
 # -- every level helps -----------------------------------------------------------------------------
+
 
 def test_every_level_brings_a_pruned_model_closer_to_the_dense_one(dense):
     comp = compress(dense, UNSTRUCTURED)
@@ -169,8 +170,12 @@ def test_bn_level_leaves_an_uncompressed_model_as_it_was(dense):
 
 # -- k-bit weights stay on their grid ----------------------------------------------------------------
 
-QUANTS = [QuantSpec(bits=3), QuantSpec(bits=2, scheme="asymmetric"),
-          QuantSpec(bits=4, scheme="asymmetric", granularity="per_tensor"), QuantSpec(bits=1)]
+QUANTS = [
+    QuantSpec(bits=3),
+    QuantSpec(bits=2, scheme="asymmetric"),
+    QuantSpec(bits=4, scheme="asymmetric", granularity="per_tensor"),
+    QuantSpec(bits=1),
+]
 
 
 def _code_range(q: QuantSpec) -> tuple[int, int]:
@@ -178,7 +183,7 @@ def _code_range(q: QuantSpec) -> tuple[int, int]:
         return -1, 1
     if q.scheme == "symmetric":
         return -(2 ** (q.bits - 1) - 1), 2 ** (q.bits - 1) - 1
-    return 0, 2 ** q.bits - 1
+    return 0, 2**q.bits - 1
 
 
 @pytest.mark.parametrize("quant", QUANTS, ids=lambda q: f"{q.bits}bit-{q.scheme[:4]}-{q.granularity}")
@@ -221,6 +226,7 @@ def test_fp16_weights_stay_fp16(dense):
 
 
 # -- structured -------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("which", ["tiny", "tiny-nobn", "resnet-residual", "resnet-inner"])
 def test_structured_reconstruction_refits_the_surviving_channels(dense, dense_nobn, dense_resnet, which):
@@ -274,6 +280,7 @@ def test_monotone_match_is_optimal_and_increasing():
 
 # -- the dense model, determinism, honesty ------------------------------------------------------------
 
+
 @pytest.mark.parametrize("level", ["bn", "reconstruct"])
 def test_recovery_never_touches_the_dense_model(dense, level):
     ref = copy.deepcopy(dense).train()  # a dense model in training mode must stay in it
@@ -314,8 +321,13 @@ def test_a_refit_that_would_be_worse_is_discarded_and_reported(dense, monkeypatc
 def test_a_layer_that_cannot_be_matched_is_left_and_said_so(dense_resnet, monkeypatch):
     comp = compress(dense_resnet, Recipe(PruneSpec("structured", "l1", "layer", 0.5)))
     real = channels.kept_outputs
-    monkeypatch.setattr(channels, "kept_outputs", lambda layer, *a: (None, "could not be matched (test)")
-                        if tuple(layer.weight.shape[:2]) == (16, 16) else real(layer, *a))  # layer2's two convs
+    monkeypatch.setattr(
+        channels,
+        "kept_outputs",
+        lambda layer, *a: (
+            (None, "could not be matched (test)") if tuple(layer.weight.shape[:2]) == (16, 16) else real(layer, *a)
+        ),
+    )  # layer2's two convs
     model, _, report = run(comp, dense_resnet, "reconstruct")
     left = [r for r in report.layers if r.get("unfitted")]
     assert [r["name"] for r in left] == ["layer2.0.conv1", "layer2.0.conv2"]
@@ -336,6 +348,7 @@ def test_none_does_nothing(dense):
 
 # -- errors -------------------------------------------------------------------------------------------
 
+
 def test_specific_errors(dense, dense_nobn):
     with pytest.raises(ValueError, match="recovery must be one of none, bn, reconstruct; got 'finetune'"):
         check_level(dense, "finetune")
@@ -351,8 +364,9 @@ def test_specific_errors(dense, dense_nobn):
         recover_(copy.deepcopy(dense), dense, "reconstruct", calib(), quant=QuantSpec(bits=4))
     if "kmeans" in SCHEMES:  # weight sharing has no uniform grid for GPTQ to stay on
         with pytest.raises(ValueError, match="uniform k-bit grid"):
-            recover_(copy.deepcopy(dense), dense, "reconstruct", calib(), qcodes={},
-                     quant=QuantSpec(bits=4, scheme="kmeans"))
+            recover_(
+                copy.deepcopy(dense), dense, "reconstruct", calib(), qcodes={}, quant=QuantSpec(bits=4, scheme="kmeans")
+            )
     assert check_level(dense_nobn, "reconstruct") == "reconstruct" and check_level(dense_nobn, "none") == "none"
 
 
@@ -364,10 +378,18 @@ def test_reconstruct_works_without_batchnorm(dense_nobn):
 
 # -- the building blocks --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("layer", [
-    nn.Conv2d(6, 8, 3, stride=2, padding=1), nn.Conv2d(6, 6, 3, padding=1, groups=3),
-    nn.Conv2d(6, 4, (3, 2), padding=(1, 2), dilation=(2, 1), padding_mode="reflect"),
-    nn.Conv2d(4, 4, 3, padding="same", groups=4), nn.Linear(10, 5)], ids=str)
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        nn.Conv2d(6, 8, 3, stride=2, padding=1),
+        nn.Conv2d(6, 6, 3, padding=1, groups=3),
+        nn.Conv2d(6, 4, (3, 2), padding=(1, 2), dilation=(2, 1), padding_mode="reflect"),
+        nn.Conv2d(4, 4, 3, padding="same", groups=4),
+        nn.Linear(10, 5),
+    ],
+    ids=str,
+)
 def test_features_times_weights_reproduce_the_layer(layer):
     x = torch.randn(3, 10) if isinstance(layer, nn.Linear) else torch.randn(3, layer.in_channels, 9, 10)
     g = stats.groups_of(layer)
@@ -382,8 +404,9 @@ def test_features_times_weights_reproduce_the_layer(layer):
 def _problem(d: int = 12, out: int = 5, n: int = 400):
     g = torch.Generator().manual_seed(3)
     X = torch.randn(n, d, generator=g, dtype=torch.float64) @ torch.randn(d, d, generator=g, dtype=torch.float64)
-    Y = X @ torch.randn(d, out, generator=g, dtype=torch.float64) + 0.1 * torch.randn(n, out, generator=g,
-                                                                                     dtype=torch.float64)
+    Y = X @ torch.randn(d, out, generator=g, dtype=torch.float64) + 0.1 * torch.randn(
+        n, out, generator=g, dtype=torch.float64
+    )
     return X, Y, X.T @ X, Y.T @ X
 
 
@@ -440,6 +463,7 @@ def test_stepper_unwinds_when_left_early_and_passes_errors_on():
 
 
 # -- the real model ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.data
 def test_resnet20_reconstruct_beats_bn_beats_none():

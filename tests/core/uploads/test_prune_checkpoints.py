@@ -126,8 +126,11 @@ def _pruned_state() -> dict[str, torch.Tensor]:
 def test_a_mask_of_the_wrong_shape_is_refused():
     state = _pruned_state()
     state["conv2.weight_mask"] = torch.ones(16, 6, 3, 3)
-    with pytest.raises(UploadError, match=r"mask conv2.weight_mask has shape \(16, 6, 3, 3\) but "
-                                          r"conv2.weight_orig has shape \(16, 6, 5, 5\)"):
+    with pytest.raises(
+        UploadError,
+        match=r"mask conv2.weight_mask has shape \(16, 6, 3, 3\) but "
+        r"conv2.weight_orig has shape \(16, 6, 5, 5\)",
+    ):
         load_upload(_torch_save(state), "p.pt")
 
 
@@ -163,9 +166,25 @@ def test_evaluate_upload_accepts_a_tutorial_pruned_checkpoint(tmp_path):
     torch.save(reference.state_dict(), plain)
     outs = []
     for p in (path, plain):
-        run = subprocess.run([sys.executable, "-m", "compress_core", "--threads", "1", "evaluate", "--upload", str(p),
-                              "--json", "--no-latency"], capture_output=True, text=True, cwd=ROOT,
-                             env={**os.environ}, timeout=300)
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "compress_core",
+                "--threads",
+                "1",
+                "evaluate",
+                "--upload",
+                str(p),
+                "--json",
+                "--no-latency",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ},
+            timeout=300,
+        )
         assert run.returncode == 0, run.stderr
         outs.append(json.loads(run.stdout))
     assert outs[0]["accuracy"] == outs[1]["accuracy"]
