@@ -29,27 +29,9 @@ from .recipe import (
 )
 from .records import EVAL_MODES
 
-CONTRACT_KEYS = (
-    "model",
-    "recipe",
-    "eval_samples",
-    "accuracy",
-    "accuracy_ci_low",
-    "accuracy_ci_high",
-    "agreement",
-    "params_total",
-    "params_nonzero",
-    "macs",
-    "dense_size_bytes",
-    "size_bytes",
-    "compression_ratio",
-    "latency_ms_p50",
-    "latency_ms_iqr",
-    "latency_batch",
-    "latency_threads",
-    "latency_kernels",
-    "simulated",
-)
+CONTRACT_KEYS = ("model", "recipe", "eval_samples", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "agreement",
+                 "params_total", "params_nonzero", "macs", "dense_size_bytes", "size_bytes", "compression_ratio",
+                 "latency_ms_p50", "latency_ms_iqr", "latency_batch", "latency_threads", "latency_kernels", "simulated")
 
 
 class CliError(Exception):
@@ -84,11 +66,8 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--criterion", choices=CRITERIA, help="importance criterion (default l1)")
     g.add_argument("--scope", choices=SCOPES, help="layer: same fraction per layer; global: one threshold")
     g.add_argument("--sparsity", type=_fraction, help="fraction to remove, 0..0.99")
-    g.add_argument(
-        "--inner-only",
-        action="store_true",
-        help="structured: keep residual streams, prune only channels inside blocks (Li et al. 2017)",
-    )
+    g.add_argument("--inner-only", action="store_true",
+                   help="structured: keep residual streams, prune only channels inside blocks (Li et al. 2017)")
     g.add_argument("--bits", type=int, choices=BITS, help="weight bits: 1,2,3,4,6,8 fixed point, 16 fp16, 32 fp32")
     g.add_argument("--scheme", choices=SCHEMES, help="symmetric, asymmetric (min/max) or kmeans (weight sharing)")
     g.add_argument("--granularity", choices=GRANULARITIES)
@@ -98,12 +77,8 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_recovery_arg(g: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
-    g.add_argument(
-        "--recovery",
-        choices=RECOVERY_LEVELS,
-        help="post-training recovery on training images: bn "
-        "(re-estimate BatchNorm statistics) or reconstruct (layer-wise, against the dense model)",
-    )
+    g.add_argument("--recovery", choices=RECOVERY_LEVELS, help="post-training recovery on training images: bn "
+                   "(re-estimate BatchNorm statistics) or reconstruct (layer-wise, against the dense model)")
 
 
 def _add_finetune_args(g: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
@@ -116,16 +91,8 @@ def _add_finetune_args(g: argparse._ArgumentGroup | argparse.ArgumentParser) -> 
 
 def finetune_from_args(args: argparse.Namespace, base: FinetuneSpec | None = None) -> FinetuneSpec | None:
     """The fine-tune flags as a spec refining ``base``; None when no flag is given and there is no base."""
-    ft = {
-        k: v
-        for k, v in (
-            ("epochs", args.finetune_epochs),
-            ("lr", args.finetune_lr),
-            ("schedule", args.schedule),
-            ("max_samples", args.finetune_samples),
-        )
-        if v is not None
-    }
+    ft = {k: v for k, v in (("epochs", args.finetune_epochs), ("lr", args.finetune_lr), ("schedule", args.schedule),
+                            ("max_samples", args.finetune_samples)) if v is not None}
     if args.distill:
         ft["distill"] = True
     if not ft:
@@ -143,25 +110,14 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
             except OSError as exc:
                 raise CliError(f"cannot read recipe file {text[1:]}: {exc.strerror}") from None
         base = Recipe.from_json(text)
-    prune = {
-        k: v
-        for k, v in (
-            ("kind", args.kind),
-            ("criterion", args.criterion),
-            ("scope", args.scope),
-            ("sparsity", args.sparsity),
-        )
-        if v is not None
-    }
+    prune = {k: v for k, v in (("kind", args.kind), ("criterion", args.criterion), ("scope", args.scope),
+                               ("sparsity", args.sparsity)) if v is not None}
     if args.inner_only:
         prune["residual"] = False
     if args.sparsity and args.kind is None and base.prune.kind == "none":
         prune["kind"] = "unstructured"  # a sparsity alone means the common case
-    quant = {
-        k: v
-        for k, v in (("bits", args.bits), ("scheme", args.scheme), ("granularity", args.granularity))
-        if v is not None
-    }
+    quant = {k: v for k, v in (("bits", args.bits), ("scheme", args.scheme), ("granularity", args.granularity))
+             if v is not None}
     if args.int8:
         quant["int8"] = True
         if args.bits not in (None, 8):
@@ -189,28 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--latency-budget", type=float, default=1.0, help="seconds of timing per latency measurement")
     e.add_argument("--no-latency", action="store_true")
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    e.add_argument(
-        "--images",
-        metavar="DIR",
-        help="evaluate on this image folder (class sub-folders named after "
-        "ImageNet classes give top-1; plain images give agreement with the dense model only)",
-    )
-    e.add_argument(
-        "--upload",
-        metavar="FILE",
-        help="evaluate your own model file instead of --model: a state_dict "
-        "(.safetensors, .pt/.pth/.bin/.ckpt), TorchScript archive or torch.export .pt2",
-    )
-    e.add_argument(
-        "--arch",
-        metavar="ID",
-        help="with --upload: the zoo architecture of a state_dict (default: detected from parameter names and shapes)",
-    )
-    e.add_argument(
-        "--dataset",
-        choices=("mnist", "cifar10"),
-        help="with --upload: the dataset of a compiled graph that matches no zoo architecture",
-    )
+    e.add_argument("--images", metavar="DIR", help="evaluate on this image folder (class sub-folders named after "
+                   "ImageNet classes give top-1; plain images give agreement with the dense model only)")
+    e.add_argument("--upload", metavar="FILE", help="evaluate your own model file instead of --model: a state_dict "
+                   "(.safetensors, .pt/.pth/.bin/.ckpt), TorchScript archive or torch.export .pt2")
+    e.add_argument("--arch", metavar="ID", help="with --upload: the zoo architecture of a state_dict "
+                   "(default: detected from parameter names and shapes)")
+    e.add_argument("--dataset", choices=("mnist", "cifar10"), help="with --upload: the dataset of a compiled graph "
+                   "that matches no zoo architecture")
     e.add_argument("--save", metavar="PATH", help="write the compressed artefact here")
     e.add_argument("--artifact", metavar="PATH", help="measure a saved artefact instead of compressing")
 
@@ -228,11 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--latency-budget", type=float, default=0.3)
     _add_finetune_args(s.add_argument_group("fine-tuning of every pruned point"))
     s.add_argument("--out", default="sweep.csv", help="CSV path (default sweep.csv)")
-    s.add_argument(
-        "--store",
-        metavar="PATH",
-        help="results database to resume from and write to (default: <cache dir>/results.sqlite)",
-    )
+    s.add_argument("--store", metavar="PATH", help="results database to resume from and write to "
+                   "(default: <cache dir>/results.sqlite)")
     s.add_argument("--no-store", action="store_true", help="measure every config afresh; keep nothing on disk")
 
     t = sub.add_parser("train", help="train a bundled model and rewrite its weights and card in assets/")
@@ -246,17 +185,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
     rows = []
     for spec in REGISTRY.values():
-        rows.append(
-            {
-                "id": spec.id,
-                "name": spec.name,
-                "dataset": spec.dataset,
-                "params": spec.params,
-                "reference_accuracy": spec.reference_accuracy,
-                "available": available(spec.id),
-                "license": spec.license,
-            }
-        )
+        rows.append({"id": spec.id, "name": spec.name, "dataset": spec.dataset, "params": spec.params,
+                     "reference_accuracy": spec.reference_accuracy, "available": available(spec.id),
+                     "license": spec.license})
     if args.json:
         print(json.dumps(rows))
         return 0
@@ -286,13 +217,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.artifact:
         from .saved import evaluate_artifact
 
-        result = evaluate_artifact(
-            args.artifact,
-            mode=args.eval,
-            latency_batch=args.batch,
-            latency_budget_s=args.latency_budget,
-            measure_latency=not args.no_latency,
-        )
+        result = evaluate_artifact(args.artifact, mode=args.eval, latency_batch=args.batch,
+                                   latency_budget_s=args.latency_budget, measure_latency=not args.no_latency)
     else:
         recipe = recipe_from_args(args)
         wb = _workbench(args.model, args.images, args.upload, args.arch, args.dataset)
@@ -304,47 +230,30 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             from .artifact import save_artifact
 
             save_artifact(comp, wb.artifact_id, args.save)
-        result = wb.evaluate(
-            recipe,
-            mode=args.eval,
-            latency_batch=args.batch,
-            compressed=comp,
-            latency_budget_s=args.latency_budget,
-            measure_latency=not args.no_latency,
-        )
+        result = wb.evaluate(recipe, mode=args.eval, latency_batch=args.batch, compressed=comp,
+                             latency_budget_s=args.latency_budget, measure_latency=not args.no_latency)
     out = result.to_dict()
     if args.json:  # NaN (accuracy on unlabelled images) is not JSON: write null
         print(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}))
         return 0
-    lat = (
-        f"{out['latency_ms_p50']:.3f} ms (IQR {out['latency_ms_iqr']:.3f}, batch {out['latency_batch']}, "
-        f"{out['latency_threads']} threads, {out['latency_kernels']})"
-        if out["latency_ms_p50"]
-        else "not measured"
-    )
+    lat = f"{out['latency_ms_p50']:.3f} ms (IQR {out['latency_ms_iqr']:.3f}, batch {out['latency_batch']}, " \
+          f"{out['latency_threads']} threads, {out['latency_kernels']})" if out["latency_ms_p50"] else "not measured"
     print(f"model        {out['model']}  [{out['recipe_label']}]")
-    print(
-        f"accuracy     {out['accuracy']:.2%}  (95% CI {out['accuracy_ci_low']:.2%}-{out['accuracy_ci_high']:.2%}, "
-        f"n={out['eval_samples']} on {out['eval_set']}; dense {out['dense_accuracy']:.2%}; "
-        f"agreement {out['agreement']:.2%})"
-    )
-    print(
-        f"params       {out['params_nonzero']:,} non-zero / {out['params_total']:,} total "
-        f"(dense {out['dense_params']:,}); MACs {out['macs']:,} (dense {out['dense_macs']:,})"
-    )
-    print(
-        f"size         {out['size_bytes']:,} B [{out['size_method']}] vs dense fp32 {out['dense_size_bytes']:,} B "
-        f"= {out['compression_ratio']:.1f}x smaller"
-    )
+    print(f"accuracy     {out['accuracy']:.2%}  (95% CI {out['accuracy_ci_low']:.2%}-{out['accuracy_ci_high']:.2%}, "
+          f"n={out['eval_samples']} on {out['eval_set']}; dense {out['dense_accuracy']:.2%}; "
+          f"agreement {out['agreement']:.2%})")
+    print(f"params       {out['params_nonzero']:,} non-zero / {out['params_total']:,} total "
+          f"(dense {out['dense_params']:,}); MACs {out['macs']:,} (dense {out['dense_macs']:,})")
+    print(f"size         {out['size_bytes']:,} B [{out['size_method']}] vs dense fp32 {out['dense_size_bytes']:,} B "
+          f"= {out['compression_ratio']:.1f}x smaller")
     print(f"latency      {lat}")
     for note in out["simulated"]:
         print(f"note         {note}")
     return 0
 
 
-def _workbench(
-    model_id: str, images: str | None, upload: str | None = None, arch: str | None = None, dataset: str | None = None
-):
+def _workbench(model_id: str, images: str | None, upload: str | None = None, arch: str | None = None,
+               dataset: str | None = None):
     from .models import get_spec
     from .pipeline import Workbench
 
@@ -376,10 +285,8 @@ def _upload(path: str, arch: str | None, dataset: str | None):
     uploaded = load_upload(path, Path(path).name, arch=arch)  # UploadError is a ValueError: one line
     model_id = "upload-" + hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8]
     if uploaded.arch is None and dataset is None:
-        raise CliError(
-            f"{Path(path).name} matches no zoo architecture: pass --dataset mnist or --dataset cifar10 "
-            "to say what it classifies"
-        )
+        raise CliError(f"{Path(path).name} matches no zoo architecture: pass --dataset mnist or --dataset cifar10 "
+                       "to say what it classifies")
     spec = spec_for_upload(uploaded, model_id, dataset=dataset)
     # what loading found (e.g. torch.nn.utils.prune masks folded, sparsity per layer); stdout stays one JSON object
     print("\n".join(f"upload       {note}" for note in uploaded.notes), file=sys.stderr)
@@ -395,15 +302,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         bits = [int(b) for b in args.bits_list.split(",") if b.strip()]
     except ValueError as exc:
         raise CliError(f"sweep lists must be comma-separated numbers: {exc}") from None
-    recipes = grid(
-        kinds,
-        sparsities,
-        bits,
-        criterion=args.criterion,
-        scope=args.scope,
-        int8=args.int8,
-        recovery=args.recovery or "none",
-    )
+    recipes = grid(kinds, sparsities, bits, criterion=args.criterion, scope=args.scope, int8=args.int8,
+                   recovery=args.recovery or "none")
     ft = finetune_from_args(args)
     if ft is not None:  # recover every pruned point; the dense and quantize-only points stay as they are
         recipes = [replace(r, finetune=ft) if r.prune.active else r for r in recipes]
@@ -414,15 +314,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     store = None if args.no_store else ResultStore(args.store)  # StoreError is a ValueError: one clear line
     try:
         with tqdm(total=len(recipes), desc=f"sweep {args.model}", file=sys.stderr) as bar:
-            df = run_sweep(
-                args.model,
-                recipes,
-                mode=args.eval,
-                latency_batch=args.batch,
-                latency_budget_s=args.latency_budget,
-                on_result=lambda *_: bar.update(1),
-                store=store,
-            )
+            df = run_sweep(args.model, recipes, mode=args.eval, latency_batch=args.batch,
+                           latency_budget_s=args.latency_budget, on_result=lambda *_: bar.update(1), store=store)
     finally:
         if store is not None:
             store.close()
@@ -451,8 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         configure_threads(args.threads)
         return {"models": _cmd_models, "evaluate": _cmd_evaluate, "sweep": _cmd_sweep, "train": _cmd_train}[
-            args.command
-        ](args)
+            args.command](args)
     except (CliError, ValueError, MissingFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -39,24 +39,16 @@ def _structure_key(model: nn.Module, kernels: str) -> tuple:
 
 def expensive(recipe: Recipe) -> bool:
     """Recipes whose compressed model is worth keeping: int8 conversion, structured pruning, fine-tuning."""
-    return (
-        recipe.quant.int8 or recipe.finetune is not None or (recipe.prune.active and recipe.prune.kind == "structured")
-    )
+    return recipe.quant.int8 or recipe.finetune is not None or (
+        recipe.prune.active and recipe.prune.kind == "structured")
 
 
 class Workbench:
     """One loaded model and everything cached about it. Never mutates the loaded model."""
 
-    def __init__(
-        self,
-        model_id: str,
-        model: nn.Module | None = None,
-        spec: ModelSpec | None = None,
-        calib_samples: int = 256,
-        max_results: int = 512,
-        eval_override: data_mod.TensorSet | None = None,
-        artifact_id: str | None = None,
-    ) -> None:
+    def __init__(self, model_id: str, model: nn.Module | None = None, spec: ModelSpec | None = None,
+                 calib_samples: int = 256, max_results: int = 512,
+                 eval_override: data_mod.TensorSet | None = None, artifact_id: str | None = None) -> None:
         self.spec = spec or get_spec(model_id)
         # Evaluate on these images instead of the spec's dataset, in every mode (e.g. the user's image folder:
         # imagefolder.load_image_folder). It also serves as calibration data: there is no separate train split.
@@ -85,7 +77,7 @@ class Workbench:
     def calib(self) -> list[torch.Tensor]:
         if self.eval_override is not None:
             x = self.eval_override.x[: self.calib_samples]
-            return [x[i : i + 64] for i in range(0, len(x), 64)]
+            return [x[i:i + 64] for i in range(0, len(x), 64)]
         return data_mod.calibration_batches(self.spec.dataset, self.calib_samples)
 
     def labelled(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -94,7 +86,7 @@ class Workbench:
             if not getattr(s, "labelled", True):
                 return []
             n = min(len(s), self.calib_samples)
-            return [(s.x[i : min(i + 64, n)], s.y[i : min(i + 64, n)]) for i in range(0, n, 64)]
+            return [(s.x[i:min(i + 64, n)], s.y[i:min(i + 64, n)]) for i in range(0, n, 64)]
         return data_mod.labelled_batches(self.spec.dataset, self.calib_samples)
 
     def calibration(self, recovery: bool = False) -> Calibration:
@@ -143,17 +135,13 @@ class Workbench:
 
     # -- the main entry point -----------------------------------------------------------------
     def compress(self, recipe: Recipe, progress: Progress | None = None) -> Compressed:
-        needs_data = (
-            (recipe.prune.active and (criteria.needs_data(recipe.prune.criterion) or recipe.prune.kind == "structured"))
-            or recipe.quant.int8
-            or recipe.finetune is not None
-            or recipe.recovery != "none"
-        )
+        needs_data = (recipe.prune.active and (criteria.needs_data(recipe.prune.criterion)
+                                               or recipe.prune.kind == "structured")) \
+            or recipe.quant.int8 or recipe.finetune is not None or recipe.recovery != "none"
         calib = self.calibration(recovery=recipe.recovery != "none") if needs_data else NO_CALIBRATION
         if recipe.finetune is None:
-            return apply_recipe(
-                self.model, recipe, self.spec, calib, scores=self._score_cache, teacher=self.model, progress=progress
-            )
+            return apply_recipe(self.model, recipe, self.spec, calib, scores=self._score_cache, teacher=self.model,
+                                progress=progress)
         # Fine-tuning takes seconds to minutes: keep the tuned float model, so that another bit-width
         # (or int8) on top of the same pruning + fine-tuning only re-quantizes.
         key = (recipe.prune, recipe.finetune, recipe.recovery)
@@ -164,31 +152,16 @@ class Workbench:
         elif progress is not None:
             progress(1.0, "reused the fine-tuned model of an identical pruning + fine-tuning recipe")
         float_model = copy.deepcopy(tuned.float_model)
-        out = Compressed(
-            model=float_model,
-            float_model=float_model,
-            recipe=recipe,
-            masks=dict(tuned.masks),
-            simulated=list(tuned.simulated),
-            structure=tuned.structure,
-            history=list(tuned.history),
-            recovery=tuned.recovery,
-        )
+        out = Compressed(model=float_model, float_model=float_model, recipe=recipe, masks=dict(tuned.masks),
+                         simulated=list(tuned.simulated), structure=tuned.structure, history=list(tuned.history),
+                         recovery=tuned.recovery)
         quantize_stage(out, recipe.quant, calib, self.spec.input_shape, dense=self.model)
         codebook_stage(out, self.spec, self.model, progress)
         return out
 
-    def evaluate(
-        self,
-        recipe: Recipe,
-        mode: str = "quick",
-        latency_batch: int = 1,
-        threads: int | None = None,
-        latency_budget_s: float = 0.3,
-        measure_latency: bool = True,
-        compressed: Compressed | None = None,
-        progress: Progress | None = None,
-    ) -> Result:
+    def evaluate(self, recipe: Recipe, mode: str = "quick", latency_batch: int = 1, threads: int | None = None,
+                 latency_budget_s: float = 0.3, measure_latency: bool = True,
+                 compressed: Compressed | None = None, progress: Progress | None = None) -> Result:
         """Measure ``recipe`` (cached per recipe, mode, batch, threads). ``progress`` hears every stage,
         including one report per ``EVAL_CHUNK`` evaluation images and per timing round: a caller may
         raise from it to abandon the measurement (the dashboard does, to yield to the user's next move)."""
@@ -203,9 +176,8 @@ class Workbench:
 
         t0 = time.perf_counter()
         data = self.eval_data(mode)
-        acc, dense_acc = self._accuracies(
-            comp, data, span(progress, 0.6 if recipe.finetune else 0.1, 0.9, "evaluating: ")
-        )
+        acc, dense_acc = self._accuracies(comp, data, span(progress, 0.6 if recipe.finetune else 0.1, 0.9,
+                                                           "evaluating: "))
         timings["eval_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -216,40 +188,21 @@ class Workbench:
         timings["size_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        lat = self._latency_fields(
-            comp, measure_latency, latency_batch, threads, latency_budget_s, span(progress, 0.9, 1.0, "timing: ")
-        )
+        lat = self._latency_fields(comp, measure_latency, latency_batch, threads, latency_budget_s,
+                                   span(progress, 0.9, 1.0, "timing: "))
         if measure_latency:
             timings["latency_s"] = time.perf_counter() - t0
 
         result = Result(
-            model=self.model_id,
-            recipe=recipe.to_dict(),
-            recipe_label=recipe.label(),
-            eval_set=data.name,
-            eval_samples=len(data),
-            accuracy=acc.accuracy,
-            accuracy_ci_low=acc.ci_low,
-            accuracy_ci_high=acc.ci_high,
-            agreement=acc.agreement,
-            dense_accuracy=dense_acc.accuracy,
-            params_total=total,
-            params_nonzero=nonzero,
-            dense_params=dense["params"],
-            macs=macs,
-            dense_macs=dense["macs"],
-            dense_size_bytes=dense["size_bytes"],
-            size_bytes=size_bytes,
-            size_method=size_method,
-            compression_ratio=dense["size_bytes"] / size_bytes,
-            latency_batch=latency_batch,
-            latency_threads=threads,
-            simulated=[*comp.simulated, *self._eval_notes(data, mode)],
-            seconds=timings,
-            dense_artifact_bytes=dense["artifact_bytes"],
-            **lat,
-            **self._oneshot(recipe, comp, mode),
-        )
+            model=self.model_id, recipe=recipe.to_dict(), recipe_label=recipe.label(), eval_set=data.name,
+            eval_samples=len(data), accuracy=acc.accuracy, accuracy_ci_low=acc.ci_low,
+            accuracy_ci_high=acc.ci_high, agreement=acc.agreement, dense_accuracy=dense_acc.accuracy,
+            params_total=total, params_nonzero=nonzero, dense_params=dense["params"], macs=macs,
+            dense_macs=dense["macs"], dense_size_bytes=dense["size_bytes"], size_bytes=size_bytes,
+            size_method=size_method, compression_ratio=dense["size_bytes"] / size_bytes,
+            latency_batch=latency_batch, latency_threads=threads,
+            simulated=[*comp.simulated, *self._eval_notes(data, mode)], seconds=timings,
+            dense_artifact_bytes=dense["artifact_bytes"], **lat, **self._oneshot(recipe, comp, mode))
         if compressed is None:
             self._results.put(key, result)
         return result
@@ -259,32 +212,20 @@ class Workbench:
         if recipe.recovery == "none":
             return {}
         oneshot = self.evaluate(recipe.with_recovery("none"), mode=mode, measure_latency=False)
-        return {"accuracy_oneshot": oneshot.accuracy, "recovery_s": comp.recovery["seconds"] if comp.recovery else None}
+        return {"accuracy_oneshot": oneshot.accuracy,
+                "recovery_s": comp.recovery["seconds"] if comp.recovery else None}
 
-    def _latency_fields(
-        self,
-        comp: Compressed,
-        measure_latency: bool,
-        batch: int,
-        threads: int,
-        budget: float,
-        progress: Progress | None,
-    ) -> dict:
+    def _latency_fields(self, comp: Compressed, measure_latency: bool, batch: int, threads: int, budget: float,
+                        progress: Progress | None) -> dict:
         """The Result's latency fields: a paired measurement against the dense model, or all None."""
         if not measure_latency:
-            return {
-                "latency_ms_p50": None,
-                "latency_ms_iqr": None,
-                "latency_kernels": comp.kernels,
-                "dense_latency_ms_p50": None,
-                "speedup": None,
-            }
+            return {"latency_ms_p50": None, "latency_ms_iqr": None, "latency_kernels": comp.kernels,
+                    "dense_latency_ms_p50": None, "speedup": None}
         pair, kernels = self.latency_of(comp.model, comp.kernels, batch, threads, budget, progress)
         return _fields_of(pair, kernels)
 
-    def _accuracies(
-        self, comp: Compressed, data: data_mod.TensorSet, progress: Progress | None = None
-    ) -> tuple[measure.Accuracy, measure.Accuracy]:
+    def _accuracies(self, comp: Compressed, data: data_mod.TensorSet, progress: Progress | None = None
+                    ) -> tuple[measure.Accuracy, measure.Accuracy]:
         """(compressed, dense) accuracy on ``data``; NaN where the images are unlabelled (agreement only)."""
         ref = self.dense_predictions(data)
         acc = measure.accuracy(self.predict(comp.model, comp.kernels, data, progress), data.y, ref)
@@ -297,28 +238,17 @@ class Workbench:
 
     def _eval_notes(self, data: data_mod.TensorSet, mode: str) -> list[str]:
         if self.eval_override is not None:
-            notes = [
-                f"evaluated on {len(data)} user images ({data.name}); calibration and importance data come "
-                "from the same images"
-            ]
+            notes = [f"evaluated on {len(data)} user images ({data.name}); calibration and importance data come "
+                     "from the same images"]
             if not getattr(data, "labelled", True):
-                notes.append(
-                    "unlabelled images: accuracy is not measured (NaN); agreement is the fraction of "
-                    "images whose top-1 class matches the dense model's"
-                )
+                notes.append("unlabelled images: accuracy is not measured (NaN); agreement is the fraction of "
+                             "images whose top-1 class matches the dense model's")
             return notes
-        return (
-            [f"accuracy on a stratified subset of {len(data)} test images (95 % CI shown)"] if mode == "quick" else []
-        )
+        quick = f"accuracy on a stratified subset of {len(data)} test images (95 % CI shown)"
+        return [quick] if mode == "quick" else []
 
-    def peek(
-        self,
-        recipe: Recipe,
-        mode: str = "quick",
-        latency_batch: int = 1,
-        threads: int | None = None,
-        measure_latency: bool = True,
-    ) -> Result | None:
+    def peek(self, recipe: Recipe, mode: str = "quick", latency_batch: int = 1, threads: int | None = None,
+             measure_latency: bool = True) -> Result | None:
         """The cached Result of ``evaluate`` with these arguments, or None; never computes anything."""
         key = (recipe.to_json(), mode, latency_batch, threads or torch.get_num_threads(), measure_latency)
         return self._results.get(key)
@@ -335,38 +265,21 @@ class Workbench:
             cache.put(key, comp)
         return comp
 
-    def remember(
-        self,
-        result: Result | dict,
-        mode: str = "quick",
-        latency_batch: int = 1,
-        threads: int | None = None,
-        measure_latency: bool = True,
-    ) -> None:
+    def remember(self, result: Result | dict, mode: str = "quick", latency_batch: int = 1, threads: int | None = None,
+                 measure_latency: bool = True) -> None:
         """Put a Result measured elsewhere (a stored sweep row) into the cache ``peek`` and ``evaluate`` read.
         A row written before a field existed gets that field's default."""
         if isinstance(result, dict):
             missing = dataclasses.MISSING
-            result = Result(
-                **{
-                    f.name: result[f.name] if f.name in result or f.default is missing else f.default
-                    for f in dataclasses.fields(Result)
-                }
-            )
+            result = Result(**{f.name: result[f.name] if f.name in result or f.default is missing else f.default
+                               for f in dataclasses.fields(Result)})
         recipe = Recipe.from_dict(result.recipe)
         key = (recipe.to_json(), mode, latency_batch, threads or torch.get_num_threads(), measure_latency)
         self._results.put(key, result)
 
-    def remeasure(
-        self,
-        recipe: Recipe,
-        mode: str = "quick",
-        latency_batch: int = 1,
-        threads: int | None = None,
-        latency_budget_s: float = 0.3,
-        previous: Result | dict | None = None,
-        progress: Progress | None = None,
-    ) -> Result:
+    def remeasure(self, recipe: Recipe, mode: str = "quick", latency_batch: int = 1, threads: int | None = None,
+                  latency_budget_s: float = 0.3, previous: Result | dict | None = None,
+                  progress: Progress | None = None) -> Result:
         """Time ``recipe`` against the dense model again and keep the better-quality measurement
         (``timing.better``: quiet beats noisy, then the smaller spread) for it and its structure.
 
@@ -378,9 +291,8 @@ class Workbench:
         comp = self.compressed(recipe)
         key = self._latency_key(comp.model, comp.kernels, latency_batch, threads)
         with self._lock:
-            pair, kernels = self._time_pair(
-                comp.model, comp.kernels, latency_batch, threads, latency_budget_s, progress
-            )
+            pair, kernels = self._time_pair(comp.model, comp.kernels, latency_batch, threads, latency_budget_s,
+                                            progress)
             fresh = dataclasses.replace(old, **_fields_of(pair, kernels))
             best = fresh if timing.better(fresh.to_dict(), old.to_dict()) else old
             if best is fresh:
@@ -388,9 +300,8 @@ class Workbench:
         self.remember(best, mode, latency_batch, threads)
         return best
 
-    def predict(
-        self, model: nn.Module, kernels: str, data: data_mod.TensorSet, progress: Progress | None = None
-    ) -> torch.Tensor:
+    def predict(self, model: nn.Module, kernels: str, data: data_mod.TensorSet,
+                progress: Progress | None = None) -> torch.Tensor:
         """Top-1 predictions; fp32 conv nets run on a channels_last copy (1.4x faster on ResNet-20 at
         batch 100 here, identical predictions), the given model itself is never converted. With
         ``progress``, the images go in chunks of ``EVAL_CHUNK`` and each chunk is reported."""
@@ -402,7 +313,7 @@ class Workbench:
         n, out = len(data.x), []
         for lo in range(0, n, EVAL_CHUNK):
             progress(lo / max(n, 1), f"{lo:,} of {n:,} images")
-            out.append(measure.predictions(model, _Chunk(data.x[lo : lo + EVAL_CHUNK]), memory_format=fmt))
+            out.append(measure.predictions(model, _Chunk(data.x[lo:lo + EVAL_CHUNK]), memory_format=fmt))
         progress(1.0, f"{n:,} images")
         return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
 
@@ -423,9 +334,8 @@ class Workbench:
         conv = len(self.spec.input_shape) == 3 and any(isinstance(m, nn.Conv2d) for m in model.modules())
         return kernels == "fp32" and conv and batch >= 32
 
-    def latency_of(
-        self, model: nn.Module, kernels: str, batch: int, threads: int, budget: float, progress: Progress | None = None
-    ) -> tuple[timing.Paired, str]:
+    def latency_of(self, model: nn.Module, kernels: str, batch: int, threads: int, budget: float,
+                   progress: Progress | None = None) -> tuple[timing.Paired, str]:
         """``model`` timed paired with the dense model (``timing.paired``); returns the measurement and
         the kernels label (which memory format ran). Latency depends only on structure and kernels,
         so equal structures share one measurement; a model with the dense model's own structure on
@@ -436,9 +346,8 @@ class Workbench:
                 self._latency[key] = self._time_pair(model, kernels, batch, threads, budget, progress)
             return self._latency[key]
 
-    def _time_pair(
-        self, model: nn.Module, kernels: str, batch: int, threads: int, budget: float, progress: Progress | None = None
-    ) -> tuple[timing.Paired, str]:
+    def _time_pair(self, model: nn.Module, kernels: str, batch: int, threads: int, budget: float,
+                   progress: Progress | None = None) -> tuple[timing.Paired, str]:
         if self._dense_structure is None:
             self._dense_structure = _structure_key(self.model, "fp32")
         same = kernels == "fp32" and _structure_key(model, kernels) == self._dense_structure
@@ -448,21 +357,16 @@ class Workbench:
         best: tuple[timing.Paired, str] | None = None
         for fmt in formats:
             cand = model if fmt == torch.contiguous_format else copy.deepcopy(model).to(memory_format=fmt)
-            base = (
-                cand
-                if same
-                else (self.model if fmt == torch.contiguous_format else copy.deepcopy(self.model).to(memory_format=fmt))
-            )
+            base = cand if same else (self.model if fmt == torch.contiguous_format
+                                      else copy.deepcopy(self.model).to(memory_format=fmt))
             checkpoint = None if progress is None else (lambda: progress(0.5, "paired rounds"))
             with measure.torch_threads(threads):
-                pair = timing.paired(
-                    measure.forward_fn(cand, self.spec.input_shape, batch, fmt),
-                    measure.forward_fn(base, self.spec.input_shape, batch, fmt),
-                    budget_s=budget,
-                    checkpoint=checkpoint,
-                )
+                pair = timing.paired(measure.forward_fn(cand, self.spec.input_shape, batch, fmt),
+                                     measure.forward_fn(base, self.spec.input_shape, batch, fmt),
+                                     budget_s=budget, checkpoint=checkpoint)
             if same:  # one model timed against itself: the rounds measure the noise, the speed-up is 1
-                pair = dataclasses.replace(pair, speedup=1.0, baseline_ms_p50=pair.ms_p50, baseline_ms_iqr=pair.ms_iqr)
+                pair = dataclasses.replace(pair, speedup=1.0, baseline_ms_p50=pair.ms_p50,
+                                           baseline_ms_iqr=pair.ms_iqr)
             label = kernels if fmt == torch.contiguous_format else f"{kernels} channels_last"
             if best is None or pair.ms_p50 < best[0].ms_p50:
                 best = (pair, label)
@@ -478,19 +382,12 @@ class _Chunk:
 
     def batches(self, batch_size: int):
         for i in range(0, len(self.x), batch_size):
-            yield self.x[i : i + batch_size], None
+            yield self.x[i:i + batch_size], None
 
 
 def _fields_of(pair: timing.Paired, kernels: str) -> dict:
     """The Result fields of one paired latency measurement (``timing.LATENCY_FIELDS``)."""
-    return {
-        "latency_ms_p50": pair.ms_p50,
-        "latency_ms_iqr": pair.ms_iqr,
-        "latency_kernels": kernels,
-        "dense_latency_ms_p50": pair.baseline_ms_p50,
-        "speedup": pair.speedup,
-        "speedup_spread": pair.speedup_spread,
-        "latency_noisy": pair.noisy,
-        "latency_load": pair.load_avg,
-        "latency_note": pair.reason,
-    }
+    return {"latency_ms_p50": pair.ms_p50, "latency_ms_iqr": pair.ms_iqr, "latency_kernels": kernels,
+            "dense_latency_ms_p50": pair.baseline_ms_p50, "speedup": pair.speedup,
+            "speedup_spread": pair.speedup_spread, "latency_noisy": pair.noisy, "latency_load": pair.load_avg,
+            "latency_note": pair.reason}

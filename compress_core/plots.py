@@ -25,63 +25,29 @@ HEIGHT = 320
 def _layout(title: str, height: int = HEIGHT, **extra: object) -> dict:
     return {
         "title": {"text": title, "x": 0.0, "xanchor": "left", "font": {"size": 15}},
-        "height": height,
-        "margin": {"l": 10, "r": 10, "t": 52, "b": 10},
+        "height": height, "margin": {"l": 10, "r": 10, "t": 52, "b": 10},
         "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
-        "font": {"size": 12},
-        **extra,
+        "font": {"size": 12}, **extra,
     }
 
 
 def _hline(y: float, text: str) -> tuple[dict, dict]:
     """A dashed full-width horizontal line and its label (what ``add_hline`` makes, without its cost)."""
-    shape = {
-        "type": "line",
-        "xref": "paper",
-        "x0": 0,
-        "x1": 1,
-        "yref": "y",
-        "y0": y,
-        "y1": y,
-        "line": {"color": DENSE, "dash": "dash", "width": 1.5},
-    }
-    note = {
-        "xref": "paper",
-        "x": 0.01,
-        "yref": "y",
-        "y": y,
-        "text": text,
-        "showarrow": False,
-        "yanchor": "top",
-        "xanchor": "left",
-        "font": {"color": DENSE},
-    }
+    shape = {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": y, "y1": y,
+             "line": {"color": DENSE, "dash": "dash", "width": 1.5}}
+    note = {"xref": "paper", "x": 0.01, "yref": "y", "y": y, "text": text, "showarrow": False,
+            "yanchor": "top", "xanchor": "left", "font": {"color": DENSE}}
     return shape, note
 
 
 def _two_panels(left_title: str, right_title: str) -> dict:
     """Side-by-side axes (x/y and x2/y2) with their titles, like ``make_subplots(1, 2)``."""
-
     def head(x: float, text: str) -> dict:
-        return {
-            "xref": "paper",
-            "yref": "paper",
-            "x": x,
-            "y": 1.0,
-            "xanchor": "center",
-            "yanchor": "bottom",
-            "text": text,
-            "showarrow": False,
-            "font": {"size": 12},
-        }
-
-    return {
-        "xaxis": {"domain": [0, 0.44]},
-        "xaxis2": {"domain": [0.56, 1], "anchor": "y2"},
-        "yaxis": {"anchor": "x"},
-        "yaxis2": {"anchor": "x2"},
-        "annotations": [head(0.22, left_title), head(0.78, right_title)],
-    }
+        return {"xref": "paper", "yref": "paper", "x": x, "y": 1.0, "xanchor": "center", "yanchor": "bottom",
+                "text": text, "showarrow": False, "font": {"size": 12}}
+    return {"xaxis": {"domain": [0, 0.44]}, "xaxis2": {"domain": [0.56, 1], "anchor": "y2"},
+            "yaxis": {"anchor": "x"}, "yaxis2": {"anchor": "x2"},
+            "annotations": [head(0.22, left_title), head(0.78, right_title)]}
 
 
 def _require(df: pd.DataFrame, columns: list[str], what: str) -> None:
@@ -98,13 +64,8 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def accuracy_curve(
-    df: pd.DataFrame,
-    current_sparsity: float | None = None,
-    dense_accuracy: float | None = None,
-    title: str = "Accuracy vs sparsity",
-    current: dict | None = None,
-) -> go.Figure:
+def accuracy_curve(df: pd.DataFrame, current_sparsity: float | None = None, dense_accuracy: float | None = None,
+                   title: str = "Accuracy vs sparsity", current: dict | None = None) -> go.Figure:
     """Columns: sparsity (fraction), accuracy, accuracy_ci_low, accuracy_ci_high (fractions).
 
     The red marker is the current recipe: at ``current["accuracy"]`` (with its CI as error bar and
@@ -115,24 +76,13 @@ def accuracy_curve(
     d = df.sort_values("sparsity")
     x = (d["sparsity"] * 100).tolist()
     traces = [
-        go.Scatter(
-            x=x + x[::-1],
-            y=(d["accuracy_ci_high"] * 100).tolist() + (d["accuracy_ci_low"] * 100).tolist()[::-1],
-            fill="toself",
-            fillcolor="rgba(37,99,235,0.12)",
-            line={"width": 0},
-            hoverinfo="skip",
-            name="95 % CI",
-        ),
-        go.Scatter(
-            x=x,
-            y=d["accuracy"] * 100,
-            mode="lines+markers",
-            name="accuracy",
-            line={"color": COMPRESSED, "width": 2},
-            marker={"size": 6},
-            hovertemplate="sparsity %{x:.0f} %<br>accuracy %{y:.2f} %<extra></extra>",
-        ),
+        go.Scatter(x=x + x[::-1],
+                   y=(d["accuracy_ci_high"] * 100).tolist() + (d["accuracy_ci_low"] * 100).tolist()[::-1],
+                   fill="toself", fillcolor="rgba(37,99,235,0.12)", line={"width": 0}, hoverinfo="skip",
+                   name="95 % CI"),
+        go.Scatter(x=x, y=d["accuracy"] * 100, mode="lines+markers", name="accuracy",
+                   line={"color": COMPRESSED, "width": 2}, marker={"size": 6},
+                   hovertemplate="sparsity %{x:.0f} %<br>accuracy %{y:.2f} %<extra></extra>"),
     ]
     marker = _current_marker(d, current_sparsity, current)
     if marker is not None:
@@ -141,13 +91,9 @@ def accuracy_curve(
     if dense_accuracy is not None:
         shape, note = _hline(dense_accuracy * 100, "dense")
         shapes, notes = [shape], [note]
-    layout = _layout(
-        title,
-        shapes=shapes,
-        annotations=notes,
-        xaxis={"title": {"text": "sparsity (%)"}, "range": [-2, 100]},
-        yaxis={"title": {"text": "top-1 accuracy (%)"}},
-    )
+    layout = _layout(title, shapes=shapes, annotations=notes,
+                     xaxis={"title": {"text": "sparsity (%)"}, "range": [-2, 100]},
+                     yaxis={"title": {"text": "top-1 accuracy (%)"}})
     return go.Figure(traces, layout)
 
 
@@ -158,39 +104,17 @@ def _current_marker(d: pd.DataFrame, sparsity: float | None, current: dict | Non
     if current is not None:
         acc = current["accuracy"] * 100
         low, high = current.get("accuracy_ci_low"), current.get("accuracy_ci_high")
-        err = (
-            None
-            if low is None or high is None
-            else {
-                "type": "data",
-                "symmetric": False,
-                "array": [high * 100 - acc],
-                "arrayminus": [acc - low * 100],
-                "color": ACCENT,
-                "thickness": 1.5,
-            }
-        )
+        err = None if low is None or high is None else {
+            "type": "data", "symmetric": False, "array": [high * 100 - acc], "arrayminus": [acc - low * 100],
+            "color": ACCENT, "thickness": 1.5}
         name = current.get("label", "current")
-        return go.Scatter(
-            x=[sparsity * 100],
-            y=[acc],
-            mode="markers",
-            name=name,
-            marker=style,
-            error_y=err,
-            hovertemplate=f"{name}: %{{y:.2f}} %<extra></extra>",
-        )
+        return go.Scatter(x=[sparsity * 100], y=[acc], mode="markers", name=name, marker=style, error_y=err,
+                          hovertemplate=f"{name}: %{{y:.2f}} %<extra></extra>")
     here = d[(d["sparsity"] - sparsity).abs() < 1e-9]
     if here.empty:
         return None
-    return go.Scatter(
-        x=here["sparsity"] * 100,
-        y=here["accuracy"] * 100,
-        mode="markers",
-        name="current",
-        marker=style,
-        hovertemplate="current: %{y:.2f} %<extra></extra>",
-    )
+    return go.Scatter(x=here["sparsity"] * 100, y=here["accuracy"] * 100, mode="markers", name="current",
+                      marker=style, hovertemplate="current: %{y:.2f} %<extra></extra>")
 
 
 def size_breakdown(df: pd.DataFrame, title: str = "Where the bytes go") -> go.Figure:
@@ -202,14 +126,10 @@ def size_breakdown(df: pd.DataFrame, title: str = "Where the bytes go") -> go.Fi
     colors = [DENSE if i == len(d) - 1 else COMPRESSED for i in range(len(d))]
     bar = go.Bar(
         y=[f"{item}{' (estimated)' if est else ''}" for item, est in zip(d["item"], estimated, strict=True)],
-        x=d["size_bytes"],
-        orientation="h",
+        x=d["size_bytes"], orientation="h",
         marker={"color": colors, "pattern": {"shape": ["/" if e else "" for e in estimated], "solidity": 0.3}},
-        text=[human_bytes(v) for v in d["size_bytes"]],
-        textposition="auto",
-        customdata=d[["note", "basis"]].to_numpy(),
-        hovertemplate="%{y}<br>%{x:,} bytes (%{customdata[1]})<br>%{customdata[0]}<extra></extra>",
-    )
+        text=[human_bytes(v) for v in d["size_bytes"]], textposition="auto", customdata=d[["note", "basis"]].to_numpy(),
+        hovertemplate="%{y}<br>%{x:,} bytes (%{customdata[1]})<br>%{customdata[0]}<extra></extra>")
     return go.Figure([bar], _layout(title, xaxis={"title": {"text": "bytes"}}, yaxis={"automargin": True}))
 
 
@@ -218,27 +138,13 @@ def latency_macs(df: pd.DataFrame, title: str = "CPU latency and compute") -> go
     _require(df, ["variant", "latency_ms_p50", "latency_ms_iqr", "macs", "kernels"], "latency_macs")
     colors = [DENSE if i == 0 else COMPRESSED for i in range(len(df))]
     latency = go.Bar(
-        x=df["variant"],
-        y=df["latency_ms_p50"],
-        marker_color=colors,
-        showlegend=False,
-        xaxis="x",
-        yaxis="y",
+        x=df["variant"], y=df["latency_ms_p50"], marker_color=colors, showlegend=False, xaxis="x", yaxis="y",
         error_y={"type": "data", "array": (df["latency_ms_iqr"].fillna(0) / 2).tolist(), "visible": True},
         customdata=df[["kernels"]].to_numpy(),
         text=[f"{v:.3g} ms" if pd.notna(v) else "n/a" for v in df["latency_ms_p50"]],
-        hovertemplate="%{x}: %{y:.3f} ms on %{customdata[0]} kernels<extra></extra>",
-    )
-    macs = go.Bar(
-        x=df["variant"],
-        y=df["macs"],
-        marker_color=colors,
-        showlegend=False,
-        xaxis="x2",
-        yaxis="y2",
-        text=[f"{v / 1e6:.2f} M" for v in df["macs"]],
-        hovertemplate="%{x}: %{y:,} MACs<extra></extra>",
-    )
+        hovertemplate="%{x}: %{y:.3f} ms on %{customdata[0]} kernels<extra></extra>")
+    macs = go.Bar(x=df["variant"], y=df["macs"], marker_color=colors, showlegend=False, xaxis="x2", yaxis="y2",
+                  text=[f"{v / 1e6:.2f} M" for v in df["macs"]], hovertemplate="%{x}: %{y:,} MACs<extra></extra>")
     layout = _layout(title, **_two_panels("latency p50 (ms, IQR bar)", "MACs per sample"))
     return go.Figure([latency, macs], layout)
 
@@ -246,22 +152,12 @@ def latency_macs(df: pd.DataFrame, title: str = "CPU latency and compute") -> go
 def layer_sparsity(df: pd.DataFrame, title: str = "Sparsity per layer") -> go.Figure:
     """Columns: layer, type, sparsity (fraction), nonzero, dense_params (see inspect.layer_table)."""
     _require(df, ["layer", "type", "sparsity", "nonzero", "dense_params"], "layer_sparsity")
-    bar = go.Bar(
-        x=df["layer"],
-        y=df["sparsity"] * 100,
-        marker_color=COMPRESSED,
-        customdata=df[["type", "nonzero", "dense_params"]].to_numpy(),
-        hovertemplate="%{x} (%{customdata[0]})<br>%{y:.1f} % removed<br>"
-        "%{customdata[1]:,} of %{customdata[2]:,} weights left<extra></extra>",
-    )
-    return go.Figure(
-        [bar],
-        _layout(
-            title,
-            yaxis={"title": {"text": "weights removed (%)"}, "range": [0, 100]},
-            xaxis=_thinned_ticks(list(df["layer"])),
-        ),
-    )
+    bar = go.Bar(x=df["layer"], y=df["sparsity"] * 100, marker_color=COMPRESSED,
+                 customdata=df[["type", "nonzero", "dense_params"]].to_numpy(),
+                 hovertemplate="%{x} (%{customdata[0]})<br>%{y:.1f} % removed<br>"
+                               "%{customdata[1]:,} of %{customdata[2]:,} weights left<extra></extra>")
+    return go.Figure([bar], _layout(title, yaxis={"title": {"text": "weights removed (%)"}, "range": [0, 100]},
+                                    xaxis=_thinned_ticks(list(df["layer"]))))
 
 
 MAX_TICK_LABELS = 24
@@ -272,15 +168,8 @@ def _thinned_ticks(names: list[str]) -> dict:
     layer names never overlap; every bar still names its layer on hover."""
     step = max(1, -(-len(names) // MAX_TICK_LABELS))
     shown = names[::step]
-    return {
-        "type": "category",
-        "tickangle": -45 if len(shown) > 8 else 0,
-        "automargin": True,
-        "tickmode": "array",
-        "tickvals": shown,
-        "ticktext": shown,
-        "tickfont": {"size": 10},
-    }
+    return {"type": "category", "tickangle": -45 if len(shown) > 8 else 0, "automargin": True,
+            "tickmode": "array", "tickvals": shown, "ticktext": shown, "tickfont": {"size": 10}}
 
 
 def weight_histogram(df: pd.DataFrame, title: str = "Weight values before and after") -> go.Figure:
@@ -289,57 +178,27 @@ def weight_histogram(df: pd.DataFrame, title: str = "Weight values before and af
     traces = []
     for name, color in (("before", DENSE), ("after", COMPRESSED)):
         d = df[df["model"] == name]
-        traces.append(
-            go.Bar(
-                x=d["bin_center"],
-                y=d["count"],
-                width=(d["bin_right"] - d["bin_left"]).tolist(),
-                name=name,
-                marker_color=color,
-                opacity=0.6,
-                hovertemplate=f"{name}: %{{y:,}} weights near %{{x:.3g}}<extra></extra>",
-            )
-        )
-    return go.Figure(
-        traces,
-        _layout(
-            title,
-            barmode="overlay",
-            bargap=0,
-            xaxis={"title": {"text": "weight value"}},
-            yaxis={"title": {"text": "count"}},
-        ),
-    )
+        traces.append(go.Bar(x=d["bin_center"], y=d["count"], width=(d["bin_right"] - d["bin_left"]).tolist(),
+                             name=name, marker_color=color, opacity=0.6,
+                             hovertemplate=f"{name}: %{{y:,}} weights near %{{x:.3g}}<extra></extra>"))
+    return go.Figure(traces, _layout(title, barmode="overlay", bargap=0, xaxis={"title": {"text": "weight value"}},
+                                     yaxis={"title": {"text": "count"}}))
 
 
-def sensitivity_heatmap(
-    df: pd.DataFrame, x: str = "sparsity", value: str = "accuracy_drop", title: str = "Accuracy drop per layer"
-) -> go.Figure:
+def sensitivity_heatmap(df: pd.DataFrame, x: str = "sparsity", value: str = "accuracy_drop",
+                        title: str = "Accuracy drop per layer") -> go.Figure:
     """Columns: layer, ``x`` (sparsity fraction or bits), ``value`` (fraction). Rows keep layer order."""
     _require(df, ["layer", x, value], "sensitivity_heatmap")
     layers = list(dict.fromkeys(df["layer"]))
     grid = df.pivot_table(index="layer", columns=x, values=value, aggfunc="mean").reindex(layers)
     labels = [f"{c * 100:.0f} %" if x == "sparsity" else f"{c} bit" for c in grid.columns]
-    heat = go.Heatmap(
-        z=grid.values * 100,
-        x=labels,
-        y=layers,
-        colorscale="Reds",
-        zmin=0,
-        colorbar={"title": {"text": "drop (pp)"}},
-        text=[[f"{v * 100:.1f}" for v in row] for row in grid.values],
-        texttemplate="%{text}",
-        hovertemplate="%{y} at %{x}: −%{z:.2f} pp<extra></extra>",
-    )
-    return go.Figure(
-        [heat],
-        _layout(
-            title,
-            height=max(HEIGHT, 28 * len(layers) + 110),
-            xaxis={"type": "category", "title": {"text": x}},
-            yaxis={"type": "category", "autorange": "reversed", "automargin": True},
-        ),
-    )
+    heat = go.Heatmap(z=grid.values * 100, x=labels, y=layers, colorscale="Reds", zmin=0,
+                      colorbar={"title": {"text": "drop (pp)"}},
+                      text=[[f"{v * 100:.1f}" for v in row] for row in grid.values], texttemplate="%{text}",
+                      hovertemplate="%{y} at %{x}: −%{z:.2f} pp<extra></extra>")
+    return go.Figure([heat], _layout(title, height=max(HEIGHT, 28 * len(layers) + 110),
+                                     xaxis={"type": "category", "title": {"text": x}},
+                                     yaxis={"type": "category", "autorange": "reversed", "automargin": True}))
 
 
 KIND_NAMES = {"none": "no pruning", "unstructured": "unstructured", "structured": "structured"}
@@ -356,19 +215,12 @@ def _x_text(x: str, v: float) -> str:
 
 def _hover(d: pd.DataFrame, x: str, y: str) -> list[str]:
     noisy = d["latency_noisy"] if x == "latency_ms_p50" and "latency_noisy" in d else [False] * len(d)
-    return [
-        f"{label}<br>{_x_text(x, xv)}{' (noisy)' if n else ''}<br>top-1 {yv:.2%}"
-        for label, xv, yv, n in zip(d["label"], d[x], d[y], noisy, strict=True)
-    ]
+    return [f"{label}<br>{_x_text(x, xv)}{' (noisy)' if n else ''}<br>top-1 {yv:.2%}"
+            for label, xv, yv, n in zip(d["label"], d[x], d[y], noisy, strict=True)]
 
 
-def tradeoff_scatter(
-    df: pd.DataFrame,
-    x: str = "size_bytes",
-    y: str = "accuracy",
-    frontier: str = "pareto",
-    title: str = "Accuracy vs size",
-) -> go.Figure:
+def tradeoff_scatter(df: pd.DataFrame, x: str = "size_bytes", y: str = "accuracy", frontier: str = "pareto",
+                     title: str = "Accuracy vs size") -> go.Figure:
     """Columns: ``x``, ``y`` (fraction), kind, label; optional booleans ``frontier``, ``chance`` (at chance
     level: drawn hollow, in their own legend entry) and ``latency_noisy`` (said on hover).
     Points carry their row index as customdata so a selection maps back to the row. A latency axis
@@ -377,60 +229,30 @@ def tradeoff_scatter(
     chance = df["chance"].astype(bool) if "chance" in df.columns else pd.Series(False, index=df.index)
     traces = []
     for kind, d in df[~chance].groupby("kind", sort=False):
-        traces.append(
-            go.Scatter(
-                x=d[x],
-                y=d[y] * 100,
-                mode="markers",
-                name=KIND_NAMES.get(str(kind), str(kind)),
-                customdata=list(d.index),
-                marker={"size": 9, "color": KIND_COLORS.get(str(kind), "#7c3aed"), "opacity": 0.8},
-                text=_hover(d, x, y),
-                hovertemplate="%{text}<extra></extra>",
-            )
-        )
+        traces.append(go.Scatter(
+            x=d[x], y=d[y] * 100, mode="markers", name=KIND_NAMES.get(str(kind), str(kind)), customdata=list(d.index),
+            marker={"size": 9, "color": KIND_COLORS.get(str(kind), "#7c3aed"), "opacity": 0.8},
+            text=_hover(d, x, y), hovertemplate="%{text}<extra></extra>"))
     if chance.any():
         d = df[chance]
-        traces.append(
-            go.Scatter(
-                x=d[x],
-                y=d[y] * 100,
-                mode="markers",
-                name="at chance level (off the front)",
-                customdata=list(d.index),
-                marker={"size": 9, "color": "rgba(0,0,0,0)", "line": {"color": DENSE, "width": 1.5}},
-                text=_hover(d, x, y),
-                hovertemplate="%{text}<br>no better than guessing<extra></extra>",
-            )
-        )
+        traces.append(go.Scatter(
+            x=d[x], y=d[y] * 100, mode="markers", name="at chance level (off the front)", customdata=list(d.index),
+            marker={"size": 9, "color": "rgba(0,0,0,0)", "line": {"color": DENSE, "width": 1.5}},
+            text=_hover(d, x, y), hovertemplate="%{text}<br>no better than guessing<extra></extra>"))
     if frontier in df.columns and df[frontier].any():
         f = df[df[frontier].astype(bool) & ~chance].sort_values(x)
-        traces.append(
-            go.Scatter(
-                x=f[x],
-                y=f[y] * 100,
-                mode="lines",
-                name="Pareto front",
-                line={"color": FRONTIER, "width": 2, "shape": "hv"},
-                hoverinfo="skip",
-            )
-        )
+        traces.append(go.Scatter(x=f[x], y=f[y] * 100, mode="lines", name="Pareto front",
+                                 line={"color": FRONTIER, "width": 2, "shape": "hv"}, hoverinfo="skip"))
     xaxis: dict = {"title": {"text": AXIS_TITLES.get(x, x)}}
     if x == "size_bytes":
         xaxis.update(type="log", dtick="D2")  # ticks at 1, 2 and 5 of each decade
     elif x == "latency_ms_p50":
         top = pd.to_numeric(df[x], errors="coerce").max()
         xaxis.update(range=[0, float(top) * 1.15 if pd.notna(top) and top > 0 else 1.0])
-    legend = {
-        "orientation": "h",
-        "yanchor": "top",
-        "y": -0.22,
-        "xanchor": "left",
-        "x": 0.0,
-    }  # below: never on the title
-    return go.Figure(
-        traces, _layout(title, height=420, xaxis=xaxis, legend=legend, yaxis={"title": {"text": "top-1 accuracy (%)"}})
-    )
+    # below the plot: never on the title
+    legend = {"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0.0}
+    return go.Figure(traces, _layout(title, height=420, xaxis=xaxis, legend=legend,
+                                     yaxis={"title": {"text": "top-1 accuracy (%)"}}))
 
 
 def compare_bars(df: pd.DataFrame, title: str = "Pinned recipes") -> go.Figure:
@@ -443,13 +265,8 @@ def compare_bars(df: pd.DataFrame, title: str = "Pinned recipes") -> go.Figure:
     palette = [DENSE, COMPRESSED, "#16a34a", FRONTIER, "#7c3aed"]
     n, gap = len(metrics), 0.06
     width = (1 - gap * (n - 1)) / n
-    layout = _layout(
-        title,
-        height=380,
-        annotations=[],
-        barmode="group",
-        legend={"orientation": "h", "yanchor": "top", "y": -0.08, "xanchor": "left", "x": 0.0},
-    )
+    layout = _layout(title, height=380, annotations=[], barmode="group",
+                     legend={"orientation": "h", "yanchor": "top", "y": -0.08, "xanchor": "left", "x": 0.0})
     traces = []
     for i, m in enumerate(metrics):
         suffix = "" if i == 0 else str(i + 1)
@@ -458,35 +275,14 @@ def compare_bars(df: pd.DataFrame, title: str = "Pinned recipes") -> go.Figure:
         layout[f"yaxis{suffix}"] = {"anchor": f"x{suffix}", "rangemode": "tozero"}
         rows = df[df["metric"] == m]
         unit = rows["unit"].iloc[0]
-        layout["annotations"].append(
-            {
-                "xref": "paper",
-                "yref": "paper",
-                "x": lo + width / 2,
-                "y": 1.0,
-                "xanchor": "center",
-                "yanchor": "bottom",
-                "showarrow": False,
-                "text": f"{m} ({unit})",
-                "font": {"size": 12},
-            }
-        )
+        layout["annotations"].append({"xref": "paper", "yref": "paper", "x": lo + width / 2, "y": 1.0,
+                                      "xanchor": "center", "yanchor": "bottom", "showarrow": False,
+                                      "text": f"{m} ({unit})", "font": {"size": 12}})
         for j, pin in enumerate(pins):
             value = rows.loc[rows["pin"] == pin, "value"]
             v = float(value.iloc[0]) if len(value) and pd.notna(value.iloc[0]) else None
-            traces.append(
-                go.Bar(
-                    x=[m],
-                    y=[v],
-                    name=str(pin),
-                    legendgroup=str(pin),
-                    showlegend=i == 0,
-                    marker_color=palette[j % len(palette)],
-                    xaxis=f"x{suffix}",
-                    yaxis=f"y{suffix}",
-                    text=["n/a" if v is None else f"{v:.3g}"],
-                    textposition="auto",
-                    hovertemplate=f"{pin}<br>{m}: %{{y:.4g}} {unit}<extra></extra>",
-                )
-            )
+            traces.append(go.Bar(x=[m], y=[v], name=str(pin), legendgroup=str(pin), showlegend=i == 0,
+                                 marker_color=palette[j % len(palette)], xaxis=f"x{suffix}", yaxis=f"y{suffix}",
+                                 text=["n/a" if v is None else f"{v:.3g}"], textposition="auto",
+                                 hovertemplate=f"{pin}<br>{m}: %{{y:.4g}} {unit}<extra></extra>"))
     return go.Figure(traces, layout)

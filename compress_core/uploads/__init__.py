@@ -47,14 +47,7 @@ from torch import nn
 
 from ..models import REGISTRY, ModelSpec
 from .errors import PICKLE_REFUSED, UploadError
-from .graphs import (
-    FILE_OPS,
-    SCRIPT_NAMESPACES,
-    ExportedGraph,
-    as_eager,
-    load_export,
-    load_torchscript,
-)
+from .graphs import FILE_OPS, SCRIPT_NAMESPACES, ExportedGraph, as_eager, load_export, load_torchscript
 from .prune_masks import describe_sparsity, fold_prune_masks
 from .reading import (
     MAX_UPLOAD_BYTES,

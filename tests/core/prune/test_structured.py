@@ -23,11 +23,7 @@ from compress_core import models
 from compress_core.models.cifar_resnet import BasicBlock, CifarResNet, PadShortcut
 from compress_core.models.lenet import LeNet5, LeNet300
 from compress_core.pipeline import Workbench
-from compress_core.prune.structured import (
-    ChannelScatter,
-    apply_skeleton_,
-    structured_prune_,
-)
+from compress_core.prune.structured import ChannelScatter, apply_skeleton_, structured_prune_
 from compress_core.recipe import PruneSpec, Recipe
 from compress_core.records import Calibration
 from compress_core.stages import apply_recipe
