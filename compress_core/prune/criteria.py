@@ -25,7 +25,7 @@ Every score is computed on the model given (callers pass a deep copy) and never 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -200,13 +200,15 @@ class Entropy(Criterion):
         return [imp(g) for g in groups]
 
 
-def _input_entropy(model: nn.Module, layers: Layers, batches: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Entropy of every input feature (channel) of each layer across the calibration images."""
+def _layer_inputs(
+    model: nn.Module, layers: Layers, batches: Sequence[torch.Tensor], per_batch: Callable[[torch.Tensor], torch.Tensor]
+) -> dict[str, list[torch.Tensor]]:
+    """``per_batch(input)`` of every layer for each calibration batch, collected with forward pre-hooks."""
     seen: dict[str, list[torch.Tensor]] = {}
 
     def hook(name: str) -> Callable:
         def fn(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-            seen.setdefault(name, []).append(pooled(inputs[0].detach()))
+            seen.setdefault(name, []).append(per_batch(inputs[0].detach()))
 
         return fn
 
@@ -214,27 +216,23 @@ def _input_entropy(model: nn.Module, layers: Layers, batches: Sequence[torch.Ten
     missing = [n for n, _ in layers if n not in seen]
     if missing:
         raise ValueError(f"layer {missing[0]} never ran on the calibration data")
+    return seen
+
+
+def _input_entropy(model: nn.Module, layers: Layers, batches: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Entropy of every input feature (channel) of each layer across the calibration images."""
+    seen = _layer_inputs(model, layers, batches, pooled)
     return {n: channel_entropy(torch.cat(v)) for n, v in seen.items()}
 
 
 def _input_norms(model: nn.Module, layers: Layers, batches: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
     """L2 norm of every input feature (channel) of each layer over the calibration batches."""
-    sq_norms: dict[str, Any] = {}
 
-    def hook(name: str) -> Callable:
-        def fn(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-            x = inputs[0].detach()
-            # Per input feature: sum of squares over batch and spatial positions.
-            per_feature = x.pow(2).sum(dim=[d for d in range(x.dim()) if d != 1]) if x.dim() > 2 else x.pow(2).sum(0)
-            sq_norms[name] = sq_norms.get(name, 0) + per_feature
+    def sum_of_squares(x: torch.Tensor) -> torch.Tensor:  # per input feature, over batch and positions
+        return x.pow(2).sum(dim=[d for d in range(x.dim()) if d != 1]) if x.dim() > 2 else x.pow(2).sum(0)
 
-        return fn
-
-    forward_and_unhook(model, batches, [m.register_forward_pre_hook(hook(n)) for n, m in layers])
-    missing = [n for n, _ in layers if n not in sq_norms]
-    if missing:
-        raise ValueError(f"layer {missing[0]} never ran on the calibration data")
-    return {n: s.sqrt() for n, s in sq_norms.items()}
+    seen = _layer_inputs(model, layers, batches, sum_of_squares)
+    return {n: torch.stack(v).sum(0).sqrt() for n, v in seen.items()}
 
 
 def _wanda(m: nn.Module, norm: torch.Tensor) -> torch.Tensor:
