@@ -81,7 +81,7 @@ def prune_stage(
         if pruner is not None:
             _record(out, pruner.prune_(work, p, ctx))
         if ft is not None and recipe.recovery != "none" and pruner is not None:  # tuning starts from it
-            recover_stage(out, model, calibration)
+            recover_stage(out, model, calibration, quantized=False)
         if ft is not None:
             t0 = time.perf_counter()
             out.history += finetune_(
@@ -143,7 +143,7 @@ def codebook_stage(
     _done(progress, t0)
 
 
-def recover_stage(out: Compressed, dense: nn.Module, calibration: Calibration) -> None:
+def recover_stage(out: Compressed, dense: nn.Module, calibration: Calibration, quantized: bool = True) -> None:
     """The recipe's post-training recovery of ``out.float_model`` on training images (never test data);
     ``dense`` is only read. The report (level, seconds, per-layer errors) goes to ``out.recovery``."""
     level = check_level(out.float_model, out.recipe.recovery)
@@ -160,7 +160,7 @@ def recover_stage(out: Compressed, dense: nn.Module, calibration: Calibration) -
         calibration.recovery_images,
         masks=out.masks or None,
         qcodes=out.qcodes if out.qcodes else None,
-        quant=q if q.active else None,
+        quant=q if quantized and q.active else None,  # before quantization (fine-tune recipes): float only
         seed=out.recipe.prune.seed,
     )
     out.recovery = report.to_dict()

@@ -20,7 +20,7 @@ from compress_core.models import load as load_model
 from compress_core.pipeline import Workbench
 from compress_core.prune import PruneContext, criteria, get_pruner
 from compress_core.prune.schedule import agp_schedule, iterative_schedule, ramp, structured_step_fraction
-from compress_core.recipe import FinetuneSpec, PruneSpec, Recipe
+from compress_core.recipe import FinetuneSpec, PruneSpec, QuantSpec, Recipe
 from compress_core.records import Compressed
 from compress_core.stages import apply_recipe, prune_gradually_
 from tests.conftest import ROOT
@@ -351,3 +351,12 @@ def test_cli_finetuning_reports_higher_accuracy():
     plain = _cli_accuracy()
     tuned = _cli_accuracy("--finetune-epochs", "1", "--finetune-samples", "1000")
     assert tuned > plain + 0.01, (plain, tuned)
+
+
+def test_a_fine_tune_recipe_with_k_bit_weights_recovers_before_tuning_then_quantizes(lenet5):
+    spec, model = lenet5
+    recipe = Recipe(P90, QuantSpec(4), finetune=FinetuneSpec(epochs=0.2, max_samples=256), recovery="reconstruct")
+    comp = apply_recipe(model, recipe, spec, Workbench("lenet5-mnist").calibration(recovery=True), teacher=model)
+    assert comp.recovery is not None and comp.recovery["level"] == "reconstruct"
+    for name, q in comp.qcodes.items():  # quantized after tuning: every layer still on its grid
+        assert torch.equal(q.dequantize(), comp.float_model.get_submodule(name).weight.detach())

@@ -168,6 +168,19 @@ def test_bn_level_leaves_an_uncompressed_model_as_it_was(dense):
             assert torch.allclose(model.state_dict()[k], v, rtol=1e-4, atol=1e-6), k
 
 
+def test_dense_statistics_are_reused_only_for_the_same_dense_model_and_images(dense):
+    from compress_core.recover import bn
+
+    ref = copy.deepcopy(dense)
+    first = bn.dense_statistics(ref, calib())
+    assert bn.dense_statistics(ref, calib()) is first  # same model, same images: cached
+    assert bn.dense_statistics(ref, calib()[:4]) is not first  # other images
+    again = bn.dense_statistics(ref, calib())
+    with torch.no_grad():
+        ref.bn1.running_mean.add_(1.0)  # written in place: the cached statistics are stale
+    assert bn.dense_statistics(ref, calib()) is not again
+
+
 # -- k-bit weights stay on their grid ----------------------------------------------------------------
 
 QUANTS = [
