@@ -28,7 +28,7 @@ from .prune.layers import prunable_layers
 from .recipe import PruneSpec, Recipe
 from .records import NO_CALIBRATION, SIZE_ARTIFACT, SIZE_ESTIMATE, Calibration, Compressed, Progress, Result, span
 from .recover import BN_SAMPLES, CALIBRATION_BATCH
-from .stages import apply_recipe, codebook_stage, prune_stage, quantize_stage
+from .stages import apply_recipe, finish_stages, prune_stage
 
 EVAL_CHUNK = 200  # images per progress report while evaluating (each report is a chance to yield)
 
@@ -155,8 +155,7 @@ class Workbench:
         out = Compressed(model=float_model, float_model=float_model, recipe=recipe, masks=dict(tuned.masks),
                          simulated=list(tuned.simulated), structure=tuned.structure, history=list(tuned.history),
                          recovery=tuned.recovery)
-        quantize_stage(out, recipe.quant, calib, self.spec.input_shape, dense=self.model)
-        codebook_stage(out, self.spec, self.model, progress)
+        finish_stages(out, self.spec, calib, self.model, progress=progress)
         return out
 
     def evaluate(self, recipe: Recipe, mode: str = "quick", latency_batch: int = 1, threads: int | None = None,

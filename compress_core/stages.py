@@ -50,9 +50,22 @@ def apply_recipe(
     """Apply ``recipe`` to a deep copy of ``model``. ``calibration`` holds training batches for
     data-driven criteria, fine-tuning and int8 calibration; ``scores`` may supply cached scores."""
     out = prune_stage(model, recipe, spec, calibration, scores, teacher, progress)
-    quantize_stage(out, recipe.quant, calibration, spec.input_shape if spec else None, dense=model)
-    codebook_stage(out, spec, teacher if teacher is not None else model, progress)
+    finish_stages(out, spec, calibration, model, teacher, progress)
     return out
+
+
+def finish_stages(
+    out: Compressed,
+    spec: ModelSpec | None,
+    calibration: Calibration,
+    dense: nn.Module,
+    teacher: nn.Module | None = None,
+    progress: Progress | None = None,
+) -> None:
+    """Everything after pruning and fine-tuning, on ``out`` in place: quantization with its recovery, then
+    codebook tuning. The Workbench runs this on a copy of a cached fine-tuned model."""
+    quantize_stage(out, out.recipe.quant, calibration, spec.input_shape if spec else None, dense=dense)
+    codebook_stage(out, spec, teacher if teacher is not None else dense, progress)
 
 
 def prune_stage(
