@@ -1,23 +1,27 @@
-"""Sweeps: a grid of recipes, evaluated on one shared Workbench, resumable through a ResultStore.
+"""Sweeps: a grid of recipes, measured by an executor, resumable through a ResultStore.
 
 ``grid`` builds the deduplicated cartesian product of pruning kinds x sparsities x bit-widths;
-``run_sweep`` measures each recipe (one importance sort per criterion, dense predictions and
-latency per structure are all shared by the Workbench), writes each finished row to the store at
-once, and skips rows the store already holds. ``pareto_front`` picks the non-dominated rows.
+``run_sweep`` measures each recipe on an executor (``compress_core.executors``): in this process on
+one shared Workbench by default (one importance sort per criterion, dense predictions and latency per
+structure are all shared), or as Ray tasks on a local Ray or a cluster (one cached Workbench per
+worker). This process alone writes each finished row to the store, at once, and skips rows the store
+already holds. ``measure_recipes`` is the same path returning Result dicts (for the budget solver).
+``pareto_front`` picks the non-dominated rows.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
+from contextlib import closing
 
 import numpy as np
 import pandas as pd
 
+from .executors import Executor, InProcessExecutor, Settings, make_executor
 from .models import get_spec
 from .pipeline import Workbench
 from .recipe import PruneSpec, QuantSpec, Recipe
-from .records import check_eval_mode
 from .store import ResultStore, result_row, rows_frame
 
 OnResult = Callable[[int, int, dict], None]
@@ -64,17 +68,69 @@ def _check_recipes(recipes: Sequence[Recipe]) -> None:
             raise ValueError(f"run_sweep needs Recipe objects; got {type(r).__name__}")
 
 
-def _check_args(mode: str, latency_batch: int, latency_budget_s: float) -> None:
-    check_eval_mode(mode)
-    if isinstance(latency_batch, bool) or not isinstance(latency_batch, int) or latency_batch < 1:
-        raise ValueError(f"latency_batch must be a positive integer; got {latency_batch!r}")
-    if (
-        isinstance(latency_budget_s, bool)
-        or not isinstance(latency_budget_s, (int, float))
-        or not math.isfinite(latency_budget_s)
-        or latency_budget_s <= 0
-    ):
-        raise ValueError(f"latency_budget_s must be a positive number of seconds; got {latency_budget_s!r}")
+def _settings(
+    model_id: str,
+    mode: str,
+    latency_batch: int,
+    latency_budget_s: float,
+    workbench: Workbench | None,
+    executor: str | Executor | None,
+) -> Settings:
+    """Validate everything before the first measurement (an unknown model lists the zoo)."""
+    if workbench is None:
+        get_spec(model_id)
+    settings = Settings(mode, latency_batch, latency_budget_s)
+    if workbench is not None:
+        if workbench.model_id != model_id:
+            raise ValueError(f"the workbench holds {workbench.model_id!r}, not {model_id!r}")
+        if executor is not None and not isinstance(executor, InProcessExecutor) and executor != "inprocess":
+            raise ValueError(
+                "a Workbench measures in this process; a Ray sweep builds one per worker from the "
+                "model id, so pass workbench=None with a Ray executor"
+            )
+    return settings
+
+
+def _outcomes(
+    model_id: str,
+    recipes: list[Recipe],
+    settings: Settings,
+    store: ResultStore | None,
+    workbench: Workbench | None,
+    executor: str | Executor | None,
+    should_stop: Callable[[], bool] | None,
+) -> Generator[tuple[int, dict | None, bool, str], None, None]:
+    """``(index, result dict or None, cached, error)`` per recipe: stored ones first (read back), then
+    the rest as the executor finishes them, each committed to ``store`` by this process (the driver)
+    before it is yielded. The executor (and the model) is started only if some recipe is not stored."""
+    todo = []
+    for i, recipe in enumerate(recipes):
+        stored = (
+            store.get(model_id, recipe.to_json(), settings.mode, settings.latency_batch) if store is not None else None
+        )
+        if stored is None:
+            todo.append(i)
+            continue
+        if should_stop is not None and should_stop():
+            return
+        yield i, stored, True, ""
+    if not todo:
+        return
+    owned = not isinstance(executor, Executor)
+    if executor is None or executor == InProcessExecutor.key:
+        ex: Executor = InProcessExecutor(workbench, make_workbench=Workbench)
+    else:
+        ex = make_executor(executor)
+    try:
+        with closing(ex.measure(model_id, [recipes[i] for i in todo], settings, should_stop)) as stream:
+            for out in stream:
+                i = todo[out.index]
+                if out.result is not None and store is not None:
+                    store.put(model_id, recipes[i].to_json(), settings.mode, settings.latency_batch, out.result)
+                yield i, out.result, False, out.error
+    finally:
+        if owned:
+            ex.close()
 
 
 def run_sweep(
@@ -87,45 +143,68 @@ def run_sweep(
     store: ResultStore | None = None,
     workbench: Workbench | None = None,
     should_stop: Callable[[], bool] | None = None,
+    executor: str | Executor | None = None,
 ) -> pd.DataFrame:
-    """Measure each recipe on ``model_id``; one wide row per recipe (``store.COLUMNS``).
+    """Measure each recipe on ``model_id``; one wide row per recipe (``store.COLUMNS``), in input order.
 
     Rows already in ``store`` for (model_id, recipe, mode, latency_batch) are read back
-    (``cached=True``) instead of recomputed; every new row is committed to the store as soon as it
-    is measured, so an interrupted sweep resumes where it stopped. ``on_result(i, n, row)`` is
-    called after each row with ``i`` = rows finished so far (1..n). ``should_stop()`` is checked
-    before each recipe; when it returns True the rows finished so far are returned.
-    The model is loaded only if some recipe is not in the store.
+    (``cached=True``) instead of recomputed; every new row is committed to the store by this process as
+    soon as it comes back, so an interrupted sweep resumes where it stopped. ``on_result(i, n, row)``
+    is called after each row with ``i`` = rows finished so far (1..n): stored rows first, then new ones
+    as they finish. ``should_stop()`` is checked before each recipe (Ray: between results); when it
+    returns True the rows finished so far are returned. The model is loaded only if some recipe is not
+    in the store.
+
+    ``executor``: None or ``"inprocess"`` (on ``workbench``, or one built here), a Ray address
+    (``"local"``, ``"auto"``, ``"host:6379"``, ``"ray://host:10001"``) or an ``executors.Executor``
+    (left open for the caller to reuse). Configs lost to dying workers after every retry have no row;
+    ``df.attrs["failed"]`` lists them (``recipe_json``, ``label``, ``error``, ``attempts``).
     """
-    if workbench is None:
-        get_spec(model_id)  # unknown model -> ValueError listing the zoo
-    _check_args(mode, latency_batch, latency_budget_s)
+    settings = _settings(model_id, mode, latency_batch, latency_budget_s, workbench, executor)
     recipes = list(recipes)
     _check_recipes(recipes)
-    if workbench is not None and workbench.model_id != model_id:
-        raise ValueError(f"the workbench holds {workbench.model_id!r}, not {model_id!r}")
-    wb = workbench
-    rows: list[dict] = []
-    n = len(recipes)
-    for recipe in recipes:
-        if should_stop is not None and should_stop():
-            break
-        recipe_json = recipe.to_json()
-        result = store.get(model_id, recipe_json, mode, latency_batch) if store is not None else None
-        cached = result is not None
-        if result is None:
-            if wb is None:
-                wb = Workbench(model_id)
-            result = wb.evaluate(
-                recipe, mode=mode, latency_batch=latency_batch, latency_budget_s=latency_budget_s
-            ).to_dict()
-            if store is not None:
-                store.put(model_id, recipe_json, mode, latency_batch, result)
-        row = result_row(result, recipe_json, mode, cached=cached)
-        rows.append(row)
-        if on_result is not None:
-            on_result(len(rows), n, row)
-    return rows_frame(rows)
+    rows: dict[int, dict] = {}
+    failed: list[dict] = []
+    outcomes = _outcomes(model_id, recipes, settings, store, workbench, executor, should_stop)
+    with closing(outcomes):  # an exception in on_result (Ctrl-C) stops the executor at once
+        for i, result, cached, error in outcomes:
+            recipe_json = recipes[i].to_json()
+            if result is None:
+                failed.append({"recipe_json": recipe_json, "label": recipes[i].label(), "error": error})
+                continue
+            rows[i] = result_row(result, recipe_json, mode, cached=cached)
+            if on_result is not None:
+                on_result(len(rows), len(recipes), rows[i])
+    df = rows_frame([rows[i] for i in sorted(rows)])
+    df.attrs["failed"] = failed
+    return df
+
+
+def measure_recipes(
+    model_id: str,
+    recipes: Sequence[Recipe],
+    executor: str | Executor | None = None,
+    mode: str = "quick",
+    latency_batch: int = 1,
+    latency_budget_s: float = 0.3,
+    on_result: Callable[[int, Recipe, dict | None], None] | None = None,
+    store: ResultStore | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[dict | None]:
+    """``Result.to_dict()`` of each recipe (with where it ran), aligned with ``recipes``; None for a
+    recipe lost to dying workers (or not reached before ``should_stop``). The same path as
+    ``run_sweep`` (store read first and written by this process only); ``on_result(index, recipe,
+    result)`` is called as each one comes back. For callers that want Results, not table rows."""
+    settings = _settings(model_id, mode, latency_batch, latency_budget_s, None, executor)
+    recipes = list(recipes)
+    _check_recipes(recipes)
+    out: list[dict | None] = [None] * len(recipes)
+    with closing(_outcomes(model_id, recipes, settings, store, None, executor, should_stop)) as outcomes:
+        for i, result, _cached, _error in outcomes:
+            out[i] = result
+            if on_result is not None:
+                on_result(i, recipes[i], result)
+    return out
 
 
 def mark_pareto(
