@@ -202,11 +202,11 @@ def quantize_weights_(layers: Sequence[tuple[str, nn.Module]], spec: QuantSpec) 
     per_channel = spec.granularity == "per_channel"
     with torch.no_grad():
         for name, module in layers:
-            w = module.weight
-            if spec.bits == 16:
+            w, bits = module.weight, spec.bits_of(name)  # QuantSpec.layer_bits overrides bits per layer
+            if bits == 16:
                 w.copy_(w.half().float())
-            elif spec.bits < 16:
-                q = quantize_tensor(w, spec.bits, spec.scheme, per_channel)
+            elif bits < 16:
+                q = quantize_tensor(w, bits, spec.scheme, per_channel)
                 codes[name] = q
                 w.copy_(q.dequantize())
                 if spec.scheme == "kmeans" and getattr(module, "bias", None) is not None:
@@ -215,6 +215,12 @@ def quantize_weights_(layers: Sequence[tuple[str, nn.Module]], spec: QuantSpec) 
 
 
 def describe(spec: QuantSpec) -> str:
+    if spec.layer_bits:
+        widths = sorted({spec.bits, *(b for _, b in spec.layer_bits)})
+        return (
+            f"mixed precision: {len(spec.layer_bits)} layer(s) set apart from the default {spec.bits} bits "
+            f"({', '.join(map(str, widths))}-bit {spec.scheme} weights), dequantized to fp32 for compute (simulated)"
+        )
     if spec.bits == 32:
         return "fp32 weights"
     if spec.bits == 16:

@@ -110,9 +110,10 @@ def _tensor_records(comp: Compressed, int8: bool, chunks: list[bytes], entropy: 
     """One record per entry of the float model's state_dict (k-bit codes or codebooks where exact)."""
     fm = comp.float_model
     spec = comp.recipe.quant
-    fp16 = {f"{n}.weight" for n, _ in prunable_layers(fm)} if spec.bits == 16 else set()
-    if spec.scheme == "kmeans" and spec.bits <= 8:  # k-means recipes round biases to fp16 (quantize_weights_)
-        fp16 |= {f"{n}.bias" for n, _ in prunable_layers(fm)}
+    layers = [n for n, _ in prunable_layers(fm)]  # per layer: QuantSpec.layer_bits may set its own bits
+    fp16 = {f"{n}.weight" for n in layers if spec.bits_of(n) == 16}
+    if spec.scheme == "kmeans":  # k-means recipes round biases to fp16 (quantize_weights_)
+        fp16 |= {f"{n}.bias" for n in layers if spec.bits_of(n) <= 8}
     records = []
     for key, t in fm.state_dict().items():
         if int8 and t.is_floating_point():  # the int8 state holds the weights; keep index buffers

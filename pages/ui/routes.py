@@ -26,6 +26,7 @@ def sections() -> dict[str, list]:
             st.Page("pages/explore.py", title="Explore", icon=":material/tune:", default=True),
             st.Page("pages/sensitivity.py", title="Sensitivity", icon=":material/grid_on:"),
             st.Page("pages/sweep.py", title="Sweep", icon=":material/scatter_plot:"),
+            st.Page("pages/budget.py", title="Budget", icon=":material/savings:"),
         ],
         "Review": [
             st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),

@@ -1,0 +1,114 @@
+"""Measuring recipes for the solver through ``sweep.run_sweep`` (so every row goes to the store), and
+picking among measured results: the uniform grid, the best under a budget, the closest miss.
+
+``UNIFORM_VERIFIED`` uniform recipes (the most accurate on the quick subset that meet the budget) are
+re-measured in the final evaluation mode, so the uniform best is chosen on the same data as the answer.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from ..pipeline import Workbench
+from ..recipe import Recipe
+from ..records import Progress
+from ..store import ResultStore
+from ..sweep import grid, run_sweep
+from .budget import Budget, SearchSpace, meets, violations
+
+UNIFORM_VERIFIED = 3  # uniform recipes re-measured in the final mode (best quick accuracy first)
+
+
+def check_runtime(budget: Budget) -> dict:
+    """Extra ``run_sweep`` arguments for the budget's runtime; ValueError for one it cannot measure on."""
+    from ..runtimes import RUNTIMES
+
+    if budget.runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {budget.runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    if budget.runtime == "torch":
+        return {}
+    if "runtime" in inspect.signature(run_sweep).parameters:
+        return {"runtime": budget.runtime}
+    raise ValueError(f"latency on runtime {budget.runtime!r} cannot be measured by sweeps yet; use runtime torch")
+
+
+def measure_all(
+    wb: Workbench,
+    recipes: list[Recipe],
+    mode: str,
+    budget: Budget,
+    store: ResultStore | None,
+    extra: dict,
+    progress: Progress | None,
+    what: str,
+) -> list[dict]:
+    """Full result dicts (``Result.to_dict()`` keys) of ``recipes`` measured by ``run_sweep``."""
+
+    def on_result(i: int, n: int, _row: dict) -> None:
+        if progress is not None:
+            progress(i / max(n, 1), f"{what}: {i} of {n} measured")
+
+    run_sweep(
+        wb.model_id,
+        recipes,
+        mode=mode,
+        latency_batch=budget.batch,
+        on_result=on_result,
+        store=store,
+        workbench=wb,
+        **extra,
+    )
+    out = []
+    for r in recipes:
+        res = store.get(wb.model_id, r.to_json(), mode, budget.batch) if store is not None else None
+        if res is None:
+            hit = wb.peek(r, mode, budget.batch)
+            res = hit.to_dict() if hit is not None else wb.evaluate(r, mode, budget.batch).to_dict()
+        out.append(res)
+    return out
+
+
+def uniform_recipes(space: SearchSpace, recovery: str) -> list[Recipe]:
+    recipes = grid(
+        list(space.kinds),
+        [0.0, *space.uniform_sparsities],
+        [*space.bits, 32],
+        criterion=space.criterion,
+        recovery=recovery,
+    )
+    return [Recipe(), *[r for r in recipes if r != Recipe()]]
+
+
+def best_index(results: list[dict], budget: Budget) -> int | None:
+    """Index of the most accurate result meeting the budget (accuracy floor only: the smallest file)."""
+    ok = [i for i, r in enumerate(results) if meets(budget, r)]
+    if not ok:
+        return None
+    if not budget.resources:
+        return min(ok, key=lambda i: (results[i]["size_bytes"], -results[i]["accuracy"], i))
+    return max(ok, key=lambda i: (results[i]["accuracy"], -results[i]["size_bytes"], -i))
+
+
+def closest_index(results: list[dict], budget: Budget) -> int:
+    """The result that misses the budget by the least (summed relative overshoot)."""
+
+    def miss(i: int) -> float:
+        return sum((v["over_pct"] or 1e9) for v in violations(budget, results[i]))
+
+    return min(range(len(results)), key=lambda i: (miss(i), i))
+
+
+def verify_uniform(wb, budget, quick: list[dict], recipes: list[Recipe], mode, store, extra, progress):
+    """The best uniform recipe under the budget, measured in ``mode`` (its best few by quick accuracy)."""
+    ok = [i for i, r in enumerate(quick) if meets(budget, r) and not recipes[i].is_dense]
+    if budget.max_drop_pp is not None and meets(budget, quick[0]):
+        ok.append(0)  # the dense model itself meets an accuracy floor
+    if not ok:
+        return None
+    order = sorted(ok, key=lambda i: (-quick[i]["accuracy"], quick[i]["size_bytes"], i))[:UNIFORM_VERIFIED]
+    if mode == "quick":
+        best = best_index([quick[i] for i in order], budget)
+        return None if best is None else {"recipe_json": recipes[order[best]].to_json(), **quick[order[best]]}
+    final = measure_all(wb, [recipes[i] for i in order], mode, budget, store, extra, progress, "uniform, verified")
+    best = best_index(final, budget)
+    return None if best is None else {"recipe_json": recipes[order[best]].to_json(), **final[best]}
