@@ -159,11 +159,16 @@ class Workbench:
         return out
 
     def evaluate(self, recipe: Recipe, mode: str = "quick", latency_batch: int = 1, threads: int | None = None,
-                 latency_budget_s: float = 0.3, measure_latency: bool = True,
-                 compressed: Compressed | None = None, progress: Progress | None = None) -> Result:
+                 latency_budget_s: float = 0.3, measure_latency: bool = True, compressed: Compressed | None = None,
+                 progress: Progress | None = None, runtime: str = "torch") -> Result:
         """Measure ``recipe`` (cached per recipe, mode, batch, threads). ``progress`` hears every stage,
         including one report per ``EVAL_CHUNK`` evaluation images and per timing round: a caller may
-        raise from it to abandon the measurement (the dashboard does, to yield to the user's next move)."""
+        raise from it to abandon the measurement (the dashboard does, to yield to the user's next move).
+        Another ``runtime`` than eager ``torch``: measured on it (``deployment.evaluate_on``)."""
+        if runtime != "torch":
+            from .deployment import evaluate_on
+            return evaluate_on(self, recipe, runtime, mode, latency_batch, threads, latency_budget_s, compressed,
+                               measure_latency, progress)
         threads = threads or torch.get_num_threads()
         key = (recipe.to_json(), mode, latency_batch, threads, measure_latency)
         if compressed is None and (hit := self._results.get(key)) is not None:

@@ -157,6 +157,12 @@ class Result:
     # Post-training recovery (recipe.recovery): ``accuracy`` is after it; this is the same recipe without it.
     accuracy_oneshot: float | None = None
     recovery_s: float | None = None  # seconds the recovery took (compress_s includes them)
+    # Where accuracy and latency were measured (compress_core.deployment): "torch" is eager PyTorch (the
+    # Workbench); another runtime's result is measured on its own session, ``speedup`` against its own dense fp32.
+    runtime: str = "torch"
+    deploy_file_bytes: int | None = None  # the deployable file(s) the runtime loads (.pt2 / .onnx / .xml+.bin / .pte)
+    speedup_vs_eager: float | None = None  # against eager PyTorch dense fp32, same batch and threads
+    eager_latency_ms_p50: float | None = None  # eager PyTorch dense fp32, per call
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -163,6 +163,19 @@ class Deployed(ABC):
             out.append(self._forward(chunk)[:n])
         return torch.cat(out) if out else torch.empty(0)
 
+    def runner(self) -> Callable[[], object]:
+        """One forward pass of ``batch`` random samples on this session as a zero-argument call (for
+        ``timing.paired``); runtimes with a process-wide thread pool set it before every call."""
+        run = self._runner(torch.randn(self.batch, *self.input_shape))
+        if type(self)._set_threads is Deployed._set_threads:
+            return run
+
+        def pinned() -> object:
+            self._set_threads()
+            return run()
+
+        return pinned
+
     def timings(self, min_run_time: float = 0.3) -> list[float]:
         """Seconds per forward pass of ``batch`` random samples on this session (threads as deployed)."""
         self._set_threads()

@@ -9,7 +9,10 @@
 - One static ``.pte`` per batch size: a dynamic-batch ``.pte`` exported but failed at run time
   ("Error resizing tensor at input 0"), so ``deploy(batch=b)`` writes a file for ``b`` samples and
   ``predict`` feeds it in chunks of ``b`` (the last one zero-padded).
-- Threads: ExecuTorch's thread pool is process-wide; it is set to ``threads`` before every run.
+- Threads: ExecuTorch's thread pool is process-wide; it is set to ``threads`` before every run. XNNPACK
+  keeps the pool it was loaded with, so resetting the pool would leave every loaded method pointing at a
+  freed one (a segfault when it next runs): each reset starts a new pool generation, and a deployment
+  loaded under an older one loads its method again before it runs.
 """
 
 from __future__ import annotations
@@ -29,11 +32,17 @@ NAME = "executorch"
 EXAMPLE_BATCH = 2
 
 
-def _set_threads(threads: int) -> None:
+_POOL = {"generation": 0}  # bumped on every thread-pool reset
+
+
+def _set_threads(threads: int) -> int:
+    """Size the process-wide pool to ``threads``; returns the pool generation now current."""
     from executorch.extension.pybindings import portable_lib
 
     if portable_lib._threadpool_get_thread_count() != threads:
         portable_lib._unsafe_reset_threadpool(threads)
+        _POOL["generation"] += 1
+    return _POOL["generation"]
 
 
 class ExecuTorchDeployed(Deployed):
@@ -55,16 +64,22 @@ class ExecuTorchDeployed(Deployed):
         self._data = data
         self.program = EtRuntime.get().load_program(data)
         self.method = self.program.load_method("forward")
+        self._generation = _POOL["generation"]
 
     def _set_threads(self) -> None:
-        _set_threads(self.threads)
+        if _set_threads(self.threads) != self._generation:  # loaded under a pool that no longer exists
+            from executorch.runtime import Runtime as EtRuntime
+
+            self.program = EtRuntime.get().load_program(self._data)
+            self.method = self.program.load_method("forward")
+            self._generation = _POOL["generation"]
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.method.execute([x.contiguous()])[0].float().clone()
 
     def _runner(self, x: torch.Tensor) -> Callable[[], object]:
-        method, inputs = self.method, [x.contiguous()]
-        return lambda: method.execute(inputs)
+        inputs = [x.contiguous()]
+        return lambda: self.method.execute(inputs)  # self.method: it is reloaded after a pool reset
 
     def _files(self) -> dict[str, bytes]:
         return {".pte": self._data}
