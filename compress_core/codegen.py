@@ -10,9 +10,10 @@
   have no ``torch.nn.utils.prune`` method and fall back to magnitude, with a comment saying so).
 - structured pruning as torch-pruning calls (``DependencyGraph``, ``get_all_groups``,
   ``GroupMagnitudeImportance``, ``get_pruning_group(...).prune()``) with PruneScope's channel counts:
-  ``round(ratio * n)`` per group, at least one kept; the global scope ranks mean-normalised scores
-  over all groups. torch-pruning's ``BasePruner`` keeps ``int(n * (1 - ratio))`` channels and ranks
-  global groups its own way, so its counts differ; hence the explicit loop. CIFAR ResNets' option-A
+  ``round(ratio * n)`` per group, at least one kept (with ``round_to``: the kept count rounded to a
+  multiple of it); the global scope ranks mean-normalised scores over all groups. torch-pruning's
+  ``BasePruner`` keeps ``int(n * (1 - ratio))`` channels and ranks global groups its own way, so its
+  counts differ; hence the explicit loop. CIFAR ResNets' option-A
   shortcuts need PruneScope's ``ChannelScatter`` (the one compress_core call, commented).
 - quantization: int8 as the ``torch.ao.quantization`` calls of PruneScope's int8 path (FX static, or
   dynamic for Linear-only nets); fp16 and k-bit as comments saying they are simulated, with the lines
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from .models import REGISTRY
+from .prune.structured import GLOBAL_MAX_GROUP_FRACTION
 from .recipe import FinetuneSpec, PruneSpec, QuantSpec, Recipe
 
 METHOD = {"random": "random_unstructured", "l1": "l1_unstructured"}
@@ -192,11 +194,18 @@ def _choice_lines(p: PruneSpec) -> list[str]:
                   "owner = torch.cat([torch.full((len(records[i][2]),), i) for i in pool])",
                   "order = torch.cat([records[i][2] for i in pool]).argsort(stable=True)",
                   f"budget = round({p.sparsity!r} * len(order))  # global: the lowest scores over all groups",
+                  f"most = max({GLOBAL_MAX_GROUP_FRACTION!r}, {p.sparsity!r})  # no group loses more of its channels",
+                  "cap = [len(s) - max(1, math.ceil(len(s) * (1 - most) - 1e-9)) for _, _, s, _ in records]",
                   "for i in owner[order].tolist():",
                   "    if budget == 0:",
                   "        break",
-                  "    if take[i] < len(records[i][2]) - 1:  # never a group's last channel",
+                  "    if take[i] < cap[i]:  # never more than the cap, never a group's last channel",
                   "        take[i], budget = take[i] + 1, budget - 1"]
+    if p.round_to:
+        lines += [f"R = {p.round_to}  # round_to: a group keeps a multiple of R channels (when it has R or more)",
+                  "for i, (_, _, s, _) in enumerate(records):",
+                  "    if len(s) >= R:",
+                  "        take[i] = len(s) - min(len(s), max(R, R * round((len(s) - take[i]) / R)))"]
     return [*lines, "for (root, fn, s, _), k in zip(records, take):",
             "    if k:  # physically removes the k lowest-scoring channels of the group",
             "        dg.get_pruning_group(root, fn, s.argsort(stable=True)[:k].tolist()).prune()"]
@@ -346,6 +355,7 @@ def recipe_code(recipe: Recipe, model_id: str, model: nn.Module | None = None,
     t = _target(model_id, model, input_shape)
     p = recipe.prune
     imports = ["import torch", *(["import torch_pruning as tp"] if p.active and p.kind == "structured" else []),
+               *(["import math"] if p.active and p.kind == "structured" and p.scope == "global" else []),
                "from torch import nn"]
     if p.active and p.kind == "unstructured":
         imports.append("from torch.nn.utils import prune")

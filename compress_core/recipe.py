@@ -25,6 +25,7 @@ SCHEDULES = ("oneshot", "iterative", "agp")
 # Post-training recovery (compress_core.recover): nothing, BatchNorm re-estimation, layer-wise reconstruction
 RECOVERY_LEVELS = ("none", "bn", "reconstruct")
 MAX_SPARSITY = 0.99
+ROUND_TO = (0, 4, 8, 16)  # structured: channel counts kept as multiples of this (0 = no rounding)
 
 # The layers customarily left dense: the first conv sees raw pixels and the classifier
 # produces the logits; both are tiny and pruning them costs far more accuracy than it saves.
@@ -53,9 +54,18 @@ class PruneSpec:
     layer_sparsity: tuple[tuple[str, float], ...] = ()  # per-layer overrides, e.g. from sensitivity
     seed: int = 0  # for the random criterion and data sampling
     residual: bool = True  # structured: also prune residual streams (faster, costs more accuracy)
+    round_to: int = 0  # structured: keep a multiple of this many channels per group (0 = off; SIMD-friendly)
 
     def __post_init__(self) -> None:
         _check_choice("prune kind", self.kind, PRUNE_KINDS)
+        if isinstance(self.round_to, bool) or self.round_to not in ROUND_TO:
+            raise ValueError(
+                f"round_to must be one of {', '.join(map(str, ROUND_TO))} (channels kept per group are rounded "
+                f"to a multiple of it; 0 = off); got {self.round_to!r}"
+            )
+        object.__setattr__(self, "round_to", int(self.round_to))
+        if self.round_to and self.kind != "structured":
+            raise ValueError(f"round_to rounds channel counts: it needs structured pruning, not kind={self.kind!r}")
         if not isinstance(self.residual, bool):
             raise ValueError(f"residual must be true or false; got {self.residual!r}")
         _check_choice("criterion", self.criterion, CRITERIA)
@@ -88,10 +98,12 @@ class QuantSpec:
     granularity: str = "per_channel"  # one scale (kmeans: one codebook) per output channel, or one per tensor
     int8: bool = False  # run on real int8 CPU kernels instead of simulating (needs bits == 8)
     int8_mode: str = "auto"  # auto: static for conv nets, dynamic for Linear-only nets
+    layer_bits: tuple[tuple[str, int], ...] = ()  # per-layer bit-width overrides, e.g. from the budget solver
 
     def __post_init__(self) -> None:
         if isinstance(self.bits, bool) or self.bits not in BITS:
             raise ValueError(f"bits must be one of {', '.join(map(str, BITS))}; got {self.bits!r}")
+        object.__setattr__(self, "layer_bits", _layer_bits(self.layer_bits))
         _check_choice("quantization scheme", self.scheme, SCHEMES)
         _check_choice("quantization granularity", self.granularity, GRANULARITIES)
         _check_choice("int8 mode", self.int8_mode, INT8_MODES)
@@ -99,6 +111,8 @@ class QuantSpec:
             raise ValueError(f"int8 must be true or false; got {self.int8!r}")
         if self.int8 and self.bits != 8:
             raise ValueError(f"real int8 kernels need bits=8; got bits={self.bits}")
+        if self.int8 and self.layer_bits:
+            raise ValueError("real int8 kernels run every layer at 8 bits: drop layer_bits or int8")
         if self.int8 and self.scheme == "kmeans":
             raise ValueError(
                 "real int8 kernels quantize uniformly; k-means weight sharing is simulated in fp32: choose one"
@@ -106,7 +120,28 @@ class QuantSpec:
 
     @property
     def active(self) -> bool:
-        return self.bits != 32 or self.int8
+        return self.bits != 32 or self.int8 or any(b != 32 for _, b in self.layer_bits)
+
+    def bits_of(self, layer: str) -> int:
+        """The bit-width of ``layer``: its ``layer_bits`` override, else ``bits``."""
+        return dict(self.layer_bits).get(layer, self.bits)
+
+
+def _layer_bits(raw: Any) -> tuple[tuple[str, int], ...]:
+    """Validated, sorted (layer, bits) pairs; one entry per layer."""
+    if isinstance(raw, (str, bytes)) or not isinstance(raw, (list, tuple)):
+        raise ValueError(f"layer_bits must be a list of [layer, bits] pairs; got {raw!r}")
+    pairs: dict[str, int] = {}
+    for item in raw:
+        if not isinstance(item, (list, tuple)) or len(item) != 2 or not isinstance(item[0], str):
+            raise ValueError(f"layer_bits entries must be [layer_name, bits]; got {item!r}")
+        name, bits = item
+        if isinstance(bits, bool) or bits not in BITS:
+            raise ValueError(f"bits of layer {name!r} must be one of {', '.join(map(str, BITS))}; got {bits!r}")
+        if name in pairs:
+            raise ValueError(f"layer_bits names layer {name!r} twice")
+        pairs[name] = int(bits)
+    return tuple(sorted(pairs.items()))
 
 
 @dataclass(frozen=True)
@@ -159,6 +194,10 @@ class Recipe:
         d = asdict(self)
         if d["recovery"] == "none":
             del d["recovery"]
+        if not d["prune"]["round_to"]:  # channel rounding: absent when off, so older recipes keep their JSON
+            del d["prune"]["round_to"]
+        if not d["quant"]["layer_bits"]:  # likewise per-layer bits: absent when there are none
+            del d["quant"]["layer_bits"]
         return d
 
     def to_json(self) -> str:
@@ -212,8 +251,9 @@ class Recipe:
         parts = []
         if self.prune.active:
             inner = " inner" if self.prune.kind == "structured" and not self.prune.residual else ""
+            aligned = f" round_to={self.prune.round_to}" if self.prune.round_to else ""
             parts.append(
-                f"{self.prune.kind}{inner} {self.prune.criterion} {self.prune.scope} {self.prune.sparsity:.0%}"
+                f"{self.prune.kind}{inner} {self.prune.criterion} {self.prune.scope} {self.prune.sparsity:.0%}{aligned}"
             )
         if self.quant.int8:
             parts.append("int8 kernels")
@@ -222,6 +262,9 @@ class Recipe:
         elif self.quant.bits < 32:
             scheme = "k-means" if self.quant.scheme == "kmeans" else self.quant.scheme[:4]
             parts.append(f"{self.quant.bits}-bit {scheme} {self.quant.granularity.replace('_', '-')}")
+        if self.quant.layer_bits and not self.quant.int8:
+            widths = "/".join(map(str, sorted({b for _, b in self.quant.layer_bits})))
+            parts.append(f"{widths}-bit on {len(self.quant.layer_bits)} layer(s)")
         if self.finetune is not None:
             parts.append(f"finetune {self.finetune.epochs:g} ep" + (" KD" if self.finetune.distill else ""))
         if self.recovery != "none" and parts:
@@ -250,6 +293,8 @@ def _build(cls: type, data: Any, name: str) -> Any:
         if not isinstance(raw, (list, tuple)):
             raise ValueError(f"layer_sparsity must be a list of [layer, fraction] pairs; got {raw!r}")
         kwargs["layer_sparsity"] = tuple(tuple(p) if isinstance(p, (list, tuple)) else (p,) for p in raw)
+    if "layer_bits" in kwargs and isinstance(kwargs["layer_bits"], dict):
+        kwargs["layer_bits"] = list(kwargs["layer_bits"].items())
     try:
         return cls(**kwargs)
     except TypeError as exc:  # e.g. a nested value of the wrong type

@@ -114,6 +114,19 @@ def test_structured_snippets_reproduce_every_layers_channel_counts(benches, crit
     _reproduces(_bench(benches, "lenet5-mnist"), recipe)
 
 
+@pytest.mark.parametrize("scope, sparsity, round_to", [("layer", 0.3, 8), ("global", 0.5, 4), ("global", 0.6, 16)])
+def test_structured_snippets_with_round_to_keep_prunescopes_multiples(benches, scope, sparsity, round_to):
+    recipe = Recipe(PruneSpec(S, "l1", scope, sparsity, round_to=round_to))
+    _reproduces(_bench(benches, "lenet5-mnist"), recipe)
+    assert f"R = {round_to}  # round_to" in recipe_code(recipe, "lenet5-mnist")
+    assert "R = " not in recipe_code(Recipe(PruneSpec(S, "l1", scope, sparsity)), "lenet5-mnist")
+
+
+@pytest.mark.data
+def test_a_resnet20_snippet_with_round_to_reproduces_its_channels(benches):
+    _reproduces(_bench(benches, "resnet20-cifar10"), Recipe(PruneSpec(S, "l1", "global", 0.5, round_to=8)))
+
+
 @pytest.mark.parametrize("criterion", ["taylor", "activation"])
 def test_structured_data_criteria_keep_the_layer_counts_and_say_they_rank_by_l1(benches, criterion):
     wb = _bench(benches, "lenet5-mnist")

@@ -318,3 +318,17 @@ def test_workbench_structured_keeps_the_shared_model():
     assert comp.model.fc1.out_features == 60
     for k, v in wb.model.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_global_scope_never_takes_more_than_the_cap_of_a_layer():
+    from compress_core.prune.structured import GLOBAL_MAX_GROUP_FRACTION, group_cap
+
+    assert GLOBAL_MAX_GROUP_FRACTION == 0.8
+    assert [group_cap(16, s) for s in (0.3, 0.5, 0.8, 0.9, 0.95)] == [12, 12, 12, 14, 15]
+    assert group_cap(1, 0.5) == 0 and group_cap(10, 0.99) == 9  # never a group's last channel
+    for sparsity in (0.5, 0.7):
+        model = models.load("lenet5-mnist")
+        structured_prune_(model, PruneSpec("structured", "l1", "global", sparsity), MNIST)
+        for name, m in model.named_modules():
+            if isinstance(m, nn.Conv2d) and name != "conv1":
+                assert m.out_channels >= 4, f"{name} kept {m.out_channels} of 16 at global {sparsity:.0%}"
