@@ -15,12 +15,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
+from .cli_models import CliError, workbench_for
 from .recipe import (
     BITS,
     CRITERIA,
     GRANULARITIES,
     PRUNE_KINDS,
     RECOVERY_LEVELS,
+    ROUND_TO,
     SCHEDULES,
     SCHEMES,
     SCOPES,
@@ -28,14 +30,11 @@ from .recipe import (
     Recipe,
 )
 from .records import EVAL_MODES
+from .solver.cli import add_solve_parser, cmd_solve
 
 CONTRACT_KEYS = ("model", "recipe", "eval_samples", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "agreement",
                  "params_total", "params_nonzero", "macs", "dense_size_bytes", "size_bytes", "compression_ratio",
                  "latency_ms_p50", "latency_ms_iqr", "latency_batch", "latency_threads", "latency_kernels", "simulated")
-
-
-class CliError(Exception):
-    """An input problem to report in one line."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,6 +67,7 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sparsity", type=_fraction, help="fraction to remove, 0..0.99")
     g.add_argument("--inner-only", action="store_true",
                    help="structured: keep residual streams, prune only channels inside blocks (Li et al. 2017)")
+    g.add_argument("--round-to", type=int, choices=ROUND_TO, help="structured: keep a multiple of N channels per group")
     g.add_argument("--bits", type=int, choices=BITS, help="weight bits: 1,2,3,4,6,8 fixed point, 16 fp16, 32 fp32")
     g.add_argument("--scheme", choices=SCHEMES, help="symmetric, asymmetric (min/max) or kmeans (weight sharing)")
     g.add_argument("--granularity", choices=GRANULARITIES)
@@ -111,7 +111,7 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
                 raise CliError(f"cannot read recipe file {text[1:]}: {exc.strerror}") from None
         base = Recipe.from_json(text)
     prune = {k: v for k, v in (("kind", args.kind), ("criterion", args.criterion), ("scope", args.scope),
-                               ("sparsity", args.sparsity)) if v is not None}
+                               ("sparsity", args.sparsity), ("round_to", args.round_to)) if v is not None}
     if args.inner_only:
         prune["residual"] = False
     if args.sparsity and args.kind is None and base.prune.kind == "none":
@@ -155,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "that matches no zoo architecture")
     e.add_argument("--save", metavar="PATH", help="write the compressed artefact here")
     e.add_argument("--artifact", metavar="PATH", help="measure a saved artefact instead of compressing")
+    e.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino", "executorch"), help="measure on this")
+    e.add_argument("--save-deploy", metavar="PATH", help="write the runtime's deployable file(s) here")
 
     s = sub.add_parser("sweep", help="grid over kind x sparsity x bits, written to CSV")
     s.add_argument("--model", default="lenet5-mnist")
@@ -173,7 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--store", metavar="PATH", help="results database to resume from and write to "
                    "(default: <cache dir>/results.sqlite)")
     s.add_argument("--no-store", action="store_true", help="measure every config afresh; keep nothing on disk")
+    s.add_argument("--ray", metavar="ADDRESS", help="measure the configs as Ray tasks (pip install -e '.[ray]'): "
+                   "local, auto (the Ray running here, else a new one), host:6379 or ray://host:10001")
+    s.add_argument("--ray-cpus-per-config", type=_positive_int, metavar="N", help="CPUs and torch threads per task")
+    s.add_argument("--ray-finetune-cpus", type=_positive_int, metavar="N", help="CPUs per fine-tuning task "
+                   "(default: twice --ray-cpus-per-config, at most half the largest node)")
 
+    add_solve_parser(sub)
     t = sub.add_parser("train", help="train a bundled model and rewrite its weights and card in assets/")
     t.add_argument("model", help="lenet5-mnist or lenet300-mnist")
     t.add_argument("--seed", type=int, default=0)
@@ -214,6 +222,8 @@ def _progress_bar(desc: str):
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
 
+    if args.artifact and (args.runtime or args.save_deploy):
+        raise CliError("--runtime and --save-deploy deploy a recipe; they do not go with --artifact")
     if args.artifact:
         from .saved import evaluate_artifact
 
@@ -221,7 +231,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                                    latency_budget_s=args.latency_budget, measure_latency=not args.no_latency)
     else:
         recipe = recipe_from_args(args)
-        wb = _workbench(args.model, args.images, args.upload, args.arch, args.dataset)
+        wb = workbench_for(args.model, args.images, args.upload, args.arch, args.dataset)
         bar, update = _progress_bar("fine-tuning") if recipe.finetune else (None, None)
         comp = wb.compress(recipe, progress=update)
         if bar is not None:
@@ -230,8 +240,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             from .artifact import save_artifact
 
             save_artifact(comp, wb.artifact_id, args.save)
-        result = wb.evaluate(recipe, mode=args.eval, latency_batch=args.batch, compressed=comp,
-                             latency_budget_s=args.latency_budget, measure_latency=not args.no_latency)
+        result = _on_runtime(args, wb, recipe, comp) if args.runtime or args.save_deploy else wb.evaluate(
+            recipe, mode=args.eval, latency_batch=args.batch, compressed=comp,
+            latency_budget_s=args.latency_budget, measure_latency=not args.no_latency)
     out = result.to_dict()
     if args.json:  # NaN (accuracy on unlabelled images) is not JSON: write null
         print(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}))
@@ -252,45 +263,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _workbench(model_id: str, images: str | None, upload: str | None = None, arch: str | None = None,
-               dataset: str | None = None):
-    from .models import get_spec
-    from .pipeline import Workbench
+def _on_runtime(args: argparse.Namespace, wb, recipe: Recipe, comp):
+    """``evaluate --runtime`` (default torch) on that runtime's session; ``--save-deploy``: its file(s)."""
+    from .deployment import evaluate_on, save_deploy
 
-    if upload is None and (arch or dataset):
-        raise CliError("--arch and --dataset go with --upload FILE")
-    kwargs: dict = {}
-    spec = arch_id = None
-    if upload is not None:
-        model_id, kwargs["model"], spec, arch_id = _upload(upload, arch, dataset)
-        kwargs.update(spec=spec, artifact_id=arch_id)
-    if images is not None:
-        from .imagefolder import load_image_folder
-        from .models.torchvision_zoo import model_ids, preprocessing
-
-        spec = spec or get_spec(model_id)
-        size = spec.input_shape[-1]
-        zoo_id = arch_id or model_id
-        pre = preprocessing(zoo_id) if zoo_id in model_ids() else {"input_size": size, "resize": size}
-        kwargs["eval_override"] = load_image_folder(images, **pre)
-    return Workbench(model_id, **kwargs)
-
-
-def _upload(path: str, arch: str | None, dataset: str | None):
-    """(model id ``upload-<sha8>``, model, ModelSpec, zoo architecture or None) for an uploaded file."""
-    import hashlib
-
-    from .uploads import load_upload, spec_for_upload
-
-    uploaded = load_upload(path, Path(path).name, arch=arch)  # UploadError is a ValueError: one line
-    model_id = "upload-" + hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8]
-    if uploaded.arch is None and dataset is None:
-        raise CliError(f"{Path(path).name} matches no zoo architecture: pass --dataset mnist or --dataset cifar10 "
-                       "to say what it classifies")
-    spec = spec_for_upload(uploaded, model_id, dataset=dataset)
-    # what loading found (e.g. torch.nn.utils.prune masks folded, sparsity per layer); stdout stays one JSON object
-    print("\n".join(f"upload       {note}" for note in uploaded.notes), file=sys.stderr)
-    return model_id, uploaded.model, spec, uploaded.arch
+    rt = args.runtime or "torch"
+    if args.save_deploy:  # first: a path that cannot be written fails before the measurement
+        written = save_deploy(wb, recipe, rt, args.save_deploy, args.batch, comp=comp)
+        print(f"deploy       wrote {', '.join(written)}", file=sys.stderr)
+    return evaluate_on(wb, recipe, rt, args.eval, args.batch, None, args.latency_budget, comp, not args.no_latency)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -311,17 +292,31 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     from .store import ResultStore
 
+    executor = _sweep_executor(args)
     store = None if args.no_store else ResultStore(args.store)  # StoreError is a ValueError: one clear line
     try:
         with tqdm(total=len(recipes), desc=f"sweep {args.model}", file=sys.stderr) as bar:
-            df = run_sweep(args.model, recipes, mode=args.eval, latency_batch=args.batch,
+            df = run_sweep(args.model, recipes, mode=args.eval, latency_batch=args.batch, executor=executor,
                            latency_budget_s=args.latency_budget, on_result=lambda *_: bar.update(1), store=store)
     finally:
         if store is not None:
             store.close()
+        if executor is not None:
+            executor.close()
     df.to_csv(args.out, index=False)
     print(f"wrote {len(df)} rows to {args.out}", file=sys.stderr)
-    return 0
+    print("".join(f"failed: {f['label']}: {f['error']}\n" for f in df.attrs["failed"]), end="", file=sys.stderr)
+    return 1 if df.attrs["failed"] else 0
+
+
+def _sweep_executor(args: argparse.Namespace):  # --ray: a RayExecutor; None: in this process
+    if args.ray is None and (args.ray_cpus_per_config or args.ray_finetune_cpus):
+        raise CliError("--ray-cpus-per-config and --ray-finetune-cpus go with --ray ADDRESS")
+    from .executors import RayExecutor, ray_missing
+
+    if args.ray is not None and (missing := ray_missing()) is not None:
+        raise CliError(f"--ray needs Ray: {missing}")
+    return None if args.ray is None else RayExecutor(args.ray, args.ray_cpus_per_config or 1, args.ray_finetune_cpus)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -343,8 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .runtime import configure_threads
 
         configure_threads(args.threads)
-        return {"models": _cmd_models, "evaluate": _cmd_evaluate, "sweep": _cmd_sweep, "train": _cmd_train}[
-            args.command](args)
+        commands = {"models": _cmd_models, "evaluate": _cmd_evaluate, "sweep": _cmd_sweep, "solve": cmd_solve}
+        return {**commands, "train": _cmd_train}[args.command](args)
     except (CliError, ValueError, MissingFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

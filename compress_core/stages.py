@@ -118,7 +118,13 @@ def quantize_stage(
     layers = prunable_layers(out.float_model, skip=())
     if q.active and not layers:
         raise ValueError(NO_LAYERS.format(what="quantize"))
-    if not q.int8 and q.bits < 32:
+    unknown = sorted({n for n, _ in q.layer_bits} - {n for n, _ in layers})
+    if unknown:
+        raise ValueError(
+            f"layer_bits names no Conv2d/Linear layer of this model: {', '.join(unknown)} "
+            f"(layers: {', '.join(n for n, _ in layers)})"
+        )
+    if not q.int8 and q.active:  # bits < 32 somewhere (the default, or a layer_bits override)
         out.qcodes = quantize_weights_(layers, q)
         out.simulated.append(describe(q) + "; latency is that of the fp32 kernels")
     if out.recipe.recovery != "none" and out.recovery is None and out.recipe.compressed:
@@ -165,6 +171,11 @@ def recover_stage(out: Compressed, dense: nn.Module, calibration: Calibration, q
         raise ValueError(
             "layer-wise reconstruction keeps weights on a uniform k-bit grid; k-means weight sharing "
             "has none: use recovery 'bn' (or fine-tuning, which trains the shared values)"
+        )
+    if level == "reconstruct" and q.layer_bits:
+        raise ValueError(
+            "layer-wise reconstruction fits one bit-width to every layer; per-layer bits (layer_bits) "
+            "need recovery 'bn' or 'none'"
         )
     report = recover_(
         out.float_model,

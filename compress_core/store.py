@@ -6,7 +6,8 @@ Each row is keyed by (model_id, recipe_json, mode, latency_batch) and holds the 
 Re-measuring. Accuracy, parameters and sizes are deterministic; latency is not. ``put`` over an
 existing row therefore keeps the *better-quality* latency measurement of the two (``timing.better``:
 quiet beats noisy, then the smaller spread of the paired speed-up), not simply the newer one: the
-other fields come from the new result, the latency fields (``timing.LATENCY_FIELDS``) from the better.
+other fields come from the new result, the latency fields (``timing.LATENCY_FIELDS``, with the thread
+count and where they were measured: host, CPU model, executor) from the better.
 
 Durability. The database runs in WAL mode with ``synchronous=FULL`` and every ``put`` is its own
 committed transaction. In WAL mode a commit is a ``write()`` of the WAL frames; once it returns the
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .executors.base import WHERE_FIELDS
 from .paths import cache_dir
 from .recipe import Recipe
 from .records import EVAL_MODES
@@ -41,9 +43,23 @@ SCHEMA_VERSION = 1
 MODES = EVAL_MODES
 
 # The wide table shared by ``ResultStore.frame`` and ``sweep.run_sweep``: one row per recipe.
-ID_COLUMNS = ["model", "recipe_json", "label", "kind", "criterion", "scope", "sparsity", "bits", "int8", "mode"]
+ID_COLUMNS = [
+    "model",
+    "recipe_json",
+    "label",
+    "kind",
+    "criterion",
+    "scope",
+    "sparsity",
+    "bits",
+    "int8",
+    "recovery",
+    "mode",
+]
 FLOAT_COLUMNS = [
     "accuracy",
+    "accuracy_oneshot",  # without the recipe's post-training recovery (None when it has none)
+    "recovery_s",
     "accuracy_ci_low",
     "accuracy_ci_high",
     "agreement",
@@ -68,14 +84,19 @@ INT_COLUMNS = [
     "latency_batch",
     "latency_threads",
     "dense_artifact_bytes",
+    "attempts",
 ]
-TEXT_COLUMNS = ["eval_set", "size_method", "latency_kernels", "simulated", "latency_note"]
+# Where a row was measured (``executors.where``); rows stored before these existed read as missing.
+WHERE_COLUMNS = list(WHERE_FIELDS)
+TEXT_COLUMNS = ["eval_set", "size_method", "latency_kernels", "simulated", "latency_note", *WHERE_COLUMNS]
 BOOL_COLUMNS = ["int8", "latency_noisy", "cached"]
 COLUMNS = [
     *ID_COLUMNS,
     "eval_set",
     "eval_samples",
     "accuracy",
+    "accuracy_oneshot",
+    "recovery_s",
     "accuracy_ci_low",
     "accuracy_ci_high",
     "agreement",
@@ -102,8 +123,12 @@ COLUMNS = [
     "latency_load",
     "latency_note",
     "dense_artifact_bytes",
+    *WHERE_COLUMNS,
+    "attempts",
     "cached",
 ]
+# A latency measurement and where it was taken are kept or replaced together (``ResultStore.put``).
+_MEASURED_TOGETHER = (*LATENCY_FIELDS, "latency_threads", *WHERE_FIELDS)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -143,6 +168,7 @@ def result_row(result: dict, recipe_json: str, mode: str, cached: bool) -> dict:
         "sparsity": recipe.prune.sparsity,
         "bits": recipe.quant.bits,
         "int8": recipe.quant.int8,
+        "recovery": recipe.recovery,
         "mode": mode,
     }
     for name in FLOAT_COLUMNS + INT_COLUMNS + TEXT_COLUMNS:
@@ -268,7 +294,10 @@ class ResultStore:
         with self._lock:
             old = self.get(model_id, recipe_json, mode, latency_batch)
             if old is not None and not better(result, old):
-                result = {**result, **{f: old[f] for f in LATENCY_FIELDS if f in old}}
+                result = {
+                    **{k: v for k, v in result.items() if k not in _MEASURED_TOGETHER},
+                    **{f: old[f] for f in _MEASURED_TOGETHER if f in old},
+                }
             self._write(key, result)
         return result
 
