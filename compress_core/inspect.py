@@ -173,12 +173,13 @@ def state_dict_size_bytes(model: object) -> int:
     return len(buf.getvalue())
 
 
-def size_breakdown(result: Mapping, masked_size_bytes: int) -> pd.DataFrame:
+def size_breakdown(result: Mapping, masked_size_bytes: int, deploy: tuple[str, int] | None = None) -> pd.DataFrame:
     """The sizes that explain where bytes go, from a ``Result.to_dict()`` and the masked save size.
 
     Rows: dense fp32 file; the pruned model saved as-is (zeros still stored); the compressed
-    artefact (``size_method`` says whether it is measured or estimated); and the fp32 bytes of
-    the non-zero weights alone, i.e. what a structured model with as many weights would weigh.
+    artefact (``size_method`` says whether it is measured or estimated); with ``deploy`` = (runtime
+    name, bytes), the deployable file of that runtime; and the fp32 bytes of the non-zero weights
+    alone, i.e. what a structured model with as many weights would weigh.
     """
     size_method = str(result.get("size_method", ""))
     compressed_basis = "estimated" if size_is_estimate(size_method) else "measured"
@@ -191,6 +192,11 @@ def size_breakdown(result: Mapping, masked_size_bytes: int) -> pd.DataFrame:
             "zeros are still stored: masking alone does not shrink a file",
         ),
         ("Compressed file", int(result["size_bytes"]), compressed_basis, size_method),
+        *(
+            [(f"Deployable file ({deploy[0]})", int(deploy[1]), "measured", "the file that runtime loads and runs")]
+            if deploy
+            else []
+        ),
         (
             "Non-zero weights as dense fp32",
             int(result["params_nonzero"]) * FP32_BYTES,

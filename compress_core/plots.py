@@ -66,7 +66,9 @@ def human_bytes(n: float) -> str:
 
 def accuracy_curve(df: pd.DataFrame, current_sparsity: float | None = None, dense_accuracy: float | None = None,
                    title: str = "Accuracy vs sparsity", current: dict | None = None) -> go.Figure:
-    """Columns: sparsity (fraction), accuracy, accuracy_ci_low, accuracy_ci_high (fractions).
+    """Columns: sparsity (fraction), accuracy, accuracy_ci_low, accuracy_ci_high (fractions), and
+    optionally accuracy_oneshot: where it differs from accuracy (a recipe with post-training recovery),
+    a dotted "one-shot" line is drawn under the "recovered" one.
 
     The red marker is the current recipe: at ``current["accuracy"]`` (with its CI as error bar and
     ``current["label"]`` as its name) when given, so it shows the very number on the accuracy card
@@ -84,6 +86,12 @@ def accuracy_curve(df: pd.DataFrame, current_sparsity: float | None = None, dens
                    line={"color": COMPRESSED, "width": 2}, marker={"size": 6},
                    hovertemplate="sparsity %{x:.0f} %<br>accuracy %{y:.2f} %<extra></extra>"),
     ]
+    if "accuracy_oneshot" in d and d["accuracy_oneshot"].notna().any() and not d["accuracy_oneshot"].equals(
+            d["accuracy"]):
+        traces.append(go.Scatter(x=x, y=d["accuracy_oneshot"] * 100, mode="lines+markers", name="one-shot",
+                                 line={"color": DENSE, "width": 1.5, "dash": "dot"}, marker={"size": 4},
+                                 hovertemplate="sparsity %{x:.0f} %<br>one-shot %{y:.2f} %<extra></extra>"))
+        traces[1].name = "recovered"
     marker = _current_marker(d, current_sparsity, current)
     if marker is not None:
         traces.append(marker)
@@ -147,6 +155,48 @@ def latency_macs(df: pd.DataFrame, title: str = "CPU latency and compute") -> go
                   text=[f"{v / 1e6:.2f} M" for v in df["macs"]], hovertemplate="%{x}: %{y:,} MACs<extra></extra>")
     layout = _layout(title, **_two_panels("latency p50 (ms, IQR bar)", "MACs per sample"))
     return go.Figure([latency, macs], layout)
+
+
+def latency_staircase(df: pd.DataFrame, title: str = "Latency staircase") -> go.Figure:
+    """Columns: fraction_kept, latency_ms_p50, latency_ms_iqr, speedup, mac_reduction (one row per fraction of
+    channels kept, from ``deployment.staircase``; rows with a missing latency are left out). A step appears
+    where the runtime's kernels change speed, not with every channel."""
+    _require(df, ["fraction_kept", "latency_ms_p50", "latency_ms_iqr", "speedup", "mac_reduction"],
+             "latency_staircase")
+    d = df.dropna(subset=["latency_ms_p50"]).sort_values("fraction_kept")
+    x = (d["fraction_kept"] * 100).tolist()
+    measured = go.Scatter(
+        x=x, y=d["latency_ms_p50"], mode="lines+markers", name="latency p50", line={"shape": "hv", "color": COMPRESSED},
+        error_y={"type": "data", "array": (d["latency_ms_iqr"].fillna(0) / 2).tolist(), "visible": True},
+        customdata=d[["speedup", "mac_reduction"]].to_numpy(),
+        hovertemplate="%{x:.1f} % of channels kept<br>%{y:.3f} ms · %{customdata[0]:.2f}× vs dense"
+                      "<br>MACs ÷ %{customdata[1]:.2f}<extra></extra>")
+    dense = d[d["fraction_kept"] >= 0.999]
+    ideal = []
+    if not dense.empty:  # what latency would be if it fell with the MACs
+        base = float(dense["latency_ms_p50"].iloc[0])
+        ideal = [go.Scatter(x=x, y=base / d["mac_reduction"], mode="lines", name="if latency fell with MACs",
+                            line={"color": DENSE, "dash": "dot"}, hovertemplate="%{y:.3f} ms<extra></extra>")]
+    layout = _layout(title, xaxis={"title": {"text": "channels kept (%)"}, "autorange": "reversed"},
+                     yaxis={"title": {"text": "latency p50 (ms)"}, "rangemode": "tozero"})
+    return go.Figure([measured, *ideal], layout)
+
+
+def runtimes_bars(df: pd.DataFrame, title: str = "The same recipe on every runtime") -> go.Figure:
+    """Columns: runtime_label, latency_ms_p50, latency_ms_iqr, speedup_vs_eager, accuracy, error (one row per
+    runtime, ``deployment.across_runtimes``). A runtime that cannot take the model is a named gap."""
+    _require(df, ["runtime_label", "latency_ms_p50", "latency_ms_iqr", "speedup_vs_eager", "accuracy", "error"],
+             "runtimes_bars")
+    ok = df["error"].isna() & df["latency_ms_p50"].notna()
+    text = [f"{lat:.3g} ms · {sp:.1f}× eager" if good and pd.notna(sp) else (f"{lat:.3g} ms" if good else "n/a")
+            for good, lat, sp in zip(ok, df["latency_ms_p50"], df["speedup_vs_eager"], strict=True)]
+    bar = go.Bar(x=df["runtime_label"], y=df["latency_ms_p50"].where(ok), marker_color=COMPRESSED, text=text,
+                 error_y={"type": "data", "array": (df["latency_ms_iqr"].fillna(0) / 2).tolist(), "visible": True},
+                 customdata=df[["accuracy"]].fillna(float("nan")).to_numpy() * 100,
+                 hovertemplate="%{x}: %{y:.3f} ms · accuracy %{customdata[0]:.1f} %<extra></extra>")
+    notes = [{"x": r, "y": 0, "text": "cannot take it", "showarrow": False, "yanchor": "bottom",
+              "hovertext": str(e)} for r, e, good in zip(df["runtime_label"], df["error"], ok, strict=True) if not good]
+    return go.Figure([bar], _layout(title, annotations=notes, yaxis={"title": {"text": "latency p50 (ms)"}}))
 
 
 def layer_sparsity(df: pd.DataFrame, title: str = "Sparsity per layer") -> go.Figure:
@@ -286,3 +336,39 @@ def compare_bars(df: pd.DataFrame, title: str = "Pinned recipes") -> go.Figure:
                                  text=["n/a" if v is None else f"{v:.3g}"], textposition="auto",
                                  hovertemplate=f"{pin}<br>{m}: %{{y:.4g}} {unit}<extra></extra>"))
     return go.Figure(traces, layout)
+
+
+BUDGET_SERIES = {  # series of the Budget page's chart -> (marker colour, size, symbol)
+    "uniform grid": (DENSE, 8, "circle"),
+    "solver candidate": (COMPRESSED, 8, "diamond-open"),
+    "uniform best": (FRONTIER, 15, "star"),
+    "solver (verified)": (ACCENT, 16, "star"),
+}
+
+
+def budget_chart(df: pd.DataFrame, x: str = "size_bytes", limit: float | None = None,
+                 title: str = "The answer against the uniform grid") -> go.Figure:
+    """Columns: series (keys of ``BUDGET_SERIES``), label, accuracy (fraction), ``x``; optional boolean
+    ``pareto`` on uniform-grid rows (drawn as the uniform Pareto front). ``limit``: the budget on ``x``,
+    a dashed vertical line."""
+    _require(df, ["series", "label", "accuracy", x], "budget_chart")
+    traces = []
+    for series, (color, size, symbol) in BUDGET_SERIES.items():
+        d = df[(df["series"] == series) & df[x].notna()]
+        if d.empty:
+            continue
+        traces.append(go.Scatter(x=d[x], y=d["accuracy"] * 100, mode="markers", name=series,
+                                 marker={"size": size, "color": color, "symbol": symbol},
+                                 text=_hover(d, x, "accuracy"), hovertemplate="%{text}<extra></extra>"))
+    if "pareto" in df.columns:
+        f = df[(df["series"] == "uniform grid") & df["pareto"].fillna(False).astype(bool)].sort_values(x)
+        traces.append(go.Scatter(x=f[x], y=f["accuracy"] * 100, mode="lines", name="uniform Pareto front",
+                                 line={"color": FRONTIER, "width": 2, "shape": "hv"}, hoverinfo="skip"))
+    shapes = [] if limit is None else [{"type": "line", "xref": "x", "x0": limit, "x1": limit, "yref": "paper",
+                                        "y0": 0, "y1": 1, "line": {"color": ACCENT, "dash": "dash", "width": 1.5}}]
+    xaxis: dict = {"title": {"text": AXIS_TITLES.get(x, x)}}
+    if x == "size_bytes":
+        xaxis.update(type="log", dtick="D2")
+    legend = {"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0.0}
+    return go.Figure(traces, _layout(title, height=440, xaxis=xaxis, legend=legend, shapes=shapes,
+                                     yaxis={"title": {"text": "top-1 accuracy (%)"}}))

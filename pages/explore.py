@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.ui import actions, errors, explain, routes, state, widgets
+from pages.ui import actions, errors, explain, routes, runtime_panel, state, widgets
 from pages.ui import explore_panels as panels
 
 routes.require_router()
@@ -10,15 +10,20 @@ st.title("Explore")
 with errors.guard("Explore", reset=state.reset_recipe):
     model_id, mode = state.model_id(), state.eval_mode()
     panels.ensure_loaded(model_id, mode)
-    state.ensure_widgets()
+    levels = panels.recovery_levels(model_id)
+    state.ensure_widgets(levels, panels.default_recovery(model_id))
     free = explain.free_layers(model_id, state.current_recipe())
-    knob = widgets.recipe_controls(None if free is None else len(free))
+    knob = widgets.recipe_controls(None if free is None else len(free), levels)
     recipe = state.recipe_from_widgets(state.current_recipe())
     state.set_recipe(recipe)
     explain.layer_ratios_notice(recipe, explain.free_layers(model_id, recipe))
     res = panels.measure(model_id, recipe, mode)
-    widgets.recipe_summary(recipe, model_id, res)
-    widgets.metric_cards(res)
+    top, pick = st.columns([4, 1.3], vertical_alignment="bottom")
+    with top:
+        widgets.recipe_summary(recipe, model_id, res)
+    with pick:
+        runtime_panel.selector(model_id)
+    widgets.metric_cards(res, latency=lambda: runtime_panel.latency_card(model_id, recipe, mode, res))
     explain.knob_note(knob, model_id, recipe, res)
     explain.speed_note(res)
     widgets.honesty_notes(res)
@@ -27,5 +32,6 @@ with errors.guard("Explore", reset=state.reset_recipe):
     with left:
         panels.accuracy_curve(model_id, recipe, mode, res)
     with right:
-        panels.size_chart(model_id, recipe, res)
-    panels.latency_and_layers(model_id, recipe, res)
+        panels.size_chart(model_id, recipe, mode, res)
+    panels.latency_and_layers(model_id, recipe, runtime_panel.shown(model_id, recipe, mode, res))
+    runtime_panel.charts(model_id, recipe, mode)

@@ -1,8 +1,8 @@
-"""Export: the compressed artefact, the recipe, an ONNX file and the results as CSV."""
+"""Export: the compressed artefact, the deployable file of a runtime, the recipe, an ONNX file and the results."""
 
 import streamlit as st
 
-from pages.ui import errors, routes, state, widgets
+from pages.ui import errors, routes, runtime_panel, state, widgets
 from pages.ui import review_panels as panels
 from pages.ui.explore_panels import measure
 
@@ -19,6 +19,9 @@ with errors.guard("Export"):
     with top_right.container(border=True):
         st.subheader("ONNX")
         panels.onnx_download(model_id, recipe)
+    with st.container(border=True):
+        st.subheader("Deployable file")
+        runtime_panel.deploy_download(model_id, recipe)
     bottom_left, bottom_right = st.columns(2, gap="medium")
     with bottom_left.container(border=True):
         st.subheader("Recipe (JSON)")

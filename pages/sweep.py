@@ -12,7 +12,7 @@ st.caption(
     "a rerun shows them at once; recipes already measured are read back, not recomputed."
 )
 with errors.guard("Sweep"):
-    recipes = panels.form()
-    if recipes:
-        panels.run(state.model_id(), state.eval_mode(), recipes)
+    submitted = panels.form()
+    if submitted and submitted[0]:
+        panels.run(state.model_id(), state.eval_mode(), *submitted)
     panels.results(state.model_id(), state.eval_mode(), cache.store_frame(state.model_id(), state.eval_mode()))

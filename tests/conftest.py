@@ -14,6 +14,9 @@ if "COMPRESS_DATA_DIR" not in os.environ and _SHARED.is_dir():
     os.environ["COMPRESS_DATA_DIR"] = str(_SHARED)
 os.environ.setdefault("PRUNESCOPE_OFFLINE", "1")  # tests never download
 os.environ.setdefault("PRUNESCOPE_THREADS", "2")
+# Explore's runtime selector defaults to "the fastest here", which times every runtime's dense model in a
+# worker process; tests pin eager PyTorch so that search runs only in the tests that ask for it.
+os.environ.setdefault("PRUNESCOPE_DEFAULT_RUNTIME", "torch")
 
 import torch  # noqa: E402
 

@@ -30,7 +30,16 @@ from ..recipe import QuantSpec
 from .bn import anchored_reestimate_, batchnorms
 from .reconstruct import PRUNABLE, reconstruct_
 
-__all__ = ["BN_SAMPLES", "LEVELS", "RECONSTRUCT_SAMPLES", "RecoveryReport", "check_level", "recover_"]
+__all__ = [
+    "BN_SAMPLES",
+    "LEVELS",
+    "RECONSTRUCT_SAMPLES",
+    "RecoveryReport",
+    "check_level",
+    "default_level",
+    "recover_",
+    "usable_levels",
+]
 
 LEVELS = ("none", "bn", "reconstruct")
 BN_SAMPLES = 1024  # images for BN re-estimation (~1-2 s on ResNet-20 here)
@@ -65,6 +74,31 @@ def check_level(model: nn.Module, level: object) -> str:
     if level == "reconstruct" and not any(isinstance(m, PRUNABLE) for m in model.modules()):
         raise ValueError("this model has no Conv2d/Linear layer to reconstruct; use recovery 'none'")
     return str(level)
+
+
+def usable_levels(model: nn.Module) -> tuple[str, ...]:
+    """The levels ``check_level`` accepts for ``model``, weakest first."""
+    out = []
+    for level in LEVELS:
+        try:
+            out.append(check_level(model, level))
+        except ValueError:
+            continue
+    return tuple(out)
+
+
+def default_level(model: nn.Module) -> str:
+    """The interactive default: ``bn`` for models with BatchNorm, else ``reconstruct``.
+
+    Measured on this project's 2-core machine (quick evaluation, 1,000 images; benchmarks/RESULTS.md
+    section 12): a ResNet-20 slider move takes 0.6-0.7 s p50 with ``none``, 1.9 s with ``bn`` and 4-5 s with
+    ``reconstruct`` against the ~1.5 s a move may take, and ``bn`` lifts structured 30 % from 63.5 % to 83.3 %;
+    on the LeNets (no BatchNorm, so no ``bn``) ``reconstruct`` takes 0.3-0.4 s.
+    """
+    usable = usable_levels(model)
+    if "bn" in usable:
+        return "bn"
+    return "reconstruct" if "reconstruct" in usable else "none"
 
 
 def _check_inputs(level: str, images: list[torch.Tensor], quant: QuantSpec | None, qcodes: dict | None) -> None:

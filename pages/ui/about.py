@@ -22,15 +22,27 @@ CONCEPTS = """
 - **Unstructured pruning** zeroes single weights. High compression once stored sparsely, but the
   zeros sit in dense tensors, so stock CPU kernels run exactly as fast as before.
 - **Structured pruning** removes whole channels or neurons. The layers become smaller dense layers:
-  less compression for the same accuracy, but a real speed-up. Accuracy usually needs recovery
-  fine-tuning.
+  less compression for the same accuracy, but a real speed-up. Accuracy needs recovery. Explore's
+  structured defaults are per-layer scope with the residual streams kept (inner channels only): on
+  ResNet-20 at 30 % with BatchNorm recovery that measured 83 % top-1 against 56 % with the streams pruned.
 - **Importance criteria** decide what goes: random (a baseline), weight magnitude (L1/L2),
-  gradient-based (first-order Taylor) or activation-based (weights on quiet inputs matter less).
+  gradient-based (first-order Taylor), activation-based (weights on quiet inputs matter less) or
+  **entropy** (Luo & Wu 2017): the entropy of a channel's or neuron's activation distribution over
+  calibration images; a channel whose output hardly varies carries little information, so
+  **low entropy goes first**. Some texts state the opposite convention (high entropy as "noisy"
+  channels to remove); PruneScope follows the paper. For unstructured pruning each weight scores |w| times the
+  entropy of the input channel it reads, so weights that read an uninformative input go first.
 - **Quantization** stores weights in fewer bits: 1-bit sign × scale, k-bit fixed point (symmetric, or
-  asymmetric min/max "dynamic range"), per tensor or per channel, fp16 — or runs on **real int8
-  kernels** where PyTorch has them on CPU.
-- **Recovery fine-tuning** (optionally distilled from the dense model) wins back accuracy while
-  keeping pruned weights at zero.
+  asymmetric min/max "dynamic range"), per tensor or per channel, **k-means weight sharing** (2^bits shared
+  values per layer or channel: packed indices plus a codebook, entropy-coded where that is smaller), fp16
+  — or runs on **real int8 kernels** where PyTorch has them on CPU.
+- **Post-training recovery** runs before anything is measured, on 1,024 training images (never test
+  images), seeded: **BatchNorm re-estimation** (AdaBN), or **layer-wise reconstruction** against the dense
+  model's outputs (least-squares re-fits in the spirit of OBC/SparseGPT for pruned weights, GPTQ rounding for
+  k-bit weights, ThiNet-style re-fits after removed channels, bias correction). The accuracy card shows the
+  one-shot number beside the recovered one, and the curve draws both.
+- **Recovery fine-tuning** (optionally distilled from the dense model) trains further from the recovered
+  model while keeping pruned weights at zero.
 """
 
 HONESTY = """

@@ -18,7 +18,7 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
-from compress_core import inspect
+from compress_core import inspect, recover
 from compress_core.pipeline import Compressed, Workbench
 from compress_core.recipe import Recipe
 from compress_core.records import Progress
@@ -90,6 +90,7 @@ def result(model_id: str, recipe: Recipe, mode: str, progress: Progress | None =
 def remeasure(model_id: str, recipe: Recipe, mode: str, progress: Progress | None = None) -> dict:
     """Time the recipe against dense again; the Workbench and the results store (where the recipe has
     a row) keep the better-quality measurement. Returns the result now shown."""
+    from compress_core.executors import stamped
     from compress_core.store import ResultStore
 
     res = (
@@ -99,8 +100,8 @@ def remeasure(model_id: str, recipe: Recipe, mode: str, progress: Progress | Non
     )
     try:
         with ResultStore() as store:
-            if store.has(model_id, recipe.to_json(), mode, LATENCY_BATCH):
-                res = store.put(model_id, recipe.to_json(), mode, LATENCY_BATCH, res)
+            if store.has(model_id, recipe.to_json(), mode, LATENCY_BATCH):  # stamped: measured on this server
+                res = store.put(model_id, recipe.to_json(), mode, LATENCY_BATCH, stamped(res, "inprocess"))
     except ValueError:  # an unreadable store: the re-measurement still shows on screen
         log.warning("results store not updated after re-measuring", exc_info=True)
     return res
@@ -115,9 +116,21 @@ def remember(model_id: str, mode: str, stored: dict) -> None:
 
 
 def curve_recipes(recipe: Recipe) -> list[Recipe]:
-    """The accuracy-vs-sparsity grid for the recipe's method and bit-width (no fine-tuning)."""
+    """The accuracy-vs-sparsity grid for the recipe's method, bit-width and recovery (no fine-tuning);
+    a point that compresses nothing is the dense recipe itself (nothing to recover)."""
     base = replace(recipe, finetune=None)
-    return [base.with_prune(sparsity=s) for s in CURVE_SPARSITIES]
+    points = [base.with_prune(sparsity=s) for s in CURVE_SPARSITIES]
+    return [r if r.compressed else r.with_recovery("none") for r in points]
+
+
+def recovery_levels(model_id: str) -> tuple[str, ...]:
+    """The recovery levels this model can use (no ``bn`` without BatchNorm)."""
+    return recover.usable_levels(workbench(model_id).model)
+
+
+def default_recovery(model_id: str) -> str:
+    """The strongest level that keeps a slider move interactive (``recover.default_level``)."""
+    return recover.default_level(workbench(model_id).model)
 
 
 def curve_frame(
@@ -142,9 +155,12 @@ def curve_frame(
                     "accuracy": res["accuracy"],
                     "accuracy_ci_low": res["accuracy_ci_low"],
                     "accuracy_ci_high": res["accuracy_ci_high"],
+                    # without recovery (the dense point, recovery "none") the one-shot number is the accuracy
+                    "accuracy_oneshot": res.get("accuracy_oneshot") or res["accuracy"],
                 }
             )
-    df = pd.DataFrame(rows, columns=["sparsity", "accuracy", "accuracy_ci_low", "accuracy_ci_high"])
+    columns = ["sparsity", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "accuracy_oneshot"]
+    df = pd.DataFrame(rows, columns=columns)
     missing.sort(key=lambda r: abs(r.prune.sparsity - recipe.prune.sparsity))
     return df, missing
 
@@ -187,15 +203,23 @@ def sensitivity_frame(
     bits: tuple[int, ...],
     criterion: str,
     mode: str,
+    recovery: str = "none",
 ) -> pd.DataFrame:
-    """Per-layer sensitivity (``analysis`` = "sparsity" or "bits"), with a progress bar while it runs."""
+    """Per-layer sensitivity (``analysis`` = "sparsity" or "bits"; the pruning analysis after ``recovery``),
+    with a progress bar while it runs."""
     from compress_core import sensitivity
 
     update, done = _progress_in_place("Measuring each layer")
     wb = workbench(model_id)
     if analysis == "sparsity":
         df = sensitivity.layer_sensitivity(
-            wb, sparsities=sparsities, criterion=criterion, kind=prune_kind, mode=mode, progress=update
+            wb,
+            sparsities=sparsities,
+            criterion=criterion,
+            kind=prune_kind,
+            mode=mode,
+            progress=update,
+            recovery=recovery,
         )
     else:
         df = sensitivity.bit_sensitivity(wb, bits=bits, mode=mode, progress=update)

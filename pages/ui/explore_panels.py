@@ -23,7 +23,7 @@ import streamlit as st
 from compress_core.recipe import Recipe
 from compress_core.records import Progress
 
-from . import cache, catalogue, state, views
+from . import cache, catalogue, runtime_panel, state, views
 from .actions import finetune_progress
 
 log = logging.getLogger("prunescope.app")
@@ -48,6 +48,15 @@ def ensure_loaded(model_id: str, mode: str) -> None:
         cache.warm_up(model_id, mode)
 
 
+def recovery_levels(model_id: str) -> tuple[str, ...]:
+    """Recovery options for this model; an uploaded compiled graph (not prunable) has none to offer."""
+    return cache.recovery_levels(model_id) if catalogue.prunable(model_id) else ("none",)
+
+
+def default_recovery(model_id: str) -> str:
+    return cache.default_recovery(model_id) if catalogue.prunable(model_id) else "none"
+
+
 def _on_screen(slot, label: str) -> Progress:
     """A progress callback that writes into ``slot``: each write is a point where Streamlit can hand
     the script thread to the user's next move (see the module docstring)."""
@@ -67,7 +76,8 @@ def measure(model_id: str, recipe: Recipe, mode: str) -> dict:
     else:
         n = len(cache.workbench(model_id).eval_data(mode))
         label = f"Measuring {state.recipe_text(recipe)} on {catalogue.spec(model_id).name} ({n:,} images)"
-        res = cache.result(model_id, recipe, mode, progress=_on_screen(slot, label))
+        with runtime_panel.foreground():  # the background runtime worker waits while the user's move is measured
+            res = cache.result(model_id, recipe, mode, progress=_on_screen(slot, label))
     slot.empty()
     return res
 
@@ -129,11 +139,18 @@ def accuracy_curve(model_id: str, recipe: Recipe, mode: str, res: dict) -> None:
     curve()
 
 
-def size_chart(model_id: str, recipe: Recipe, res: dict) -> None:
-    _chart(views.size_figure(model_id, recipe, res), "sizes")
+def size_chart(model_id: str, recipe: Recipe, mode: str, res: dict) -> None:
+    deploy = runtime_panel.deploy_bytes(model_id, recipe, mode)
+    _chart(views.size_figure(model_id, recipe, res, deploy), "sizes")
     st.caption(
         "Hatched bars are estimates. Masking weights to zero never shrinks a file; a sparse or "
         "quantized format, or removing channels, does."
+        + (
+            f" The deployable file is what {deploy[0]} loads (download it from Export)."
+            if deploy
+            else " The deployable file of a deployment runtime (chosen above the cards) appears here once its "
+            "measurement is in; Export builds any runtime's file, PyTorch's .pt2 included."
+        )
     )
 
 

@@ -9,7 +9,7 @@ from compress_core import plots
 from compress_core.recipe import CRITERIA, PruneSpec, Recipe
 
 from . import cache, state
-from .widgets import CRITERION_LABELS
+from .widgets import CRITERION_LABELS, RECOVERY_LABELS
 
 SPARSITY_CHOICES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
 BIT_CHOICES = (1, 2, 3, 4, 6, 8)
@@ -42,6 +42,18 @@ def form() -> dict | None:
             format_func=lambda c: CRITERION_LABELS.get(c, c),
         )
         bits = c4.multiselect("Bit-widths", BIT_CHOICES, default=[8, 4, 2, 1], key=state.SENS_BITS)
+        levels = cache.recovery_levels(state.model_id())
+        if st.session_state.get(state.SENS_RECOVERY) not in levels:
+            st.session_state[state.SENS_RECOVERY] = cache.default_recovery(state.model_id())
+        recovery = st.radio(
+            "Recovery after pruning each layer",
+            list(levels),
+            key=state.SENS_RECOVERY,
+            horizontal=True,
+            format_func=lambda r: RECOVERY_LABELS[r],
+            help="Measure each layer's cost after the post-training recovery Explore applies (pruning analysis; "
+            "the quantization analysis measures raw k-bit weights). The per-layer ratios sent to Explore keep it.",
+        )
         st.caption(
             "Sparsity settings apply to the pruning analysis, bit-widths to the quantization analysis. "
             "Every other layer stays dense; results are cached per model and settings."
@@ -56,6 +68,7 @@ def form() -> dict | None:
                     "sparsities": tuple(sorted(sparsities)),
                     "bits": tuple(sorted(bits, reverse=True)),
                     "criterion": criterion,
+                    "recovery": recovery if analysis == "sparsity" else "none",
                 }
     return st.session_state.get(state.SENS_PARAMS)
 
@@ -69,9 +82,12 @@ def results(model_id: str, mode: str, params: dict) -> pd.DataFrame:
         params["bits"],
         params["criterion"],
         mode,
+        params.get("recovery", "none"),
     )
     x = "sparsity" if params["analysis"] == "sparsity" else "bits"
     what = f"{params['prune_kind']} {params['criterion']}" if x == "sparsity" else "symmetric per-channel"
+    if x == "sparsity" and params.get("recovery", "none") != "none":
+        what += f", after {RECOVERY_LABELS[params['recovery']].lower()}"
     st.plotly_chart(
         plots.sensitivity_heatmap(df, x=x, title=f"Accuracy drop when one layer alone is compressed ({what})"),
         width="stretch",
@@ -122,6 +138,8 @@ def ratios(model_id: str, df: pd.DataFrame, params: dict) -> None:
     if st.button("Use as per-layer ratios in Explore", type="primary", icon=":material/arrow_forward:"):
         layers = list(cache.layer_frame(model_id, Recipe().to_json())["layer"])
         recipe = to_recipe(state.current_recipe(), chosen, params["prune_kind"], params["criterion"], layers)
+        if recipe.compressed:
+            recipe = recipe.with_recovery(params.get("recovery", "none"))
         state.open_in_explore(recipe)
         st.switch_page("pages/explore.py")
 

@@ -42,6 +42,10 @@ W_SCHEME = "w_scheme"
 W_GRANULARITY = "w_granularity"
 W_INT8_MODE = "w_int8_mode"
 W_RESIDUAL = "w_residual"  # structured pruning also prunes residual streams (PruneSpec.residual)
+W_ROUND_TO = "w_round_to"  # structured: kept channels rounded to a multiple (PruneSpec.round_to; 0 = off)
+W_RUNTIME = "w_runtime"  # the deployment runtime latency is shown on ("auto" = the fastest measured here)
+RUNTIME_CHOICE = "runtime_choice"  # W_RUNTIME's value, kept while another page is shown
+W_RECOVERY = "w_recovery"  # post-training recovery level (Recipe.recovery); its default depends on the model
 W_HIST_LAYER = "w_hist_layer"
 W_FT_EPOCHS = "w_ft_epochs"
 W_FT_SAMPLES = "w_ft_samples"
@@ -56,6 +60,10 @@ B_REMEASURE = "b_remeasure"  # time the current recipe against dense again (nois
 B_RESET_DENSE = "b_reset_dense"
 B_REPORT = "b_report_{}"  # the HTML report's download button, formatted with the page
 B_SWEEP_REMEASURE = "b_sweep_remeasure"
+B_STAIRCASE = "b_staircase"
+B_ACROSS = "b_across_runtimes"
+STAIRCASE = "staircase"  # {"key": (model, recipe, runtime), "df": the measured staircase}
+ACROSS = "across_runtimes"  # {"key": (model, recipe, mode), "df": the recipe on every runtime}
 EXPLORE_WIDGETS = (
     W_KIND,
     W_CRITERION,
@@ -67,6 +75,8 @@ EXPLORE_WIDGETS = (
     W_GRANULARITY,
     W_INT8_MODE,
     W_RESIDUAL,
+    W_ROUND_TO,
+    W_RECOVERY,
 )
 
 # -- other pages' widgets and results ------------------------------------------------------------
@@ -76,6 +86,7 @@ SENS_SPARSITIES = "sens_sparsities"
 SENS_BITS = "sens_bits"
 SENS_CRITERION = "sens_criterion"
 SENS_MAX_DROP = "sens_max_drop_pct"
+SENS_RECOVERY = "sens_recovery"  # recovery applied after pruning each layer (pruning analysis)
 SENS_PARAMS = "sens_params"  # the parameters of the last analysis the user ran (dict)
 SWEEP_KINDS = "sweep_kinds"
 SWEEP_SPARSITIES = "sweep_sparsities"
@@ -83,10 +94,15 @@ SWEEP_BITS = "sweep_bits"
 SWEEP_CRITERION = "sweep_criterion"
 SWEEP_SCOPE = "sweep_scope"
 SWEEP_INT8 = "sweep_int8"
+SWEEP_RECOVERY = "sweep_recovery"  # post-training recovery of every compressed point
+SWEEP_RAY = "sweep_ray"  # "Run on Ray" (offered when PRUNESCOPE_RAY_ADDRESS is set)
 SWEEP_PICK = "sweep_pick"
 SWEEP_PICK_FROM_CHART = "sweep_pick_from_chart"  # the last chart click applied to the picker
 SWEEP_CHART_SIZE = "sweep_chart_size"
 SWEEP_CHART_LATENCY = "sweep_chart_latency"
+W_EXPORT_RUNTIME = "w_export_runtime"  # Export: the runtime whose deployable file to build
+EXPORT_DEPLOY = "export_deploy"  # {"key": (model, recipe, runtime), "files": {name: bytes} or a refusal}
+B_DEPLOY_DOWNLOAD = "b_deploy_download"
 EXPORT_ONNX = "export_onnx"  # {"key": (model, recipe_json), "bytes": ..., "error": ...}
 
 # -- sidebar upload box (pages/ui/upload_box.py) ----------------------------------------------------
@@ -114,6 +130,7 @@ def init(known: Callable[[str], bool]) -> None:
     ss[NOTICES] = []
     ss[PINS] = []
     ss[EXPORT_ONNX] = None
+    ss[EXPORT_DEPLOY] = None
     ss[SENS_PARAMS] = None
     ss[CURVE_FAILED] = set()
     params = st.query_params
@@ -190,6 +207,11 @@ def load_into_widgets(recipe: Recipe) -> None:
     ss[W_BITS], ss[W_INT8] = q.bits, q.int8
     ss[W_SCHEME], ss[W_GRANULARITY], ss[W_INT8_MODE] = q.scheme, q.granularity, q.int8_mode
     ss[W_RESIDUAL] = p.residual
+    ss[W_ROUND_TO] = p.round_to
+    if recipe.compressed:
+        ss[W_RECOVERY] = recipe.recovery
+    else:  # a dense recipe has nothing to recover: the control shows the model's default (ensure_widgets)
+        ss.pop(W_RECOVERY, None)
 
 
 def open_in_explore(recipe: Recipe) -> None:
@@ -198,11 +220,15 @@ def open_in_explore(recipe: Recipe) -> None:
     set_recipe(recipe)
 
 
-def ensure_widgets() -> None:
+def ensure_widgets(recovery_levels: tuple[str, ...], default_recovery: str) -> None:
     """Give Explore's widgets their values from the current recipe if Streamlit dropped them
-    (it forgets widget state while another page is shown)."""
-    if any(k not in st.session_state for k in EXPLORE_WIDGETS):
+    (it forgets widget state while another page is shown). The recovery control gets the model's
+    default when it has no value or one this model cannot use (``bn`` after a switch to a LeNet)."""
+    ss = st.session_state
+    if any(k not in ss for k in EXPLORE_WIDGETS if k != W_RECOVERY):
         load_into_widgets(current_recipe())
+    if ss.get(W_RECOVERY) not in recovery_levels:
+        ss[W_RECOVERY] = default_recovery
 
 
 def recipe_from_widgets(base: Recipe) -> Recipe:
@@ -217,6 +243,7 @@ def recipe_from_widgets(base: Recipe) -> Recipe:
         scope=ss[W_SCOPE],
         sparsity=int(ss[W_SPARSITY]) / 100,
         residual=bool(ss[W_RESIDUAL]),
+        round_to=int(ss[W_ROUND_TO]) if ss[W_KIND] == "structured" else 0,
     )
     quant = QuantSpec(
         bits=bits,
@@ -224,15 +251,28 @@ def recipe_from_widgets(base: Recipe) -> Recipe:
         granularity=ss[W_GRANULARITY],
         int8=bool(ss[W_INT8]) and bits == 8,
         int8_mode=ss[W_INT8_MODE],
+        # per-layer bits (from Budget) stay: the bit-width slider sets the other layers' bits
+        layer_bits=() if bool(ss[W_INT8]) and bits == 8 else base.quant.layer_bits,
     )
-    changed = (prune, quant) != (base.prune, base.quant)
-    return Recipe(prune=prune, quant=quant, finetune=None if changed else base.finetune)
+    out = Recipe(prune=prune, quant=quant)
+    # Recovery applies to compressed recipes only, so the dense recipe keeps one JSON (cache, URL, store).
+    out = out.with_recovery(ss.get(W_RECOVERY, "none")) if out.compressed else out
+    changed = (prune, quant, out.recovery) != (base.prune, base.quant, base.recovery)
+    return out if changed else replace(out, finetune=base.finetune)
 
 
 def clear_layer_ratios() -> None:
     """Callback: drop per-layer ratios (e.g. from Sensitivity) and return to the default skip list."""
     r = current_recipe()
     set_recipe(replace(r, prune=replace(r.prune, layer_sparsity=(), skip=PruneSpec().skip), finetune=None))
+
+
+def on_kind_change() -> None:
+    """Callback: switching to structured pruning picks the structured defaults (per-layer scope,
+    inner channels only; ``widgets.STRUCTURED_DEFAULTS_WHY`` says why, with the numbers)."""
+    ss = st.session_state
+    if ss.get(W_KIND) == "structured":
+        ss[W_SCOPE], ss[W_RESIDUAL] = "layer", False
 
 
 def reset_recipe() -> None:

@@ -1,4 +1,4 @@
-"""Sweep page panels: the grid form, the run with its progress bar, and the stored results."""
+"""Sweep page panels: the grid form, the run (here or on Ray) with its progress bar, and the stored results."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from compress_core import plots
 from compress_core.recipe import BITS, CRITERIA, SCOPES, Recipe
 
 from . import cache, state
-from .widgets import CRITERION_LABELS, SCOPE_LABELS, bits_label
+from .widgets import CRITERION_LABELS, RECOVERY_LABELS, SCOPE_LABELS, bits_label
 
 SPARSITY_CHOICES = (0.0, 0.1, 0.25, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 0.95)
 TABLE_COLUMNS = [
@@ -23,6 +23,7 @@ TABLE_COLUMNS = [
     "speedup_spread",
     "latency_noisy",
     "latency_kernels",
+    "measured_on",
     "pareto_size",
     "pareto_latency",
     "chance",
@@ -30,8 +31,31 @@ TABLE_COLUMNS = [
 ]
 
 
-def form() -> list[Recipe] | None:
-    """The grid the user submitted (deduplicated by ``sweep.grid``), or None."""
+def _ray_option() -> str | None:
+    """Inside the form: "Run on Ray" when ``PRUNESCOPE_RAY_ADDRESS`` names a cluster (or ``local``); the
+    Ray address if the user ticked it. Without Ray installed the option is shown off, with the install line."""
+    from compress_core import executors
+
+    address = executors.ray_address()
+    if address is None:
+        return None
+    missing = executors.ray_missing()
+    on_ray = st.checkbox(
+        f"Run on Ray ({address})",
+        key=state.SWEEP_RAY,
+        disabled=missing is not None,
+        help=missing
+        or "Each config runs as a Ray task on the cluster's workers (one CPU each; fine-tuning asks for more); "
+        "this server alone writes the results, so a rerun skips every finished row.",
+    )
+    if missing is not None:
+        st.caption(f"Run on Ray is off: {missing}.")
+    return address if on_ray else None
+
+
+def form() -> tuple[list[Recipe], str | None] | None:
+    """The grid the user submitted (deduplicated by ``sweep.grid``) and the Ray address to run it on
+    (None: in this process), or None."""
     from compress_core import sweep
 
     with st.form("sweep_form", border=True):
@@ -66,28 +90,78 @@ def form() -> list[Recipe] | None:
             format_func=lambda s: SCOPE_LABELS[s],
         )
         int8 = c6.checkbox("Also real int8 kernels for 8-bit points", key=state.SWEEP_INT8)
+        levels = cache.recovery_levels(state.model_id())
+        if st.session_state.get(state.SWEEP_RECOVERY) not in levels:
+            st.session_state[state.SWEEP_RECOVERY] = cache.default_recovery(state.model_id())
+        recovery = st.radio(
+            "Recovery",
+            list(levels),
+            key=state.SWEEP_RECOVERY,
+            horizontal=True,
+            format_func=lambda r: RECOVERY_LABELS[r],
+            help="Post-training recovery applied to every compressed point (Explore's default for this model); "
+            "each row also keeps its one-shot accuracy.",
+        )
+        ray_address = _ray_option()
         submitted = st.form_submit_button("Run sweep", type="primary", icon=":material/play_arrow:")
     if not submitted:
         return None
     if not (kinds and sparsities and bits):
         st.warning("Pick at least one pruning kind, one sparsity and one bit-width.")
         return None
-    return sweep.grid(kinds, sorted(sparsities), bits, criterion=criterion, scope=scope, int8=int8)
+    recipes = sweep.grid(
+        kinds, sorted(sparsities), bits, criterion=criterion, scope=scope, int8=int8, recovery=recovery
+    )
+    return recipes, ray_address
 
 
-def run(model_id: str, mode: str, recipes: list[Recipe]) -> None:
-    bar = st.progress(0.0, text=f"Measuring {len(recipes)} recipe(s)…")
+def run(model_id: str, mode: str, recipes: list[Recipe], ray_address: str | None = None) -> None:
+    where_to = f"on Ray ({ray_address})" if ray_address else "here"
+    bar = st.progress(0.0, text=f"Measuring {len(recipes)} recipe(s) {where_to}…")
 
     def on_result(i: int, n: int, row: dict) -> None:
-        where = "stored earlier" if row["cached"] else f"{row['accuracy']:.1%}"
+        where = "stored earlier" if row["cached"] else f"{row['accuracy']:.1%} on {row['host'] or 'this machine'}"
         bar.progress(i / n, text=f"{i} of {n} · {row['label']} · {where}")
 
-    df = cache.run_sweep(model_id, recipes, mode, on_result)
+    df = (
+        _on_ray(model_id, mode, recipes, ray_address, on_result)
+        if ray_address
+        else cache.run_sweep(model_id, recipes, mode, on_result)
+    )
     bar.empty()
     fresh = int((~df["cached"]).sum()) if len(df) else 0
     st.success(
-        f"Sweep done: {len(df)} recipe(s), {fresh} newly measured, all saved to disk.", icon=":material/check_circle:"
+        f"Sweep done {where_to}: {len(df)} recipe(s), {fresh} newly measured, all saved to disk.",
+        icon=":material/check_circle:",
     )
+    for failed in df.attrs.get("failed", []):
+        st.warning(f"{failed['label']} was not measured: {failed['error']}.", icon=":material/warning:")
+
+
+def _on_ray(model_id: str, mode: str, recipes: list[Recipe], address: str, on_result) -> pd.DataFrame:
+    """The sweep as Ray tasks; this server writes each finished row to the store and shares it with Explore."""
+    from compress_core.executors import RayExecutor
+    from compress_core.store import ResultStore
+    from compress_core.sweep import run_sweep
+
+    with ResultStore() as store, RayExecutor(address) as executor:
+
+        def on_row(i: int, n: int, row: dict) -> None:
+            stored = store.get(model_id, row["recipe_json"], mode, cache.LATENCY_BATCH)
+            if stored is not None:
+                cache.remember(model_id, mode, stored)
+            on_result(i, n, row)
+
+        return run_sweep(
+            model_id,
+            recipes,
+            mode=mode,
+            latency_batch=cache.LATENCY_BATCH,
+            latency_budget_s=cache.LATENCY_BUDGET_S,
+            on_result=on_row,
+            store=store,
+            executor=executor,
+        )
 
 
 def _with_pareto(df: pd.DataFrame, classes: int) -> pd.DataFrame:
@@ -100,9 +174,29 @@ def _with_pareto(df: pd.DataFrame, classes: int) -> pd.DataFrame:
     useful = out[~out["chance"]]
     for flag, x in (("pareto_size", "size_bytes"), ("pareto_latency", "latency_ms_p50")):
         out[flag] = mark_pareto(useful, x, "accuracy").reindex(out.index, fill_value=False).astype(bool)
+    out["measured_on"] = [_where(row) for row in out.to_dict("records")]
     dense_file = out["dense_artifact_bytes"].where(out["dense_artifact_bytes"].notna(), out["dense_size_bytes"])
     out["size_vs_dense"] = dense_file / out["size_bytes"]
     return out
+
+
+def _where(row: dict) -> str:
+    """Where a row ran: host, CPU model, torch threads and executor ("" for rows stored before this was kept)."""
+    if not isinstance(row.get("host"), str) or not row["host"]:
+        return ""
+    executor = "Ray worker" if row.get("executor") == "ray" else "this server"
+    return f"{row['host']} · {row.get('cpu_model') or '?'} · {row.get('latency_threads')} thr · {executor}"
+
+
+def _hosts_caption(df: pd.DataFrame) -> str:
+    hosts = sorted({h for h in df["host"] if isinstance(h, str) and h}) if "host" in df else []
+    if len(hosts) < 2:
+        return ""
+    return (
+        f" Rows were measured on {len(hosts)} hosts ({', '.join(hosts)}; see the measured on column): each "
+        "speed-up is against a dense baseline timed on the same worker, so compare speed-ups across hosts, "
+        "not raw milliseconds."
+    )
 
 
 def _selected_index(event: object) -> int | None:
@@ -149,7 +243,9 @@ def results(model_id: str, mode: str, df: pd.DataFrame) -> None:
             )
     st.caption(
         "Click a point to pick it below. Amber line: the Pareto front (no other recipe is both smaller "
-        "or faster and more accurate); hollow points are at chance level and never on it." + _latency_caption(df)
+        "or faster and more accurate); hollow points are at chance level and never on it."
+        + _latency_caption(df)
+        + _hosts_caption(df)
     )
     choice = next((p for p in picked if p is not None and p in df.index), None)
     if choice is not None and st.session_state.get(state.SWEEP_PICK_FROM_CHART) != choice:
@@ -198,6 +294,7 @@ TABLE_CONFIG = {
     "speedup_spread": st.column_config.NumberColumn("± spread", format="percent"),
     "latency_noisy": st.column_config.CheckboxColumn("noisy?"),
     "latency_kernels": st.column_config.TextColumn("kernels"),
+    "measured_on": st.column_config.TextColumn("measured on", help="host · CPU · torch threads · executor"),
     "pareto_size": st.column_config.CheckboxColumn("front (size)"),
     "pareto_latency": st.column_config.CheckboxColumn("front (latency)"),
     "chance": st.column_config.CheckboxColumn("chance level"),

@@ -41,9 +41,9 @@ def curve_figure(df: pd.DataFrame, recipe: Recipe, res: dict) -> go.Figure:
     )
 
 
-def size_figure(model_id: str, recipe: Recipe, res: dict) -> go.Figure:
+def size_figure(model_id: str, recipe: Recipe, res: dict, deploy: tuple[str, int] | None = None) -> go.Figure:
     masked = cache.masked_size_bytes(model_id, recipe.to_json())
-    return plots.size_breakdown(inspect.size_breakdown(res, masked))
+    return plots.size_breakdown(inspect.size_breakdown(res, masked, deploy))
 
 
 def latency_frame(res: dict) -> pd.DataFrame:

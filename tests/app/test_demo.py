@@ -83,12 +83,12 @@ def test_a_noisy_latency_is_marked_and_one_click_re_measures_it(monkeypatch):
     recipe = Recipe(PruneSpec("structured", "l1", "layer", 0.45))
     at = new_app(recipe=recipe.to_json()).run()
     assert not at.exception and not at.error, texts(at.error)
-    assert _delta(at, "CPU latency (p50)").startswith("noisy")
+    assert _delta(at, "Latency p50 · PyTorch eager").startswith("noisy")
     assert "Noisy:" in texts(at.caption) and "machine busy: load 7.5 on 2 CPU(s)" in texts(at.caption)
     monkeypatch.setattr(timing, "paired", _fake_paired(1.9, 0.0, 0.2))
     at.button(key="b_remeasure").click().run()
     assert not at.exception and not at.error, texts(at.error)
-    assert not _delta(at, "CPU latency (p50)").startswith("noisy")
+    assert not _delta(at, "Latency p50 · PyTorch eager").startswith("noisy")
     assert "1.90× vs dense (± 0%, paired)" in texts(at.caption)
 
 
@@ -113,7 +113,16 @@ def test_structured_sparsity_says_channels_parameters_and_macs_and_warns_of_a_ch
     assert "the 50% setting removed" in note and "of channels" in note and "of MACs" in note
     params = float(note.split("of channels, ")[1].split("%")[0])
     assert params > 60, "parameters fall faster than channels"
-    assert "conv2 kept 1 of 16 channels" in texts(app.warning) and "Per layer" in texts(app.warning)
+    # switching to structured picks the measured defaults (per layer, inner channels) and says why
+    assert app.radio(key="w_scope").value == "layer" and app.toggle(key="w_residual").value is False
+    assert any("Structured defaults" in c.value and "per-layer scope" in c.value for c in app.caption)
+    assert not app.warning, "per-layer scope leaves no layer nearly empty"
+    app.radio(key="w_scope").set_value("global").run()  # global ranking: capped at 80 % of any layer's channels
+    assert not app.error and not app.warning, texts(app.warning)
+    table = app.dataframe[0].value.set_index("layer")
+    assert table.loc["conv2", "channels"] >= 4, "conv2 keeps at least a fifth of its 16 channels"
+    app.slider(key="w_sparsity_pct").set_value(95).run()  # past the cap the target itself is the limit
+    assert "conv2 kept" in texts(app.warning) and "Per layer" in texts(app.warning)
 
 
 # 5. int8 slower than fp32: the reason is on screen ------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from compress_core.recipe import PruneSpec, Recipe
+from compress_core.recipe import PruneSpec, QuantSpec, Recipe
 
 from .conftest import metric_values, new_app, texts, url_recipe
 
@@ -55,10 +55,11 @@ def test_structured_pruning_removes_parameters_for_real(app):
 def test_pin_button_adds_the_recipe_to_compare(app):
     app.slider(key="w_sparsity_pct").set_value(30).run()
     app.button(key="b_pin").click().run()
-    assert app.session_state["pins"][0]["label"] == "unstructured l1 global 30%"
+    label = "unstructured l1 global 30% + reconstructed"  # LeNet-5's default recovery: reconstruction
+    assert app.session_state["pins"][0]["label"] == label
     app.switch_page("pages/compare.py").run()
     assert not app.exception and not app.error
-    assert list(app.dataframe[0].value.columns) == ["measure", "#1 LeNet-5 (MNIST) · unstructured l1 global 30%"]
+    assert list(app.dataframe[0].value.columns) == ["measure", f"#1 LeNet-5 (MNIST) · {label}"]
 
 
 def test_a_recipe_that_cannot_be_built_shows_an_error_not_a_traceback():
@@ -99,7 +100,22 @@ def test_residual_stream_toggle_is_part_of_the_structured_recipe(app):
     assert app.toggle(key="w_residual").disabled  # unstructured: not applicable
     app.radio(key="w_kind").set_value("structured").run()
     app.slider(key="w_sparsity_pct").set_value(30).run()
-    app.toggle(key="w_residual").set_value(False).run()
     assert not app.error, texts(app.error)
-    assert url_recipe(app)["prune"]["residual"] is False
-    assert "structured inner l1 global 30%" in texts(app.caption)
+    assert url_recipe(app)["prune"]["residual"] is False  # the structured default: inner channels only
+    assert "structured inner l1 layer 30%" in texts(app.caption)
+    app.toggle(key="w_residual").set_value(True).run()
+    assert not app.error, texts(app.error)
+    assert url_recipe(app)["prune"]["residual"] is True
+    assert "structured l1 layer 30%" in texts(app.caption)
+
+
+def test_per_layer_bits_from_the_budget_solver_survive_explore():
+    recipe = Recipe(
+        prune=PruneSpec(kind="unstructured", sparsity=0.5), quant=QuantSpec(bits=8, layer_bits=(("conv2", 4),))
+    )
+    at = new_app(recipe=recipe.to_json()).run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert url_recipe(at)["quant"]["layer_bits"] == [["conv2", 4]]
+    assert "4-bit on 1 layer(s)" in texts(at.caption)
+    at.select_slider(key="w_bits").set_value(6).run()  # the slider sets the other layers' bits
+    assert url_recipe(at)["quant"]["bits"] == 6 and url_recipe(at)["quant"]["layer_bits"] == [["conv2", 4]]

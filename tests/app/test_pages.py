@@ -65,7 +65,7 @@ def test_sweep_runs_persists_and_loads_a_point_into_explore(app):
     reloaded = _open(new_app().run(), "pages/sweep.py")  # a new session reads the results from disk
     table = reloaded.dataframe[0].value
     assert len(table) == 4 and table["pareto_size"].any()
-    target = "unstructured l1 global 50% + 4-bit symm per-channel"
+    target = "unstructured l1 global 50% + 4-bit symm per-channel + reconstructed"  # LeNet-5's default recovery
     index = [i for i in reloaded.selectbox(key="sweep_pick").options if i.startswith(target)]
     assert index, reloaded.selectbox(key="sweep_pick").options
     reloaded.selectbox(key="sweep_pick").select(next(i for i, lbl in enumerate(table["label"]) if lbl == target)).run()
@@ -84,8 +84,8 @@ def test_compare_shows_pinned_recipes_side_by_side_and_unpins(app):
     table = app.dataframe[0].value.set_index("measure")
     assert list(table.columns) == [
         "#1 LeNet-5 (MNIST) · dense fp32",
-        "#2 LeNet-5 (MNIST) · unstructured l1 global 50%",
-        "#3 LeNet-5 (MNIST) · unstructured l1 global 90%",
+        "#2 LeNet-5 (MNIST) · unstructured l1 global 50% + reconstructed",
+        "#3 LeNet-5 (MNIST) · unstructured l1 global 90% + reconstructed",
     ]
     params = [int(v.split()[0].replace(",", "")) for v in table.loc["non-zero parameters"]]
     assert params == sorted(params, reverse=True) and params[0] == 61_706
@@ -93,8 +93,8 @@ def test_compare_shows_pinned_recipes_side_by_side_and_unpins(app):
     assert len(app.get("plotly_chart")) == 1
     app.button(key="b_unpin_0").click().run()
     assert list(app.dataframe[0].value.columns)[1:] == [
-        "#1 LeNet-5 (MNIST) · unstructured l1 global 50%",
-        "#2 LeNet-5 (MNIST) · unstructured l1 global 90%",
+        "#1 LeNet-5 (MNIST) · unstructured l1 global 50% + reconstructed",
+        "#2 LeNet-5 (MNIST) · unstructured l1 global 90% + reconstructed",
     ]
     app.button(key="b_clear_pins").click().run()
     assert not app.dataframe and "Nothing pinned yet" in texts(app.info)

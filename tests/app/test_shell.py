@@ -25,7 +25,12 @@ def test_app_opens_on_explore_with_controls_and_four_metric_cards(app):
     assert app.title[0].value == "Explore"
     assert app.slider(key="w_sparsity_pct").value == 0
     assert app.select_slider(key="w_bits").value == 32
-    assert list(metric_values(app)) == ["Top-1 accuracy", "Non-zero parameters", "File size", "CPU latency (p50)"]
+    assert list(metric_values(app)) == [
+        "Top-1 accuracy",
+        "Non-zero parameters",
+        "File size",
+        "Latency p50 · PyTorch eager",
+    ]
     assert not app.error
 
 

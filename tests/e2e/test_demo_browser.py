@@ -202,3 +202,17 @@ def test_copy_link_copies_the_current_view(page, browser, shared_server):
     wait_idle(fresh)
     assert "unstructured l1 global 30%" in fresh.inner_text("body")
     fresh.context.close()
+
+
+# Latency you would ship: switching Explore's runtime ---------------------------------------------------
+def test_switching_the_runtime_moves_the_latency_card_onto_it(page, tmp_path):
+    label = page.locator('[data-testid="stMetricLabel"]').nth(3)
+    expect(label).to_contain_text("PyTorch eager", timeout=RERUN_TIMEOUT_MS)  # the tests pin eager
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Latency on runtime").click()
+    page.get_by_role("option", name="ONNX Runtime").click()
+    expect(label).to_contain_text("ONNX RT", timeout=4 * RERUN_TIMEOUT_MS)  # provisional until it lands
+    wait_idle(page)
+    _no_error(page)
+    text = page.locator('[data-testid="stMain"]').inner_text()
+    assert "vs eager PyTorch dense" in text and "accuracy on ONNX Runtime" in text
+    save_screenshot(page, tmp_path, "explore-onnx-runtime.png")

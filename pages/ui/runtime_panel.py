@@ -1,0 +1,421 @@
+"""The deployment runtime on Explore: the selector, the latency card measured on that runtime, and the
+runtime charts (latency staircase, the same recipe on every runtime).
+
+Exporting and compiling a new structure for ONNX Runtime, OpenVINO or ExecuTorch takes longer than a
+slider move may, so runtime results are computed by one worker *process* per server (``_jobs``; see
+``compress_core.remote_runtime`` for why not a thread), never in the script thread: until a result
+lands, the latency card shows the eager PyTorch number marked *provisional*, and a fragment polls the
+job (``POLL_S``) and then triggers one full rerun so every panel (the size chart's deployable file)
+sees it. The numbers come from ``compress_core.deployment``; this module only schedules and places them.
+Uploaded models stay on eager PyTorch here (the worker rebuilds zoo models only); the CLI measures
+them on every runtime (``evaluate --upload FILE --runtime R``).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+
+import streamlit as st
+
+from compress_core import deployment, plots, remote_runtime
+from compress_core.recipe import Recipe
+
+from . import cache, catalogue, state
+
+log = logging.getLogger("prunescope.app")
+POLL_S = 1.0
+WORKER_NICE = 10  # the runtime worker's scheduling priority below the server's
+AUTO = "auto"
+LABELS = {
+    AUTO: "Fastest here (measured)",
+    "torch": "PyTorch eager",
+    "onnxruntime": "ONNX Runtime",
+    "openvino": "OpenVINO",
+    "executorch": "ExecuTorch (XNNPACK)",
+}
+DEFAULT_ENV = "PRUNESCOPE_DEFAULT_RUNTIME"  # the selector's default: auto (the fastest measured) or a runtime key
+SHORT = {"torch": "PyTorch eager", "onnxruntime": "ONNX RT", "openvino": "OpenVINO", "executorch": "ExecuTorch"}
+UPLOADS = "uploaded models are measured on eager PyTorch here; use evaluate --upload FILE --runtime R"
+
+
+class _Jobs:
+    """One worker process; each job once per key (later calls get the same future, its result or its error
+    kept: a job that failed is not retried on every rerun). Jobs lost with a dead worker run again."""
+
+    def __init__(self) -> None:
+        self._pool = self._new_pool()
+        self._futures: dict[tuple, Future] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _new_pool() -> ProcessPoolExecutor:
+        # niced: on a small machine the user's next slider move wins the CPU over a background export
+        return ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=os.nice, initargs=(WORKER_NICE,)
+        )
+
+    def submit(self, key: tuple, fn: Callable, *args: object) -> Future:
+        with self._lock:
+            fut = self._futures.get(key)
+            if fut is None or (fut.done() and isinstance(fut.exception(), BrokenProcessPool)):
+                try:
+                    fut = self._pool.submit(fn, *args)
+                except (BrokenProcessPool, RuntimeError):  # the worker died (e.g. out of memory): start another
+                    self._pool = self._new_pool()
+                    fut = self._pool.submit(fn, *args)
+                self._futures[key] = fut
+                if len(self._futures) > 512:  # forget the oldest finished jobs (the worker still caches them)
+                    for k in [k for k, f in self._futures.items() if f.done()][:256]:
+                        self._futures.pop(k, None)
+            return fut
+
+    def pause(self) -> list[int]:
+        """Stop the worker process (SIGSTOP) while the user's own measurement runs; returns what to resume."""
+        procs = getattr(self._pool, "_processes", None) or {}  # the executor's worker processes by pid
+        paused = []
+        for pid in list(procs):
+            try:
+                os.kill(pid, signal.SIGSTOP)
+                paused.append(pid)
+            except (OSError, AttributeError):  # gone already, or no signals here (Windows)
+                continue
+        return paused
+
+    @staticmethod
+    def resume(pids: list[int]) -> None:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except OSError:
+                continue
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def _jobs() -> _Jobs:
+    return _Jobs()
+
+
+@contextmanager
+def foreground() -> Iterator[None]:
+    """Around the user's own measurement (a slider move): the runtime worker is paused, so on a small
+    machine the move gets every core and the background export carries on afterwards."""
+    if not hasattr(signal, "SIGSTOP"):
+        yield
+        return
+    jobs = _jobs()
+    pids = jobs.pause()
+    try:
+        yield
+    finally:
+        jobs.resume(pids)
+
+
+def label(key: str) -> str:
+    return LABELS.get(key, key)
+
+
+def reasons(model_id: str) -> dict[str, str | None]:
+    """Each runtime's reason it is unusable for this model here (None: usable)."""
+    out = dict(deployment.available())
+    if catalogue.is_upload(model_id):
+        out.update({k: UPLOADS for k in out if k != "torch"})
+    return out
+
+
+def options() -> list[str]:
+    return [AUTO, *deployment.RUNTIME_KEYS]
+
+
+def default_choice() -> str:
+    """``PRUNESCOPE_DEFAULT_RUNTIME`` when it names an option (a server pinned to its runtime), else auto."""
+    value = os.environ.get(DEFAULT_ENV, AUTO).strip().lower()
+    if value not in options():
+        log.warning("%s=%r is not one of %s; using auto", DEFAULT_ENV, value, ", ".join(options()))
+        return AUTO
+    return value
+
+
+def _keep_choice() -> None:
+    st.session_state[state.RUNTIME_CHOICE] = st.session_state[state.W_RUNTIME]
+
+
+def selector(model_id: str) -> None:
+    """The runtime select box (Explore, beside the recipe controls); the choice survives other pages."""
+    keys, why = options(), reasons(model_id)
+    ss = st.session_state
+    if ss.get(state.W_RUNTIME) not in keys:
+        ss[state.W_RUNTIME] = ss.get(state.RUNTIME_CHOICE, default_choice())
+    st.selectbox(
+        "Latency on runtime",
+        keys,
+        key=state.W_RUNTIME,
+        on_change=_keep_choice,
+        format_func=lambda k: label(k) + (" (not available)" if why.get(k) else ""),
+        help="The runtime you would deploy with: the latency card, the file in 'Where the bytes go' and Export "
+        "follow it. Each runtime runs its own kernels (its own int8 for real-int8 recipes); accuracy is measured "
+        "on the runtime too. 'Fastest here' times every available runtime's dense model once per server and "
+        "picks the fastest.",
+    )
+
+
+def _fastest(model_id: str) -> Future:
+    return _jobs().submit(("fastest", model_id), remote_runtime.fastest_runtime, model_id, cache.LATENCY_BATCH)
+
+
+def resolved(model_id: str) -> tuple[str | None, str]:
+    """(runtime key, why) for the selection; (None, message) while 'fastest' is still being measured."""
+    choice = st.session_state.get(state.W_RUNTIME, default_choice())
+    why = reasons(model_id)
+    if choice != AUTO:
+        if why.get(choice):
+            return "torch", f"{label(choice)} is not available ({why[choice]}); showing PyTorch eager."
+        return choice, f"selected: {label(choice)}"
+    if catalogue.is_upload(model_id):
+        return "torch", f"PyTorch eager ({UPLOADS})"
+    fut = _fastest(model_id)
+    if not fut.done():
+        return None, "timing every runtime's dense model once to find the fastest…"
+    try:
+        key, why = fut.result()
+    except Exception as exc:  # the eager reference still stands
+        log.warning("fastest runtime not found: %s", exc)
+        return "torch", f"PyTorch eager (the other runtimes could not be timed: {exc})"
+    return key, f"fastest here: {why}"
+
+
+def _job(model_id: str, recipe: Recipe, runtime: str, mode: str) -> Future:
+    args = (model_id, recipe.to_json(), runtime, mode, cache.LATENCY_BATCH)
+    return _jobs().submit(("result", *args), remote_runtime.runtime_result, *args)
+
+
+def current(model_id: str, recipe: Recipe, mode: str) -> tuple[dict | None, str | None, str]:
+    """(runtime result or None while pending, runtime key or None, why) for Explore's recipe; starts the
+    background job when needed. Eager PyTorch results are the Workbench's own (no job)."""
+    key, why = resolved(model_id)
+    if key is None or key == "torch":
+        return None, key, why
+    fut = _job(model_id, recipe, key, mode)
+    if fut.done():
+        try:
+            return fut.result(), key, why
+        except Exception as exc:
+            log.exception("runtime result failed")
+            return {"runtime": key, "error": f"{type(exc).__name__}: {exc}"}, key, why
+    return None, key, why
+
+
+def pending(model_id: str, recipe: Recipe, mode: str) -> bool:
+    res, key, _ = current(model_id, recipe, mode)
+    return res is None and key != "torch"
+
+
+def deploy_bytes(model_id: str, recipe: Recipe, mode: str) -> tuple[str, int] | None:
+    """(runtime label, deployable file bytes) once the selected runtime's result is in, else None."""
+    res, key, _ = current(model_id, recipe, mode)
+    if key == "torch":
+        res = cache.peek(model_id, recipe, mode)  # measured already (Explore's cards); never computes
+    if not res or res.get("error") or not res.get("deploy_file_bytes"):
+        return None
+    return label(key or "torch"), int(res["deploy_file_bytes"])
+
+
+def _wait(key: tuple, fn: Callable, *args: object):
+    """Run a job on the worker and wait for it (a button's measurement, under a spinner)."""
+    return _jobs().submit(key, fn, *args).result()
+
+
+def staircase_frame(model_id: str, recipe: Recipe, runtime: str):
+    args = (model_id, recipe.to_json(), runtime, cache.LATENCY_BATCH)
+    return _wait(("staircase", *args), remote_runtime.staircase, *args)
+
+
+def across_frame(model_id: str, recipe: Recipe, mode: str):
+    args = (model_id, recipe.to_json(), mode, cache.LATENCY_BATCH)
+    df = _wait(("across", *args), remote_runtime.across_runtimes, *args)
+    return df.assign(runtime_label=df["runtime"].map(label))
+
+
+def deploy_files(model_id: str, recipe: Recipe, runtime: str) -> dict[str, bytes] | str:
+    """The deployable file(s) of the recipe on ``runtime`` (Export), or the runtime's one-line refusal."""
+    args = (model_id, recipe.to_json(), runtime, cache.LATENCY_BATCH)
+    return _wait(("files", *args), remote_runtime.deploy_files, *args)
+
+
+def _measured_note(rt: dict, key: str, why: str) -> str:
+    parts = [why] if not why.startswith("selected") else []
+    if rt.get("speedup_vs_eager"):
+        parts.append(f"**{rt['speedup_vs_eager']:.2f}× vs eager PyTorch dense**")
+    parts.append(f"accuracy on {label(key)} {rt['accuracy'] * 100:.1f} %")
+    deploy = (rt.get("seconds") or {}).get("deploy_s")
+    if deploy:
+        parts.append(f"export + compile {deploy:.1f} s")
+    return " · ".join(parts)
+
+
+def shown(model_id: str, recipe: Recipe, mode: str, res: dict) -> dict:
+    """The result the latency panels show: the selected runtime's once it is in, else the eager ``res``."""
+    rt, key, _ = current(model_id, recipe, mode)
+    return rt if rt and not rt.get("error") and key not in (None, "torch") else res
+
+
+def latency_card(model_id: str, recipe: Recipe, mode: str, res: dict) -> None:
+    """The fourth metric card: latency on the selected runtime; the eager number, marked provisional,
+    until the runtime's measurement lands (polled by a fragment, then one full rerun)."""
+    from . import widgets
+
+    waiting = pending(model_id, recipe, mode)
+    runs = {"n": 0}  # the fragment function is kept and called again on each timer tick
+
+    @st.fragment(run_every=POLL_S if waiting else None)
+    def card() -> None:
+        runs["n"] += 1
+        rt, key, why = current(model_id, recipe, mode)
+        if runs["n"] > 1 and waiting and (rt is not None or key == "torch"):
+            st.rerun()  # landed on a tick: one full rerun, so the other panels see it; the timer stops
+        if key == "torch":
+            widgets.latency_card(res, "Latency p50 · PyTorch eager", "" if why.startswith("selected") else why)
+        elif rt is None:
+            where = "finding the fastest runtime" if key is None else f"measuring on {label(key)}"
+            widgets.latency_card(
+                res,
+                "Latency p50 · provisional",
+                f":material/hourglass_top: **Provisional:** eager PyTorch's number; {where} in the background "
+                "(export and compile take seconds for a new structure).",
+            )
+        elif rt.get("error"):
+            widgets.latency_card(res, "Latency p50 · PyTorch eager", f":material/block: {label(key)}: {rt['error']}")
+        else:
+            widgets.latency_card(rt, f"Latency p50 · {SHORT.get(key, key)}", _measured_note(rt, key, why))
+
+    card()
+
+
+def _snap(sparsity_pct: int) -> None:
+    st.session_state[state.W_SPARSITY] = sparsity_pct
+
+
+def speed_stops(df) -> list[tuple[int, float]]:
+    """(slider sparsity %, speed-up) where the staircase steps down: a fraction of channels kept whose
+    latency is at least 5 % below that of the next-larger fraction measured. Snapped to the slider's 5 % steps."""
+    d = df.dropna(subset=["latency_ms_p50"]).sort_values("fraction_kept", ascending=False)
+    out, before = [], None
+    for _, row in d.iterrows():
+        if before is not None and row["latency_ms_p50"] <= 0.95 * before:
+            pct = min(state.SPARSITY_MAX_PCT, round(float(row["sparsity"]) * 20) * 5)
+            out.append((pct, float(row["speedup"])))
+        before = row["latency_ms_p50"]
+    return out
+
+
+def _chart(fig, key: str) -> None:
+    st.plotly_chart(fig, width="stretch", key=key, config={"displaylogo": False})
+
+
+def charts(model_id: str, recipe: Recipe, mode: str) -> None:
+    """Explore's runtime section: the latency staircase (structured recipes) and every runtime side by side.
+    Both measure on demand (a button): each point exports and compiles a model."""
+    ss = st.session_state
+    key, _ = resolved(model_id)
+    runtime = key or "torch"
+    base = recipe.with_recovery("none")  # latency does not depend on recovered weights: skip the recovery
+    base = Recipe(prune=base.prune, quant=base.quant)
+    with st.expander(f"Runtimes: latency staircase on {label(runtime)}, and this recipe on every runtime"):
+        left, right = st.columns(2, gap="medium")
+        with left:
+            if recipe.prune.kind != "structured":
+                st.info("The staircase varies the fraction of channels kept: choose structured pruning.")
+            else:
+                want = (model_id, base.to_json(), runtime)
+                if st.button(f"Measure the staircase on {label(runtime)}", key=state.B_STAIRCASE):
+                    with st.spinner("Exporting and timing 7 channel counts (seconds to a minute)…", show_time=True):
+                        df = staircase_frame(model_id, base, runtime)
+                    ss[state.STAIRCASE] = {"key": want, "df": df}
+                shown = ss.get(state.STAIRCASE)
+                if shown and shown["key"] == want:
+                    _chart(plots.latency_staircase(shown["df"], f"Latency staircase on {label(runtime)}"), "stairs")
+                    stops = speed_stops(shown["df"])
+                    st.caption(
+                        "Latency against the fraction of channels kept, paired with the runtime's dense model; the "
+                        "dotted line is where latency would be if it fell with the MACs. "
+                        + ("Stops that speed it up:" if stops else "No step of 5 % or more in this range.")
+                    )
+                    for i, (pct, speed) in enumerate(stops):
+                        st.button(f"Snap to {pct} % ({speed:.2f}×)", key=f"b_snap_{i}", on_click=_snap, args=(pct,))
+        with right:
+            want = (model_id, base.to_json(), mode)
+            if st.button("Measure this recipe on every runtime", key=state.B_ACROSS):
+                with st.spinner("Exporting to every runtime and timing it…", show_time=True):
+                    df = across_frame(model_id, base, mode)
+                ss[state.ACROSS] = {"key": want, "df": df}
+            shown = ss.get(state.ACROSS)
+            if shown and shown["key"] == want:
+                _chart(plots.runtimes_bars(shown["df"]), "across")
+                st.caption(
+                    "Each runtime's own kernels and int8; accuracy measured on each (hover). Speed-up against "
+                    "eager PyTorch's dense fp32 at the same batch and threads."
+                )
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def deploy_download(model_id: str, recipe: Recipe) -> None:
+    """Export: the file a runtime would ship (``.onnx``, OpenVINO ``.xml`` + ``.bin``, ``.pte``, ``.pt2``)."""
+    from compress_core.plots import human_bytes
+
+    ss = st.session_state
+    why = reasons(model_id)
+    usable = [k for k in deployment.RUNTIME_KEYS if not why.get(k)]
+    chosen, _ = resolved(model_id) if ss.get(state.W_RUNTIME, default_choice()) != AUTO else (None, "")
+    if ss.get(state.W_EXPORT_RUNTIME) not in usable:
+        ss[state.W_EXPORT_RUNTIME] = chosen if chosen in usable else usable[0]
+    runtime = st.selectbox("Runtime", usable, key=state.W_EXPORT_RUNTIME, format_func=label)
+    key = (model_id, recipe.to_json(), runtime)
+    built = ss.get(state.EXPORT_DEPLOY)
+    if built is None or built["key"] != key:
+        if not st.button(f"Build the {label(runtime)} file", icon=":material/build:", width="stretch"):
+            st.caption(
+                "Exported with this recipe's weights (its int8 for real-int8 recipes, quantized by the runtime's own "
+                f"tool on training images); ExecuTorch's .pte takes batch {cache.LATENCY_BATCH} (static shapes)."
+            )
+            return
+        with st.spinner(f"Exporting for {label(runtime)}…", show_time=True):
+            try:
+                files = deploy_files(model_id, recipe, runtime)
+            except Exception as exc:  # the worker died or raised: a message, not a traceback
+                log.exception("deployable file failed")
+                files = f"{type(exc).__name__}: {exc}"
+        built = {"key": key, "files": files}
+        ss[state.EXPORT_DEPLOY] = built
+    files = built["files"]
+    if isinstance(files, str):
+        st.error(f"No deployable file: {files}. The .psz artefact, ONNX and the recipe still work.")
+        return
+    total = sum(len(b) for b in files.values())
+    name, data = next(iter(files.items())) if len(files) == 1 else (f"{model_id}-{runtime}.zip", _zip(files))
+    st.download_button(
+        f"Download {name} ({human_bytes(total)})",
+        data,
+        name,
+        mime="application/octet-stream",
+        icon=":material/download:",
+        width="stretch",
+        key=state.B_DEPLOY_DOWNLOAD,
+    )
+    st.caption(" · ".join(f"`{n}` {human_bytes(len(b))}" for n, b in files.items()))
