@@ -51,6 +51,12 @@ def add_solve_parser(sub: Any) -> None:
     b.add_argument("--batch", type=_number(int, "--batch"), default=1, help="latency batch size (default 1)")
     b.add_argument("--max-macs", type=_number(int, "--max-macs"), help="MACs per sample limit")
     b.add_argument("--max-drop-pp", type=_drop, help="accuracy drop limit, percentage points below dense")
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="measure the uniform grid and the candidates as Ray tasks "
+        "(local, auto, HOST:6379 or ray://HOST:10001; pip install -e '.[ray]')",
+    )
     s = p.add_argument_group("search space")
     s.add_argument("--bits-choices", default="2,3,4,8", help="per-layer bit-widths besides fp32 (comma list)")
     s.add_argument("--kinds", default="unstructured", help="pruning kinds, comma list: unstructured,structured")
@@ -103,18 +109,33 @@ def _inputs(args: argparse.Namespace):
     return budget, space
 
 
+def _executor(address: str | None):
+    """``--ray ADDRESS``: a RayExecutor (ValueError with the install line without Ray); None: in this process."""
+    if address is None:
+        return None
+    from ..executors import RayExecutor, ray_missing
+
+    missing = ray_missing()
+    if missing is not None:
+        raise ValueError(f"--ray needs Ray: {missing}")
+    return RayExecutor(address)
+
+
 def cmd_solve(args: argparse.Namespace) -> int:
     from ..store import ResultStore
     from .solve import check_runtime, save, solve
 
     budget, space = _inputs(args)
     check_runtime(budget)  # an unknown runtime fails before the model loads
+    executor = _executor(args.ray)
     store = None if args.no_store else ResultStore(args.store)
     try:
-        sol = solve(args.model, budget, space, mode=args.eval, store=store, progress=_progress())
+        sol = solve(args.model, budget, space, mode=args.eval, store=store, progress=_progress(), executor=executor)
     finally:
         if store is not None:
             store.close()
+        if executor is not None:
+            executor.close()
     if not sol.feasible:
         raise ValueError("budget infeasible: " + "; ".join(sol.infeasible))
     if args.save:

@@ -13,7 +13,7 @@ from ..pipeline import Workbench
 from ..recipe import Recipe
 from ..records import Progress
 from ..store import ResultStore
-from ..sweep import grid, run_sweep
+from ..sweep import grid, measure_recipes, run_sweep
 from .budget import Budget, SearchSpace, meets, violations
 
 UNIFORM_VERIFIED = 3  # uniform recipes re-measured in the final mode (best quick accuracy first)
@@ -42,7 +42,10 @@ def measure_all(
     progress: Progress | None,
     what: str,
 ) -> list[dict]:
-    """Full result dicts (``Result.to_dict()`` keys) of ``recipes`` measured by ``run_sweep``."""
+    """Full result dicts (``Result.to_dict()`` keys) of ``recipes`` measured by ``run_sweep``; with
+    ``extra["executor"]`` (e.g. a Ray address) on that executor's workers, the store written here."""
+    if extra.get("executor") is not None:
+        return _on_executor(wb, recipes, mode, budget, store, extra, progress, what)
 
     def on_result(i: int, n: int, _row: dict) -> None:
         if progress is not None:
@@ -66,6 +69,31 @@ def measure_all(
             res = hit.to_dict() if hit is not None else wb.evaluate(r, mode, budget.batch).to_dict()
         out.append(res)
     return out
+
+
+def _on_executor(wb: Workbench, recipes, mode, budget: Budget, store, extra: dict, progress, what: str) -> list[dict]:
+    done = [0]
+
+    def on_result(_i: int, _recipe: Recipe, _result: dict | None) -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(done[0] / max(len(recipes), 1), f"{what}: {done[0]} of {len(recipes)} measured")
+
+    options = {k: v for k, v in extra.items() if k != "executor"}
+    results = measure_recipes(
+        wb.model_id,
+        recipes,
+        executor=extra["executor"],
+        mode=mode,
+        latency_batch=budget.batch,
+        on_result=on_result,
+        store=store,
+        **options,
+    )
+    lost = [r.label() for r, res in zip(recipes, results, strict=True) if res is None]
+    if lost:
+        raise ValueError(f"{len(lost)} recipe(s) were lost on the executor (workers died twice): {', '.join(lost[:3])}")
+    return [res for res in results if res is not None]
 
 
 def uniform_recipes(space: SearchSpace, recovery: str) -> list[Recipe]:

@@ -96,13 +96,16 @@ def solve(
     workbench: Workbench | None = None,
     progress: Progress | None = None,
     refine_rounds: int = 2,
+    executor: object = None,
 ) -> Solution:
     """The most accurate recipe under ``budget`` (or the smallest under an accuracy floor alone), verified
-    in ``mode``, beside the best uniform grid recipe under the same budget. See the module docstring."""
+    in ``mode``, beside the best uniform grid recipe under the same budget. See the module docstring.
+    ``executor`` (a Ray address or an ``executors.Executor``) measures the uniform grid, the candidates and
+    the verification on its workers (this process writes the store); the per-layer profile stays here."""
     t0 = time.perf_counter()
     space = space or SearchSpace()
     check_eval_mode(mode)
-    extra = check_runtime(budget)
+    extra = {**check_runtime(budget), **({"executor": executor} if executor is not None else {})}
     _check_threads(budget)
     wb = workbench or Workbench(model_id)
     if wb.model_id != model_id:

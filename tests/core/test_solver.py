@@ -264,3 +264,23 @@ def test_cli_prints_one_json_object_and_saves_the_artefact(lenet_solves, capsys,
     assert {"recipe", "result", "uniform_best", "predicted"} <= set(out)
     assert out["recipe"]["prune"] == json.loads(json.dumps(first.recipe))["prune"]
     assert (tmp_path / "answer.psz").stat().st_size == out["result"]["size_bytes"]
+
+
+@pytest.mark.slow
+def test_an_executor_measures_the_grid_and_the_candidates_with_the_same_answer():
+    from compress_core.executors import InProcessExecutor
+
+    wb = Workbench("lenet5-mnist")  # workers rebuild models by zoo id, as a cluster's do
+    budget = Budget(max_size_bytes=wb.dense_facts()["artifact_bytes"] // 12)
+    plain = solve("lenet5-mnist", budget, LENET_SPACE, workbench=wb, refine_rounds=0)
+
+    class Counting(InProcessExecutor):  # stands in for a cluster: every measurement goes through measure()
+        calls = 0
+
+        def measure(self, model_id, recipes, settings, should_stop=None):
+            Counting.calls += len(recipes)
+            yield from super().measure(model_id, recipes, settings, should_stop)
+
+    sol = solve("lenet5-mnist", budget, LENET_SPACE, workbench=wb, refine_rounds=0, executor=Counting())
+    assert Counting.calls >= len(sol.candidates) + 1  # the uniform grid and every candidate went through it
+    assert sol.recipe == plain.recipe and sol.result["accuracy"] == plain.result["accuracy"]
