@@ -170,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--eval", choices=EVAL_MODES, default="quick")
     s.add_argument("--batch", type=_positive_int, default=1)
     s.add_argument("--latency-budget", type=float, default=0.3)
+    s.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino", "executorch"), default="torch",
+                   help="measure every config on this deployment runtime (stored apart from eager PyTorch's rows)")
     _add_finetune_args(s.add_argument_group("fine-tuning of every pruned point"))
     s.add_argument("--out", default="sweep.csv", help="CSV path (default sweep.csv)")
     s.add_argument("--store", metavar="PATH", help="results database to resume from and write to "
@@ -297,7 +299,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     try:
         with tqdm(total=len(recipes), desc=f"sweep {args.model}", file=sys.stderr) as bar:
             df = run_sweep(args.model, recipes, mode=args.eval, latency_batch=args.batch, executor=executor,
-                           latency_budget_s=args.latency_budget, on_result=lambda *_: bar.update(1), store=store)
+                           latency_budget_s=args.latency_budget, on_result=lambda *_: bar.update(1), store=store,
+                           runtime=args.runtime)
     finally:
         if store is not None:
             store.close()

@@ -276,8 +276,13 @@ class ResultStore:
     def _key(model_id: str, recipe_json: str, mode: str, latency_batch: int) -> tuple[str, str, str, int]:
         if not isinstance(model_id, str) or not model_id:
             raise ValueError(f"model_id must be a non-empty string; got {model_id!r}")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+        from .runtimes import RUNTIMES  # here, not at the top: the runtimes package imports torch
+
+        eval_mode, _, runtime = mode.partition("@") if isinstance(mode, str) else (mode, "", "")
+        if eval_mode not in MODES or (runtime and runtime not in RUNTIMES):
+            raise ValueError(
+                f"mode must be one of {', '.join(MODES)}, optionally @runtime ({', '.join(RUNTIMES)}); got {mode!r}"
+            )
         if isinstance(latency_batch, bool) or not isinstance(latency_batch, int) or latency_batch < 1:
             raise ValueError(f"latency_batch must be a positive integer; got {latency_batch!r}")
         canonical = Recipe.from_json(recipe_json).to_json()  # equal recipes share one key

@@ -75,11 +75,12 @@ def _settings(
     latency_budget_s: float,
     workbench: Workbench | None,
     executor: str | Executor | None,
+    runtime: str = "torch",
 ) -> Settings:
     """Validate everything before the first measurement (an unknown model lists the zoo)."""
     if workbench is None:
         get_spec(model_id)
-    settings = Settings(mode, latency_batch, latency_budget_s)
+    settings = Settings(mode, latency_batch, latency_budget_s, runtime)
     if workbench is not None:
         if workbench.model_id != model_id:
             raise ValueError(f"the workbench holds {workbench.model_id!r}, not {model_id!r}")
@@ -106,7 +107,9 @@ def _outcomes(
     todo = []
     for i, recipe in enumerate(recipes):
         stored = (
-            store.get(model_id, recipe.to_json(), settings.mode, settings.latency_batch) if store is not None else None
+            store.get(model_id, recipe.to_json(), settings.store_mode, settings.latency_batch)
+            if store is not None
+            else None
         )
         if stored is None:
             todo.append(i)
@@ -126,7 +129,7 @@ def _outcomes(
             for out in stream:
                 i = todo[out.index]
                 if out.result is not None and store is not None:
-                    store.put(model_id, recipes[i].to_json(), settings.mode, settings.latency_batch, out.result)
+                    store.put(model_id, recipes[i].to_json(), settings.store_mode, settings.latency_batch, out.result)
                 yield i, out.result, False, out.error
     finally:
         if owned:
@@ -144,6 +147,7 @@ def run_sweep(
     workbench: Workbench | None = None,
     should_stop: Callable[[], bool] | None = None,
     executor: str | Executor | None = None,
+    runtime: str = "torch",
 ) -> pd.DataFrame:
     """Measure each recipe on ``model_id``; one wide row per recipe (``store.COLUMNS``), in input order.
 
@@ -159,8 +163,10 @@ def run_sweep(
     (``"local"``, ``"auto"``, ``"host:6379"``, ``"ray://host:10001"``) or an ``executors.Executor``
     (left open for the caller to reuse). Configs lost to dying workers after every retry have no row;
     ``df.attrs["failed"]`` lists them (``recipe_json``, ``label``, ``error``, ``attempts``).
+    ``runtime``: measure on that deployment runtime (``Workbench.evaluate``'s); its rows are stored under
+    the mode ``quick@onnxruntime`` etc. (``executors.store_mode``), apart from eager PyTorch's.
     """
-    settings = _settings(model_id, mode, latency_batch, latency_budget_s, workbench, executor)
+    settings = _settings(model_id, mode, latency_batch, latency_budget_s, workbench, executor, runtime)
     recipes = list(recipes)
     _check_recipes(recipes)
     rows: dict[int, dict] = {}
@@ -172,7 +178,7 @@ def run_sweep(
             if result is None:
                 failed.append({"recipe_json": recipe_json, "label": recipes[i].label(), "error": error})
                 continue
-            rows[i] = result_row(result, recipe_json, mode, cached=cached)
+            rows[i] = result_row(result, recipe_json, settings.store_mode, cached=cached)
             if on_result is not None:
                 on_result(len(rows), len(recipes), rows[i])
     df = rows_frame([rows[i] for i in sorted(rows)])
@@ -190,12 +196,13 @@ def measure_recipes(
     on_result: Callable[[int, Recipe, dict | None], None] | None = None,
     store: ResultStore | None = None,
     should_stop: Callable[[], bool] | None = None,
+    runtime: str = "torch",
 ) -> list[dict | None]:
     """``Result.to_dict()`` of each recipe (with where it ran), aligned with ``recipes``; None for a
     recipe lost to dying workers (or not reached before ``should_stop``). The same path as
     ``run_sweep`` (store read first and written by this process only); ``on_result(index, recipe,
     result)`` is called as each one comes back. For callers that want Results, not table rows."""
-    settings = _settings(model_id, mode, latency_batch, latency_budget_s, None, executor)
+    settings = _settings(model_id, mode, latency_batch, latency_budget_s, None, executor, runtime)
     recipes = list(recipes)
     _check_recipes(recipes)
     out: list[dict | None] = [None] * len(recipes)

@@ -10,7 +10,7 @@ anything else is a Ray address. ``sweep.run_sweep`` and ``sweep.measure_recipes`
 
 from __future__ import annotations
 
-from .base import WHERE_FIELDS, Executor, Outcome, Settings, stamped, where
+from .base import WHERE_FIELDS, Executor, Outcome, Settings, stamped, store_mode, where
 from .local import InProcessExecutor
 from .ray_exec import ADDRESS_ENV, INSTALL_HINT, RayExecutor, ray_address, ray_missing
 
@@ -28,6 +28,7 @@ __all__ = [
     "ray_address",
     "ray_missing",
     "stamped",
+    "store_mode",
     "where",
 ]
 

@@ -41,15 +41,30 @@ class Settings:
     mode: str = "quick"
     latency_batch: int = 1
     latency_budget_s: float = 0.3
+    runtime: str = "torch"  # the deployment runtime latency (and accuracy) is measured on
 
     def __post_init__(self) -> None:
         check_eval_mode(self.mode)
+        from ..runtimes import RUNTIMES
+
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime {self.runtime!r}; choose one of {', '.join(RUNTIMES)}")
         batch = self.latency_batch
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise ValueError(f"latency_batch must be a positive integer; got {batch!r}")
         budget = self.latency_budget_s
         if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget) or budget <= 0:
             raise ValueError(f"latency_budget_s must be a positive number of seconds; got {budget!r}")
+
+    @property
+    def store_mode(self) -> str:
+        """The results store's mode key: the eval mode, with ``@runtime`` for a deployment runtime, so rows
+        measured on another runtime never overwrite (or stand in for) eager PyTorch's."""
+        return store_mode(self.mode, self.runtime)
+
+
+def store_mode(mode: str, runtime: str = "torch") -> str:
+    return mode if runtime == "torch" else f"{mode}@{runtime}"
 
 
 @dataclass(frozen=True)

@@ -42,5 +42,6 @@ class InProcessExecutor(Executor):
                 mode=settings.mode,
                 latency_batch=settings.latency_batch,
                 latency_budget_s=settings.latency_budget_s,
+                runtime=settings.runtime,
             )
             yield Outcome(index, stamped(result.to_dict(), self.key))

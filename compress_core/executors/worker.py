@@ -47,6 +47,7 @@ def measure_group(
             latency_batch=settings.latency_batch,
             threads=torch.get_num_threads(),
             latency_budget_s=settings.latency_budget_s,
+            runtime=settings.runtime,
         )
         out.append((index, stamped(result.to_dict(), executor)))
     return out

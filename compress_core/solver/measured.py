@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 
+from ..executors import store_mode
 from ..pipeline import Workbench
 from ..recipe import Recipe
 from ..records import Progress
@@ -29,7 +30,7 @@ def check_runtime(budget: Budget) -> dict:
         return {}
     if "runtime" in inspect.signature(run_sweep).parameters:
         return {"runtime": budget.runtime}
-    raise ValueError(f"latency on runtime {budget.runtime!r} cannot be measured by sweeps yet; use runtime torch")
+    raise ValueError(f"latency on runtime {budget.runtime!r} cannot be measured by this sweep; use runtime torch")
 
 
 def measure_all(
@@ -61,12 +62,14 @@ def measure_all(
         workbench=wb,
         **extra,
     )
+    runtime = extra.get("runtime", "torch")
+    key = store_mode(mode, runtime)  # rows measured on a deployment runtime are stored under their own mode
     out = []
     for r in recipes:
-        res = store.get(wb.model_id, r.to_json(), mode, budget.batch) if store is not None else None
+        res = store.get(wb.model_id, r.to_json(), key, budget.batch) if store is not None else None
         if res is None:
-            hit = wb.peek(r, mode, budget.batch)
-            res = hit.to_dict() if hit is not None else wb.evaluate(r, mode, budget.batch).to_dict()
+            hit = wb.peek(r, mode, budget.batch) if runtime == "torch" else None
+            res = hit.to_dict() if hit is not None else wb.evaluate(r, mode, budget.batch, runtime=runtime).to_dict()
         out.append(res)
     return out
 

@@ -44,6 +44,8 @@ def test_unknown_runtime_is_refused_before_any_work():
     with pytest.raises(ValueError, match="unknown runtime 'tpu'; choose one of torch"):
         check_runtime(Budget(max_latency_ms=1.0, runtime="tpu"))
     assert check_runtime(Budget(max_latency_ms=1.0)) == {}
+    # a deployment runtime's latency is measured by the sweep on that runtime
+    assert check_runtime(Budget(max_latency_ms=1.0, runtime="onnxruntime")) == {"runtime": "onnxruntime"}
 
 
 @pytest.mark.parametrize(
