@@ -380,6 +380,13 @@ def deploy_download(model_id: str, recipe: Recipe) -> None:
     from compress_core.plots import human_bytes
 
     ss = st.session_state
+    if catalogue.is_upload(model_id):  # the worker rebuilds zoo models only
+        st.caption(
+            "For an uploaded model, write the deployable file from the command line: "
+            "`python -m compress_core evaluate --upload FILE --runtime onnxruntime --save-deploy model` "
+            "(or openvino, executorch, torch). The .psz artefact and ONNX below work here."
+        )
+        return
     why = reasons(model_id)
     usable = [k for k in deployment.RUNTIME_KEYS if not why.get(k)]
     chosen, _ = resolved(model_id) if ss.get(state.W_RUNTIME, default_choice()) != AUTO else (None, "")

@@ -106,3 +106,14 @@ def test_a_link_to_an_upload_that_is_gone_falls_back_to_the_default_model():
     assert not at.exception and not at.error
     assert at.session_state["model_id"] == "lenet5-mnist"
     assert "unknown model 'upload-deadbeef'" in texts(at.warning)
+
+
+def test_an_uploaded_model_stays_on_eager_pytorch_and_export_says_how_to_deploy_it(app, lenet_bytes):
+    upload(app, "my_lenet.safetensors", lenet_bytes)
+    app.selectbox(key="w_runtime").set_value("onnxruntime").run()  # not available for uploads: eager, and why
+    assert not app.exception and not app.error, texts(app.error)
+    assert next(m.label for m in app.metric if m.label.startswith("Latency p50")) == "Latency p50 · PyTorch eager"
+    assert "uploaded models are measured on eager PyTorch here" in texts(app.caption)
+    app.switch_page("pages/export.py").run()
+    assert not app.exception and not app.error, texts(app.error)
+    assert "--upload FILE --runtime onnxruntime --save-deploy" in texts(app.caption)
