@@ -15,4 +15,6 @@ with errors.guard("Sweep"):
     submitted = panels.form()
     if submitted and submitted[0]:
         panels.run(state.model_id(), state.eval_mode(), *submitted)
-    panels.results(state.model_id(), state.eval_mode(), cache.store_frame(state.model_id(), state.eval_mode()))
+    runtime = panels.view_runtime()
+    stored = cache.store_frame(state.model_id(), state.eval_mode(), runtime)
+    panels.results(state.model_id(), state.eval_mode(), stored, runtime)

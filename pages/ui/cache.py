@@ -239,8 +239,11 @@ def artifact_file(model_id: str, recipe_json: str) -> bytes:
     return artifact_bytes(compressed(model_id, Recipe.from_json(recipe_json)), arch)
 
 
-def store_frame(model_id: str, mode: str) -> pd.DataFrame:
-    """Stored sweep results of this model and eval mode (latency at batch 1), oldest first."""
+def store_frame(model_id: str, mode: str, runtime: str = "torch") -> pd.DataFrame:
+    """Stored sweep results of this model and eval mode (latency at batch 1) on ``runtime``, oldest first."""
+    from compress_core.executors import store_mode
+
+    mode = store_mode(mode, runtime)
     from compress_core.store import ResultStore
 
     with ResultStore() as store:
@@ -249,16 +252,16 @@ def store_frame(model_id: str, mode: str) -> pd.DataFrame:
 
 
 def run_sweep(
-    model_id: str, recipes: list[Recipe], mode: str, on_result: Callable[[int, int, dict], None]
+    model_id: str, recipes: list[Recipe], mode: str, on_result: Callable[[int, int, dict], None], runtime: str = "torch"
 ) -> pd.DataFrame:
-    """Run and persist a sweep on the shared Workbench; finished rows also feed Explore's results."""
+    """Run and persist a sweep on the shared Workbench (on ``runtime``); eager rows also feed Explore's results."""
     from compress_core import sweep
     from compress_core.store import ResultStore
 
     with ResultStore() as store:
 
         def on_row(i: int, n: int, row: dict) -> None:
-            stored = store.get(model_id, row["recipe_json"], mode, LATENCY_BATCH)
+            stored = store.get(model_id, row["recipe_json"], mode, LATENCY_BATCH) if runtime == "torch" else None
             if stored is not None:
                 remember(model_id, mode, stored)
             on_result(i, n, row)
@@ -271,6 +274,7 @@ def run_sweep(
             on_result=on_row,
             store=store,
             workbench=workbench(model_id),
+            runtime=runtime,
         )
 
 

@@ -95,6 +95,7 @@ SWEEP_CRITERION = "sweep_criterion"
 SWEEP_SCOPE = "sweep_scope"
 SWEEP_INT8 = "sweep_int8"
 SWEEP_RECOVERY = "sweep_recovery"  # post-training recovery of every compressed point
+SWEEP_RUNTIME = "sweep_runtime"  # the runtime a sweep measures on, and whose stored rows the page shows
 SWEEP_RAY = "sweep_ray"  # "Run on Ray" (offered when PRUNESCOPE_RAY_ADDRESS is set)
 SWEEP_PICK = "sweep_pick"
 SWEEP_PICK_FROM_CHART = "sweep_pick_from_chart"  # the last chart click applied to the picker

@@ -9,6 +9,7 @@ from compress_core import plots
 from compress_core.recipe import BITS, CRITERIA, SCOPES, Recipe
 
 from . import cache, state
+from .runtime_panel import label as runtime_label
 from .widgets import CRITERION_LABELS, RECOVERY_LABELS, SCOPE_LABELS, bits_label
 
 SPARSITY_CHOICES = (0.0, 0.1, 0.25, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 0.95)
@@ -58,6 +59,15 @@ def form() -> tuple[list[Recipe], str | None] | None:
     (None: in this process), or None."""
     from compress_core import sweep
 
+    runtime = st.columns([1, 2])[0].selectbox(  # outside the form: it also picks the stored rows shown, at once
+        "Runtime",
+        _runtimes(),
+        key=state.SWEEP_RUNTIME,
+        format_func=runtime_label,
+        help="The sweep measures every config's accuracy and latency on this runtime (each exported and compiled "
+        "on a deployment runtime: slower than eager PyTorch), and the charts below show the rows stored for it; "
+        "rows of different runtimes are kept apart.",
+    )
     with st.form("sweep_form", border=True):
         c1, c2, c3 = st.columns(3)
         kinds = c1.multiselect(
@@ -112,11 +122,27 @@ def form() -> tuple[list[Recipe], str | None] | None:
     recipes = sweep.grid(
         kinds, sorted(sparsities), bits, criterion=criterion, scope=scope, int8=int8, recovery=recovery
     )
-    return recipes, ray_address
+    return recipes, ray_address, runtime
 
 
-def run(model_id: str, mode: str, recipes: list[Recipe], ray_address: str | None = None) -> None:
-    where_to = f"on Ray ({ray_address})" if ray_address else "here"
+def _runtimes() -> list[str]:
+    """eager PyTorch and every deployment runtime installed here."""
+    from compress_core import deployment
+
+    return [k for k, why in deployment.available().items() if why is None]
+
+
+def view_runtime() -> str:
+    """The runtime whose stored rows the page shows (the form's choice; eager PyTorch by default)."""
+    return st.session_state.get(state.SWEEP_RUNTIME) or "torch"
+
+
+def run(
+    model_id: str, mode: str, recipes: list[Recipe], ray_address: str | None = None, runtime: str = "torch"
+) -> None:
+    where_to = (f"on Ray ({ray_address})" if ray_address else "here") + (
+        f" on {runtime_label(runtime)}" if runtime != "torch" else ""
+    )
     bar = st.progress(0.0, text=f"Measuring {len(recipes)} recipe(s) {where_to}…")
 
     def on_result(i: int, n: int, row: dict) -> None:
@@ -124,9 +150,9 @@ def run(model_id: str, mode: str, recipes: list[Recipe], ray_address: str | None
         bar.progress(i / n, text=f"{i} of {n} · {row['label']} · {where}")
 
     df = (
-        _on_ray(model_id, mode, recipes, ray_address, on_result)
+        _on_ray(model_id, mode, recipes, ray_address, on_result, runtime)
         if ray_address
-        else cache.run_sweep(model_id, recipes, mode, on_result)
+        else cache.run_sweep(model_id, recipes, mode, on_result, runtime)
     )
     bar.empty()
     fresh = int((~df["cached"]).sum()) if len(df) else 0
@@ -138,8 +164,11 @@ def run(model_id: str, mode: str, recipes: list[Recipe], ray_address: str | None
         st.warning(f"{failed['label']} was not measured: {failed['error']}.", icon=":material/warning:")
 
 
-def _on_ray(model_id: str, mode: str, recipes: list[Recipe], address: str, on_result) -> pd.DataFrame:
-    """The sweep as Ray tasks; this server writes each finished row to the store and shares it with Explore."""
+def _on_ray(
+    model_id: str, mode: str, recipes: list[Recipe], address: str, on_result, runtime: str = "torch"
+) -> pd.DataFrame:
+    """The sweep as Ray tasks; this server writes each finished row to the store and shares eager PyTorch's
+    rows with Explore."""
     from compress_core.executors import RayExecutor
     from compress_core.store import ResultStore
     from compress_core.sweep import run_sweep
@@ -147,7 +176,7 @@ def _on_ray(model_id: str, mode: str, recipes: list[Recipe], address: str, on_re
     with ResultStore() as store, RayExecutor(address) as executor:
 
         def on_row(i: int, n: int, row: dict) -> None:
-            stored = store.get(model_id, row["recipe_json"], mode, cache.LATENCY_BATCH)
+            stored = store.get(model_id, row["recipe_json"], mode, cache.LATENCY_BATCH) if runtime == "torch" else None
             if stored is not None:
                 cache.remember(model_id, mode, stored)
             on_result(i, n, row)
@@ -161,6 +190,7 @@ def _on_ray(model_id: str, mode: str, recipes: list[Recipe], address: str, on_re
             on_result=on_row,
             store=store,
             executor=executor,
+            runtime=runtime,
         )
 
 
@@ -219,13 +249,18 @@ def _latency_caption(df: pd.DataFrame) -> str:
     return f" {noisy} latency measurement(s) are noisy (see the noisy? column): re-measure them." if noisy else ""
 
 
-def results(model_id: str, mode: str, df: pd.DataFrame) -> None:
-    """Pareto charts, the table, and a picker that opens a row's recipe in Explore."""
+def results(model_id: str, mode: str, df: pd.DataFrame, runtime: str = "torch") -> None:
+    """Pareto charts, the table, and a picker that opens a row's recipe in Explore (rows of ``runtime``)."""
     from . import catalogue
 
+    on = "" if runtime == "torch" else f" on {runtime_label(runtime)}"
     if df.empty:
-        st.info("No stored results for this model and evaluation size yet: run a sweep above.", icon=":material/info:")
+        st.info(
+            f"No stored results{on} for this model and evaluation size yet: run a sweep above.", icon=":material/info:"
+        )
         return
+    if on:
+        st.caption(f"Showing the rows measured{on}: accuracy and latency on that runtime's own session.")
     df = _with_pareto(df, catalogue.spec(model_id).num_classes)
     left, right = st.columns(2, gap="medium")
     picked = []
@@ -256,10 +291,12 @@ def results(model_id: str, mode: str, df: pd.DataFrame) -> None:
     c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="bottom")
     index = c1.selectbox("Recipe", list(df.index), key=state.SWEEP_PICK, format_func=lambda i: _option(df, i))
     if c2.button("Open in Explore", type="primary", icon=":material/tune:", width="stretch"):
-        cache.remember_stored(model_id, df.loc[index, "recipe_json"], mode)
+        if runtime == "torch":  # an eager row is Explore's own result: instant there
+            cache.remember_stored(model_id, df.loc[index, "recipe_json"], mode)
         state.open_in_explore(Recipe.from_json(df.loc[index, "recipe_json"]))
         st.switch_page("pages/explore.py")
-    _remeasure_noisy(c3, model_id, mode, df)
+    if runtime == "torch":  # re-measuring times eager PyTorch against dense
+        _remeasure_noisy(c3, model_id, mode, df)
     _table(df)
 
 

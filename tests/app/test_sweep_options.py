@@ -37,3 +37,20 @@ def test_run_on_ray_is_offered_only_with_a_cluster_address(app, monkeypatch):
     app.run()
     box = next(c for c in app.checkbox if c.label.startswith("Run on Ray"))
     assert box.label == "Run on Ray (127.0.0.1:6379)" and box.value is False
+
+
+def test_a_sweep_on_a_deployment_runtime_is_stored_and_shown_apart(app, tmp_path, monkeypatch):
+    monkeypatch.setenv("COMPRESS_CACHE_DIR", str(tmp_path))  # a store of its own
+    _open_sweep(app)
+    assert app.selectbox(key="sweep_runtime").value == "torch"
+    app.selectbox(key="sweep_runtime").set_value("onnxruntime")
+    app.multiselect(key="sweep_sparsities").set_value([0.0])
+    app.multiselect(key="sweep_bits").set_value([32])
+    next(b for b in app.button if b.label == "Run sweep").click().run()
+    assert not app.exception and not app.error, texts(app.error)
+    assert "on ONNX Runtime" in texts(app.success)
+    assert "Showing the rows measured on ONNX Runtime" in texts(app.caption)
+    with ResultStore() as store:
+        assert set(store.frame("lenet5-mnist")["mode"]) == {"quick@onnxruntime"}
+    app.selectbox(key="sweep_runtime").set_value("torch").run()  # eager PyTorch's rows: none measured yet
+    assert "No stored results for this model" in texts(app.info)
