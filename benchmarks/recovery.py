@@ -15,11 +15,9 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import platform
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import compress_core  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 
@@ -27,7 +25,7 @@ import compress_core  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 import torch
 from torch import nn
 
-from compress_core import data, measure, models
+from compress_core import data, measure, models, report
 from compress_core.int8 import convert_int8
 from compress_core.models import get_spec
 from compress_core.recipe import FinetuneSpec, PruneSpec, QuantSpec, Recipe
@@ -36,7 +34,6 @@ from compress_core.recover import RECONSTRUCT_SAMPLES, recover_
 from compress_core.runtime import configure_threads
 from compress_core.stages import apply_recipe
 
-FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8")
 UNS = PruneSpec("unstructured", "l1", "global")
 STR = PruneSpec("structured", "l1", "layer", 0.3)
 # (label, recipe, ResNet-20 target for "reconstruct" as text, target accuracy or None)
@@ -50,18 +47,6 @@ RECIPES = [
     ("structured layer 30 % + int8", Recipe(STR, QuantSpec(bits=8, int8=True)), None),
 ]
 LEVELS = ("none", "bn", "reconstruct")
-
-
-def cpu_line() -> str:
-    name, flags = platform.processor() or platform.machine(), set()
-    info = Path("/proc/cpuinfo")
-    for line in info.read_text().splitlines() if info.exists() else []:
-        if line.startswith("model name"):
-            name = line.split(":", 1)[1].strip()
-        elif line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-    have = ", ".join(f for f in FLAGS if f in flags) or "none of " + "/".join(FLAGS)
-    return f"CPU: {name}, {os.cpu_count()} logical cores; flags: {have}"
 
 
 def accuracy(model: nn.Module, test: data.TensorSet, int8: bool) -> float:
@@ -152,7 +137,7 @@ def main() -> None:
     ap.add_argument("--skip-finetune", action="store_true", help="leave out the (slow) 1-epoch fine-tune column")
     args = ap.parse_args()
     configure_threads(args.threads)
-    print(cpu_line())
+    print(report.machine_line())
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), load average before "
         f"{os.getloadavg()[0]:.2f}. The machine is shared with other sessions: wall seconds are noisy (CPU seconds, "

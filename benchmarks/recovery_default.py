@@ -32,12 +32,8 @@ BUDGET_S = 0.2  # pages/ui/cache.LATENCY_BUDGET_S
 
 
 def header() -> None:
-    env = report.environment()
     print(f"`{' '.join(['python', *sys.argv])}`\n")
-    print(
-        f"CPU: {env['CPU']}, {env['cores']} cores; flags: {env['CPU flags (kernels)']}; torch {env['torch']}, "
-        f"{env['torch threads']} thread(s); load average at start {env['load average (1/5/15 min)']}\n"
-    )
+    print(report.machine_line() + " (at start)\n")
 
 
 def slider_moves(model_id: str) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import platform
 import shlex
 import sys
 import time
@@ -36,27 +35,14 @@ import compress_core  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 import torch
 from torch import nn
 
-from compress_core import data, measure, models
+from compress_core import data, measure, models, report
 from compress_core.prune.structured import structured_prune_
 from compress_core.recipe import PruneSpec
 from compress_core.runtimes import RUNTIMES, Deployed, Runtime, RuntimeUnsupported, get_runtime
-from compress_core.runtimes.base import cpu_flags, latency_of
+from compress_core.runtimes.base import latency_of
 from compress_core.runtimes.torch_rt import TorchRuntime
 
-FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 INPUT = (3, 32, 32)
-
-
-def cpu_line() -> str:
-    name = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            name = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), name)
-    except OSError:
-        pass
-    flags = cpu_flags()
-    have = ", ".join(f for f in FLAGS if f in flags) or "none of " + "/".join(FLAGS)
-    return f"CPU: {name}, {os.cpu_count()} logical cores; flags: {have}"
 
 
 def configs(sparsity: float, round_to: int) -> list[tuple[str, str, bool]]:
@@ -333,7 +319,7 @@ def main() -> None:
     shared = Path(__file__).resolve().parents[2] / "shared" / "data"  # like tests/conftest.py
     if "COMPRESS_DATA_DIR" not in os.environ and shared.is_dir():
         os.environ["COMPRESS_DATA_DIR"] = str(shared)
-    print(cpu_line())
+    print(report.machine_line())
     print(f"\nCommand: `python benchmarks/{os.path.basename(__file__)} {shlex.join(sys.argv[1:])}`  ")
     print(f"torch {torch.__version__}; load average before: {os.getloadavg()[0]:.2f}  ")
     rt_keys = []

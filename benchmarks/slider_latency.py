@@ -39,6 +39,7 @@ from streamlit.runtime.pages_manager import PagesManager  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import compress_core  # noqa: E402,F401  (sets OMP_WAIT_POLICY before torch loads)
+from compress_core import report  # noqa: E402
 
 TARGETS_S = {"lenet5-mnist": 0.3, "resnet20-cifar10": 1.5, "resnet56-cifar10": 2.0}
 # Sparsities in percent, in an order that jumps around; none is visited twice.
@@ -49,16 +50,6 @@ SHOWS = (
     "(want) => { const v = document.querySelectorAll('[data-testid=\"stMetricValue\"]');"
     " return v.length === 4 && v[1].innerText === want; }"
 )  # the non-zero-parameters card shows ``want``
-
-
-def cpu_line() -> str:
-    from compress_core.report import environment
-
-    env = environment()
-    return (
-        f"CPU: {env['CPU']} · {env['cores']} cores · flags {env['CPU flags (kernels)']} · torch {env['torch']}, "
-        f"{env['torch threads']} thread(s) · load average {env['load average (1/5/15 min)']}"
-    )
 
 
 def warm_server_navigation() -> None:
@@ -383,7 +374,7 @@ def main() -> None:
             return False
         return True
 
-    print(cpu_line() + "\n")
+    print(report.machine_line() + "\n")
     warm_server_navigation()
     rows = [measure(m, args.moves) for m in args.models if usable(m)]
     if rows:

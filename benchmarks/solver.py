@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
-from pathlib import Path
 
 import compress_core  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 
 # isort: split
 import torch
 
+from compress_core import report
 from compress_core.paths import cache_dir
 from compress_core.pipeline import Workbench
 from compress_core.recipe import Recipe
@@ -33,20 +32,7 @@ from compress_core.runtime import configure_threads
 from compress_core.solver import Budget, SearchSpace, solve
 from compress_core.store import ResultStore
 
-FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8")
 SIZE_SHARES = (10, 20, 40)
-
-
-def cpu_line() -> str:
-    name, flags = platform.processor() or platform.machine(), set()
-    info = Path("/proc/cpuinfo")
-    for line in info.read_text().splitlines() if info.exists() else []:
-        if line.startswith("model name"):
-            name = line.split(":", 1)[1].strip()
-        elif line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-    have = ", ".join(f for f in FLAGS if f in flags) or "none of " + "/".join(FLAGS)
-    return f"CPU: {name}, {os.cpu_count()} logical cores; flags: {have}; torch {torch.__version__}"
 
 
 def dense_latency(wb: Workbench, store: ResultStore) -> float:
@@ -112,7 +98,7 @@ def main() -> None:
     ap.add_argument("--only", choices=("all", "size", "latency"), default="all")
     args = ap.parse_args()
     configure_threads(args.threads)
-    print(cpu_line())
+    print(report.machine_line())
     print(f"threads {torch.get_num_threads()}; load average at start {os.getloadavg()[0]:.1f}; eval {args.eval}")
     print(
         "| model | budget | solver (measured) | best uniform (measured) | Δ pp | predicted acc / error | "

@@ -21,7 +21,19 @@ import pandas as pd
 import plotly.graph_objects as go
 
 # CPU flags that decide which kernels run (fp32 vector width, int8 dot products, AMX tiles).
-KERNEL_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+KERNEL_FLAGS = (
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+)
 
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:2rem auto;max-width:1200px;
@@ -48,6 +60,15 @@ def _cpuinfo(path: str = "/proc/cpuinfo") -> tuple[str, list[str]]:
     except OSError:
         pass
     return model or platform.processor() or platform.machine() or "unknown CPU", [f for f in KERNEL_FLAGS if f in flags]
+
+
+def machine_line() -> str:
+    """One line for the head of a benchmark table: CPU model, cores, kernel flags, torch, threads, load."""
+    env = environment()
+    return (
+        f"CPU: {env['CPU']} · {env['cores']} cores · flags {env['CPU flags (kernels)']} · torch {env['torch']}, "
+        f"{env['torch threads']} thread(s) · load average {env['load average (1/5/15 min)']}"
+    )
 
 
 def environment(cpuinfo: str = "/proc/cpuinfo") -> dict[str, str]:
