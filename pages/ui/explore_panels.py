@@ -48,15 +48,6 @@ def ensure_loaded(model_id: str, mode: str) -> None:
         cache.warm_up(model_id, mode)
 
 
-def recovery_levels(model_id: str) -> tuple[str, ...]:
-    """Recovery options for this model; an uploaded compiled graph (not prunable) has none to offer."""
-    return cache.recovery_levels(model_id) if catalogue.prunable(model_id) else ("none",)
-
-
-def default_recovery(model_id: str) -> str:
-    return cache.default_recovery(model_id) if catalogue.prunable(model_id) else "none"
-
-
 def _on_screen(slot, label: str) -> Progress:
     """A progress callback that writes into ``slot``: each write is a point where Streamlit can hand
     the script thread to the user's next move (see the module docstring)."""

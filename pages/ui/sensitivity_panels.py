@@ -9,7 +9,7 @@ from compress_core import plots
 from compress_core.recipe import CRITERIA, PruneSpec, Recipe
 
 from . import cache, state
-from .widgets import CRITERION_LABELS, RECOVERY_LABELS
+from .widgets import CRITERION_LABELS, RECOVERY_LABELS, recovery_radio
 
 SPARSITY_CHOICES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
 BIT_CHOICES = (1, 2, 3, 4, 6, 8)
@@ -42,15 +42,9 @@ def form() -> dict | None:
             format_func=lambda c: CRITERION_LABELS.get(c, c),
         )
         bits = c4.multiselect("Bit-widths", BIT_CHOICES, default=[8, 4, 2, 1], key=state.SENS_BITS)
-        levels = cache.recovery_levels(state.model_id())
-        if st.session_state.get(state.SENS_RECOVERY) not in levels:
-            st.session_state[state.SENS_RECOVERY] = cache.default_recovery(state.model_id())
-        recovery = st.radio(
+        recovery = recovery_radio(
+            state.SENS_RECOVERY,
             "Recovery after pruning each layer",
-            list(levels),
-            key=state.SENS_RECOVERY,
-            horizontal=True,
-            format_func=lambda r: RECOVERY_LABELS[r],
             help="Measure each layer's cost after the post-training recovery Explore applies (pruning analysis; "
             "the quantization analysis measures raw k-bit weights). The per-layer ratios sent to Explore keep it.",
         )

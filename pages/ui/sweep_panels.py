@@ -10,7 +10,7 @@ from compress_core.recipe import BITS, CRITERIA, SCOPES, Recipe
 
 from . import cache, state
 from .runtime_panel import label as runtime_label
-from .widgets import CRITERION_LABELS, RECOVERY_LABELS, SCOPE_LABELS, bits_label
+from .widgets import CRITERION_LABELS, SCOPE_LABELS, bits_label, recovery_radio
 
 SPARSITY_CHOICES = (0.0, 0.1, 0.25, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 0.95)
 TABLE_COLUMNS = [
@@ -100,15 +100,9 @@ def form() -> tuple[list[Recipe], str | None] | None:
             format_func=lambda s: SCOPE_LABELS[s],
         )
         int8 = c6.checkbox("Also real int8 kernels for 8-bit points", key=state.SWEEP_INT8)
-        levels = cache.recovery_levels(state.model_id())
-        if st.session_state.get(state.SWEEP_RECOVERY) not in levels:
-            st.session_state[state.SWEEP_RECOVERY] = cache.default_recovery(state.model_id())
-        recovery = st.radio(
+        recovery = recovery_radio(
+            state.SWEEP_RECOVERY,
             "Recovery",
-            list(levels),
-            key=state.SWEEP_RECOVERY,
-            horizontal=True,
-            format_func=lambda r: RECOVERY_LABELS[r],
             help="Post-training recovery applied to every compressed point (Explore's default for this model); "
             "each row also keeps its one-shot accuracy.",
         )

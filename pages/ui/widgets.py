@@ -50,6 +50,25 @@ STRUCTURED_DEFAULTS_WHY = (
 SCOPE_LABELS = {"global": "Global", "layer": "Per layer"}
 
 
+def recovery_levels(model_id: str) -> tuple[str, ...]:
+    """The recovery levels this model can use; an uploaded compiled graph (not prunable) has none to offer."""
+    return cache.recovery_levels(model_id) if catalogue.prunable(model_id) else ("none",)
+
+
+def default_recovery(model_id: str) -> str:
+    return cache.default_recovery(model_id) if catalogue.prunable(model_id) else "none"
+
+
+def recovery_radio(key: str, label: str, help: str) -> str:
+    """A recovery choice for the current model (Sensitivity, Sweep), starting at the model's default and put
+    back to it when the model cannot use the value (``bn`` after a switch to a LeNet)."""
+    model_id = state.model_id()
+    levels = recovery_levels(model_id)
+    if st.session_state.get(key) not in levels:
+        st.session_state[key] = default_recovery(model_id)
+    return st.radio(label, list(levels), key=key, horizontal=True, format_func=lambda r: RECOVERY_LABELS[r], help=help)
+
+
 def bits_label(bits: int) -> str:
     return {32: "32 · fp32", 16: "16 · fp16", 1: "1 · sign"}.get(bits, f"{bits}-bit")
 
