@@ -13,7 +13,8 @@ compensated downstream instead of being reproduced. One paused forward pass per 
 - removed channels (structured): the dense output channels it kept are found (``channels``), then the
   layer is re-fitted on its remaining input channels to those channels' dense outputs;
 - k-bit weights: the float re-fit, then GPTQ's error-feedback rounding onto the grid of the same scheme
-  (``grid``; SparseGPT's joint form when a mask is also given), with new codes in ``qcodes``;
+  (``grid``; SparseGPT's joint form when a mask is also given), with new codes in ``qcodes``; each layer
+  on its own bit-width (``QuantSpec.bits_of``: per-layer bits from ``layer_bits``);
 - fp16 weights: the float re-fit rounded to fp16;
 - a layer with a bias gets it re-fitted; one without a bias but followed by a BatchNorm gets the same
   correction folded into that BatchNorm's running mean (bias correction, Nagel et al. 2019).
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -99,6 +100,13 @@ def _mask(
     return layer.weight.detach() != 0, True
 
 
+def _layer_spec(quant: QuantSpec | None, name: str) -> QuantSpec | None:
+    """The spec ``name`` was quantized with: per-layer bits (``QuantSpec.layer_bits``) as its own bit-width."""
+    if quant is None or not quant.layer_bits:
+        return quant
+    return replace(quant, bits=quant.bits_of(name), layer_bits=())
+
+
 def _target(
     name: str,
     layer: nn.Module,
@@ -110,13 +118,19 @@ def _target(
     bns: tuple[dict, dict],
     notes: list[str],
 ) -> Target:
-    kbit = quant is not None and not quant.int8 and quant.bits <= 8 and qcodes is not None and name in qcodes
-    fp16 = quant is not None and not quant.int8 and quant.bits == 16
+    spec = _layer_spec(quant, name)
+    kbit = spec is not None and not spec.int8 and spec.bits <= 8 and qcodes is not None and name in qcodes
+    if kbit and spec is not None and spec.scheme == "kmeans":
+        raise ValueError(
+            f"layer-wise reconstruction keeps weights on a uniform k-bit grid; layer {name} shares k-means "
+            f"values at {spec.bits} bits, which have none: use recovery 'bn'"
+        )
+    fp16 = spec is not None and not spec.int8 and spec.bits == 16
     keep, inferred = _mask(name, layer, dense, masks, kbit or fp16)
     if inferred:
         notes.append(f"{name}: no keep-mask given; its zeros where the dense layer has none are kept as pruned")
     bn_name = links.get(name)
-    t = Target(name, layer, dense, keep, quant if kbit else None, fp16, bn=bns[0].get(bn_name) if bn_name else None)
+    t = Target(name, layer, dense, keep, spec if kbit else None, fp16, bn=bns[0].get(bn_name) if bn_name else None)
     if t.structured:
         t.channels, t.matched = ch.kept_outputs(layer, dense, t.bn, bns[1].get(bn_name) if bn_name else None)
     return t

@@ -5,6 +5,7 @@
 - ``profile``: the per-layer option table (measured accuracy cost with recovery, exact bytes and MACs);
 - ``allocate``: the multiple-choice knapsack (Lagrangian relaxation + greedy fill);
 - ``candidates``: allocations -> recipes that meet the size exactly, with predicted numbers;
+- ``reuse``: the results store's rows (a sweep's, an earlier solve's) that stand in for measurements;
 - ``solve``: the entry point (uniform grid, profile, candidates measured, the best verified).
 """
 

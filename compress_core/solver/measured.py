@@ -2,7 +2,9 @@
 picking among measured results: the uniform grid, the best under a budget, the closest miss.
 
 ``UNIFORM_VERIFIED`` uniform recipes (the most accurate on the quick subset that meet the budget) are
-re-measured in the final evaluation mode, so the uniform best is chosen on the same data as the answer.
+re-measured in the final evaluation mode, so the uniform best is chosen on the same data as the answer;
+uniform recipes the results store already holds in that mode join them at no cost (``reuse``). A stored row
+timed on another thread count than this solve's is timed again under a latency limit (and not written back).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from ..records import Progress
 from ..store import ResultStore
 from ..sweep import grid, measure_recipes, run_sweep
 from .budget import Budget, SearchSpace, meets, violations
+from .reuse import final_held, timed_here
 
 UNIFORM_VERIFIED = 3  # uniform recipes re-measured in the final mode (best quick accuracy first)
 
@@ -42,9 +45,11 @@ def measure_all(
     extra: dict,
     progress: Progress | None,
     what: str,
+    tally: dict | None = None,
 ) -> list[dict]:
     """Full result dicts (``Result.to_dict()`` keys) of ``recipes`` measured by ``run_sweep``; with
-    ``extra["executor"]`` (e.g. a Ray address) on that executor's workers, the store written here."""
+    ``extra["executor"]`` (e.g. a Ray address) on that executor's workers, the store written here.
+    ``tally["retimed"]`` counts the stored rows timed again here (``reuse.timed_here``)."""
     if extra.get("executor") is not None:
         return _on_executor(wb, recipes, mode, budget, store, extra, progress, what)
 
@@ -67,6 +72,10 @@ def measure_all(
     out = []
     for r in recipes:
         res = store.get(wb.model_id, r.to_json(), key, budget.batch) if store is not None else None
+        if res is not None and not timed_here(res, budget):  # timed on another thread count: time it here
+            res = None
+            if tally is not None:
+                tally["retimed"] = tally.get("retimed", 0) + 1
         if res is None:
             hit = wb.peek(r, mode, budget.batch) if runtime == "torch" else None
             res = hit.to_dict() if hit is not None else wb.evaluate(r, mode, budget.batch, runtime=runtime).to_dict()
@@ -129,17 +138,24 @@ def closest_index(results: list[dict], budget: Budget) -> int:
     return min(range(len(results)), key=lambda i: (miss(i), i))
 
 
-def verify_uniform(wb, budget, quick: list[dict], recipes: list[Recipe], mode, store, extra, progress):
-    """The best uniform recipe under the budget, measured in ``mode`` (its best few by quick accuracy)."""
+def verify_uniform(wb, budget, quick: list[dict], recipes: list[Recipe], mode, store, extra, progress, tally=None):
+    """The best uniform recipe under the budget, measured in ``mode``: its best few by quick accuracy, and any
+    other that meets the budget on quick and is stored in ``mode`` already (``tally["verified_from_store"]``)."""
     ok = [i for i, r in enumerate(quick) if meets(budget, r) and not recipes[i].is_dense]
     if budget.max_drop_pp is not None and meets(budget, quick[0]):
         ok.append(0)  # the dense model itself meets an accuracy floor
     if not ok:
         return None
-    order = sorted(ok, key=lambda i: (-quick[i]["accuracy"], quick[i]["size_bytes"], i))[:UNIFORM_VERIFIED]
+    ranked = sorted(ok, key=lambda i: (-quick[i]["accuracy"], quick[i]["size_bytes"], i))
+    order = ranked[:UNIFORM_VERIFIED]
     if mode == "quick":
         best = best_index([quick[i] for i in order], budget)
         return None if best is None else {"recipe_json": recipes[order[best]].to_json(), **quick[order[best]]}
-    final = measure_all(wb, [recipes[i] for i in order], mode, budget, store, extra, progress, "uniform, verified")
+    stored = final_held(store, wb.model_id, recipes, ranked, mode, budget)
+    order += [i for i in stored if i not in order]
+    if tally is not None:
+        tally["verified_from_store"] = len(stored)
+    picked = [recipes[i] for i in order]
+    final = measure_all(wb, picked, mode, budget, store, extra, progress, "uniform, verified", tally)
     best = best_index(final, budget)
     return None if best is None else {"recipe_json": recipes[order[best]].to_json(), **final[best]}

@@ -26,9 +26,12 @@ class Solution:
     feasible: bool
     infeasible: list[str] = field(default_factory=list)  # one sentence per broken limit
     candidates: list[dict] = field(default_factory=list)  # every measured candidate (quick)
-    uniform_rows: list[dict] = field(default_factory=list)  # the uniform grid (quick), for the chart
+    uniform_rows: list[dict] = field(default_factory=list)  # the uniform grid and stored uniform rows (quick)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # what the results store gave instead of a measurement (``reuse``): grid, grid_from_store,
+    # extra_from_store (stored uniform rows beside the grid), verified_from_store, retimed
+    reuse: dict = field(default_factory=dict)
 
     @classmethod
     def infeasible_before_measuring(

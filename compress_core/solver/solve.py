@@ -11,6 +11,9 @@
    **verify** it, and the best few uniform recipes, in the requested evaluation mode (``full``: the whole
    test set). Every measurement goes through ``run_sweep`` into the ``ResultStore`` when one is given, so a
    repeated solve reads them back; the one-layer profile rows go to a store file of their own beside it.
+   A sweep's rows are read the same way (``reuse``): grid rows it measured with the same recipe, recovery,
+   mode (``quick@runtime`` on a deployment runtime) and batch are not measured again, and its other uniform
+   rows of the search space join the grid, the noise map and the latency fit. ``Solution.reuse`` counts them.
 
 Same inputs, same recipe: every step is seeded or exhaustive, ties broken by order.
 """
@@ -33,6 +36,7 @@ from .measured import best_index, check_runtime, closest_index, measure_all, uni
 from .predict import NoiseMap, fit_latency
 from .profile import Profile, build_profile, resolve_recovery, uniform_option
 from .refine import refine
+from .reuse import describe, held, stored_uniform
 from .solution import Solution, save, solutions_frame
 
 __all__ = ["Solution", "check_runtime", "save", "solutions_frame", "solve"]
@@ -113,9 +117,7 @@ def solve(
     early = _smallest_check(wb, budget, space)
     if early:
         return Solution.infeasible_before_measuring(model_id, budget.to_dict(), space.to_dict(), mode, early)
-    recovery = resolve_recovery(wb.model, space.recovery)
-    uniform = uniform_recipes(space, recovery)
-    quick = measure_all(wb, uniform, "quick", budget, store, extra, span(progress, 0.0, 0.3), "uniform grid")
+    uniform, quick, reuse = _uniform_grid(wb, budget, space, store, extra, span(progress, 0.0, 0.3))
     ctx = _context(wb, budget, space, store, uniform, quick, span(progress, 0.3, 0.7))
     cands = plan(ctx)
     seed = _uniform_seed(ctx, uniform, quick)
@@ -127,7 +129,9 @@ def solve(
     measured = measure([c.recipe for c in cands], 0.7, 0.8, "candidates")
     cands, measured = _refined(ctx, cands, measured, refine_rounds, lambda rs: measure(rs, 0.8, 0.85, "refining"))
     sol = _choose(ctx, mode, cands, measured, store, extra, progress)
-    sol.uniform_best = verify_uniform(wb, budget, quick, uniform, mode, store, extra, span(progress, 0.95, 1.0))
+    sol.uniform_best = verify_uniform(wb, budget, quick, uniform, mode, store, extra, span(progress, 0.95, 1.0), reuse)
+    sol.reuse = reuse
+    sol.notes.insert(-1, describe(reuse))
     _prefer_uniform(ctx, sol)
     sol.uniform_rows = [
         {"recipe_json": u.to_json(), "label": u.label(), **r} for u, r in zip(uniform, quick, strict=True)
@@ -136,6 +140,18 @@ def solve(
     if progress is not None:
         progress(1.0, f"solved in {sol.seconds:.0f} s")
     return sol
+
+
+def _uniform_grid(wb, budget: Budget, space: SearchSpace, store, extra: dict, progress):
+    """The uniform grid, with the store's other uniform rows of the space after it (``reuse``), measured on the
+    quick subset (stored rows read back), and the reuse counts."""
+    recovery = resolve_recovery(wb.model, space.recovery)
+    uniform = uniform_recipes(space, recovery)
+    reuse = {"grid": len(uniform), "grid_from_store": held(store, wb.model_id, uniform, "quick", budget)}
+    more = stored_uniform(store, wb.model_id, space, recovery, budget, uniform)
+    reuse["extra_from_store"] = len(more)
+    quick = measure_all(wb, uniform + more, "quick", budget, store, extra, progress, "uniform grid", reuse)
+    return uniform + more, quick, reuse
 
 
 def _prefer_uniform(ctx: Context, sol: Solution) -> None:
