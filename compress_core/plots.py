@@ -11,6 +11,8 @@ The Streamlit theme styles them in the browser.
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -255,6 +257,23 @@ KIND_NAMES = {"none": "no pruning", "unstructured": "unstructured", "structured"
 AXIS_TITLES = {"size_bytes": "file size (bytes)", "latency_ms_p50": "CPU latency p50 (ms, batch 1)", "macs": "MACs"}
 
 
+def size_axis(values) -> dict:
+    """A log file-size axis whose ticks read in bytes ("100 kB", "200 kB"), two or more inside the
+    data's range padded by 25 % (plotly's own log ticks can leave a lone "2" under two nearby points)."""
+    v = pd.to_numeric(pd.Series(values), errors="coerce")
+    v = v[v > 0]
+    axis: dict = {"type": "log"}
+    if v.empty:
+        return axis
+    lo, hi = float(v.min()) / 1.25, float(v.max()) * 1.25
+    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+    options = [[m * 10.0**k for k in decades for m in ms if lo <= m * 10.0**k <= hi]
+               for ms in ((1,), (1, 2, 5), (1, 1.5, 2, 3, 5, 7))]
+    ticks = next((t for t in options if len(t) >= 3), max(options, key=len))
+    return {**axis, "range": [math.log10(lo), math.log10(hi)], "tickvals": ticks,
+            "ticktext": [human_bytes(t).replace(".0 ", " ") for t in ticks]}
+
+
 def _x_text(x: str, v: float) -> str:
     if x == "size_bytes":
         return f"file size {human_bytes(v)}"
@@ -295,7 +314,7 @@ def tradeoff_scatter(df: pd.DataFrame, x: str = "size_bytes", y: str = "accuracy
                                  line={"color": FRONTIER, "width": 2, "shape": "hv"}, hoverinfo="skip"))
     xaxis: dict = {"title": {"text": AXIS_TITLES.get(x, x)}}
     if x == "size_bytes":
-        xaxis.update(type="log", dtick="D2")  # ticks at 1, 2 and 5 of each decade
+        xaxis.update(size_axis(df[x]))
     elif x == "latency_ms_p50":
         top = pd.to_numeric(df[x], errors="coerce").max()
         xaxis.update(range=[0, float(top) * 1.15 if pd.notna(top) and top > 0 else 1.0])
@@ -368,7 +387,7 @@ def budget_chart(df: pd.DataFrame, x: str = "size_bytes", limit: float | None = 
                                         "y0": 0, "y1": 1, "line": {"color": ACCENT, "dash": "dash", "width": 1.5}}]
     xaxis: dict = {"title": {"text": AXIS_TITLES.get(x, x)}}
     if x == "size_bytes":
-        xaxis.update(type="log", dtick="D2")
+        xaxis.update(size_axis(df[x]))
     legend = {"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0.0}
     return go.Figure(traces, _layout(title, height=440, xaxis=xaxis, legend=legend, shapes=shapes,
                                      yaxis={"title": {"text": "top-1 accuracy (%)"}}))

@@ -118,6 +118,23 @@ def test_tradeoff_scatter_maps_points_to_rows_and_draws_the_front():
     assert all(t.name != "Pareto front" for t in plots.tradeoff_scatter(df.drop(columns="pareto")).data)
 
 
+@pytest.mark.parametrize(
+    ("sizes", "labels"),
+    [
+        ([114_092, 220_408], ["100 kB", "150 kB", "200 kB"]),  # plotly's own log ticks showed a lone "2" here
+        ([1_000, 5_000_000], ["1 kB", "10 kB", "100 kB", "1 MB"]),
+    ],
+)
+def test_the_file_size_axis_labels_its_ticks_in_bytes(sizes, labels):
+    df = pd.DataFrame(
+        {"size_bytes": sizes, "accuracy": [0.9, 0.8], "kind": ["none", "unstructured"], "label": ["a", "b"]}
+    )
+    for fig in (plots.tradeoff_scatter(df), plots.budget_chart(df.assign(series="uniform grid"))):
+        axis = fig.layout.xaxis
+        assert axis.type == "log" and list(axis.ticktext) == labels
+        assert 10 ** axis.range[0] < min(sizes) and 10 ** axis.range[1] > max(sizes)
+
+
 def test_compare_bars_has_one_panel_per_metric_and_names_each_pin_in_the_legend():
     df = pd.DataFrame(
         {

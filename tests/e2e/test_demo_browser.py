@@ -216,3 +216,29 @@ def test_switching_the_runtime_moves_the_latency_card_onto_it(page, tmp_path):
     text = page.locator('[data-testid="stMain"]').inner_text()
     assert "vs eager PyTorch dense" in text and "accuracy on ONNX Runtime" in text
     save_screenshot(page, tmp_path, "explore-onnx-runtime.png")
+
+
+# Latency you would ship: a sweep on a deployment runtime, from the Sweep page ---------------------------
+def _unpick(page, multiselect: str, chips: list[str]) -> None:
+    """Remove ``chips`` from the multiselect labelled ``multiselect`` (each chip's own "Remove" button)."""
+    box = page.locator('[data-testid="stMultiSelect"]').filter(has_text=multiselect)
+    for chip in chips:
+        box.get_by_role("button", name=f"Remove {chip}", exact=True).first.click()
+
+
+def test_a_sweep_on_onnx_runtime_from_the_sweep_page(page, tmp_path):
+    _go(page, "Sweep")
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Runtime").first.click()
+    page.get_by_role("option", name="ONNX Runtime").click()
+    wait_idle(page)
+    _unpick(page, "Sparsities", ["75%", "90%"])
+    _unpick(page, "Bit-widths", ["8-bit", "4-bit"])
+    page.get_by_role("button", name="Run sweep").click()
+    main = page.locator('[data-testid="stMain"]')
+    expect(main).to_contain_text("Showing the rows measured on ONNX Runtime", timeout=4 * RERUN_TIMEOUT_MS)
+    wait_idle(page)
+    _no_error(page)
+    page.locator(CHART_DRAWN).first.wait_for(timeout=RERUN_TIMEOUT_MS)
+    text = main.inner_text()
+    assert "on ONNX Runtime" in text
+    save_screenshot(page, tmp_path, "sweep-onnx-runtime.png")
