@@ -2,7 +2,8 @@
 ``compress_core.runtimes`` on dense, structured and int8 CIFAR ResNets.
 
 For each model, batch size and thread count, one markdown table: runtime x {dense fp32, structured
-50 % (layer scope), structured 50 % global scope with and without ``round_to`` aligned channels,
+50 % (layer scope), structured 50 % global scope with and without ``round_to`` aligned channels (``--aligned-scope``
+layer: the aligned rows at layer scope instead),
 int8, structured 50 % + int8}: latency p50 ± IQR, speed-up over the same runtime's dense fp32
 (median ratio, with the range over rounds) and over eager PyTorch dense fp32 (the faster of NCHW and
 channels_last), MAC reduction, deployable file bytes, top-1 accuracy and top-1 agreement with eager
@@ -45,24 +46,24 @@ from compress_core.runtimes.torch_rt import TorchRuntime
 INPUT = (3, 32, 32)
 
 
-def configs(sparsity: float, round_to: int) -> list[tuple[str, str, bool]]:
+def configs(sparsity: float, round_to: int, aligned_scope: str = "global") -> list[tuple[str, str, bool]]:
     """(row label, float-model key, int8)."""
     s = f"{sparsity:.0%}"
     return [
         ("dense fp32", "dense", False),
         (f"structured {s} layer", "layer", False),
         (f"structured {s} global", "global", False),
-        (f"structured {s} global round_to={round_to}", "aligned", False),
+        (f"structured {s} {aligned_scope} round_to={round_to}", "aligned", False),
         ("int8", "dense", True),
         (f"structured {s} layer + int8", "layer", True),
-        (f"structured {s} global round_to={round_to} + int8", "aligned", True),
+        (f"structured {s} {aligned_scope} round_to={round_to} + int8", "aligned", True),
     ]
 
 
-def float_models(model_id: str, sparsity: float, round_to: int) -> dict[str, nn.Module]:
+def float_models(model_id: str, sparsity: float, round_to: int, aligned_scope: str = "global") -> dict[str, nn.Module]:
     dense = models.load(model_id).eval()
     out = {"dense": dense}
-    for key, scope, rt in (("layer", "layer", 0), ("global", "global", 0), ("aligned", "global", round_to)):
+    for key, scope, rt in (("layer", "layer", 0), ("global", "global", 0), ("aligned", aligned_scope, round_to)):
         m = copy.deepcopy(dense)  # the recipe field PruneSpec.round_to, as the Workbench and the CLI pass it
         structured_prune_(m, PruneSpec(kind="structured", scope=scope, sparsity=sparsity, round_to=rt), INPUT)
         out[key] = m.eval()
@@ -258,8 +259,8 @@ def targets(results: dict, acc: dict, cfgs: list, rt_keys: list[str], eval_mode:
 
 
 def run_model(model_id: str, args: argparse.Namespace, rt_keys: list[str], results: dict) -> None:
-    cfgs = configs(args.sparsity, args.round_to)
-    floats = float_models(model_id, args.sparsity, args.round_to)
+    cfgs = configs(args.sparsity, args.round_to, args.aligned_scope)
+    floats = float_models(model_id, args.sparsity, args.round_to, args.aligned_scope)
     macs = {k: measure.count_macs(m, INPUT) for k, m in floats.items()}
     pool = Pool(floats, data.calibration_batches("cifar10", args.calib), args.torch_int8)
     evalset = data.eval_set("cifar10", args.eval)
@@ -304,6 +305,12 @@ def main() -> None:
     ap.add_argument("--eval", choices=("quick", "full"), default="full")
     ap.add_argument("--sparsity", type=float, default=0.5)
     ap.add_argument("--round-to", type=int, default=8)
+    ap.add_argument(
+        "--aligned-scope",
+        choices=("layer", "global"),
+        default="global",
+        help="scope of the aligned (round_to) structured rows",
+    )
     ap.add_argument("--calib", type=int, default=256, help="training images for int8 calibration")
     ap.add_argument(
         "--torch-int8",
