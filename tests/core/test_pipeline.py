@@ -141,7 +141,7 @@ def test_latency_is_paired_with_the_dense_model_in_the_same_window(wb):
     assert isinstance(r.latency_noisy, bool) and r.latency_load is not None
     assert (r.latency_note != "") == r.latency_noisy
     assert r.speedup == pytest.approx(r.dense_latency_ms_p50 / r.latency_ms_p50, rel=0.5), (
-        "median of per-round ratios, close to (not equal to) the ratio of medians"
+        "the fastest-call ratio, close to (not equal to) the ratio of the medians"
     )
 
 

@@ -1,4 +1,4 @@
-"""Paired timing: interleaved rounds, the median of per-round ratios, its spread and the noisy rule."""
+"""Paired timing: interleaved rounds, the fastest-call speed-up, its spread and the noisy rule."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def test_a_load_burst_that_slows_both_models_leaves_the_paired_speedup_intact():
     p = timing.paired(
         m.fn("cand", 0.0005), m.fn("base", 0.001), budget_s=0.3, clock=m.clock, load=lambda: (0.2, 0, 0), cpus=2
     )
-    assert p.speedup == pytest.approx(2.0, rel=0.15), "the median of per-round ratios cancels the burst"
+    assert p.speedup == pytest.approx(2.0, rel=0.15), "the pooled fastest calls cancel the burst"
 
 
 def test_the_rule_marks_a_wide_spread_or_a_busy_machine_as_noisy():
