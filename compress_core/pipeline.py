@@ -29,12 +29,7 @@ from .recipe import PruneSpec, Recipe
 from .records import NO_CALIBRATION, SIZE_ARTIFACT, SIZE_ESTIMATE, Calibration, Compressed, Progress, Result, span
 from .recover import BN_SAMPLES, CALIBRATION_BATCH
 from .stages import apply_recipe, finish_stages, prune_stage
-
-EVAL_CHUNK = 200  # images per progress report while evaluating (each report is a chance to yield)
-
-
-def _structure_key(model: nn.Module, kernels: str) -> tuple:
-    return (kernels, tuple((k, tuple(v.shape)) for k, v in model.state_dict().items() if hasattr(v, "shape")))
+from .workbench_parts import chunked_predictions, fields_of, structure_key
 
 
 def expensive(recipe: Recipe) -> bool:
@@ -160,11 +155,14 @@ class Workbench:
 
     def evaluate(self, recipe: Recipe, mode: str = "quick", latency_batch: int = 1, threads: int | None = None,
                  latency_budget_s: float = 0.3, measure_latency: bool = True, compressed: Compressed | None = None,
-                 progress: Progress | None = None, runtime: str = "torch") -> Result:
-        """Measure ``recipe`` (cached per recipe, mode, batch, threads). ``progress`` hears every stage,
-        including one report per ``EVAL_CHUNK`` evaluation images and per timing round: a caller may
-        raise from it to abandon the measurement (the dashboard does, to yield to the user's next move).
-        Another ``runtime`` than eager ``torch``: measured on it (``deployment.evaluate_on``)."""
+                 progress: Progress | None = None, runtime: str = "torch", oneshot: bool = True) -> Result:
+        """Measure ``recipe`` (cached per recipe, mode, batch, threads). ``progress`` hears every stage, including
+        one report per ``workbench_parts.EVAL_CHUNK`` evaluation images, per BatchNorm re-estimation batch and per
+        timing round: a caller may raise from it to abandon the measurement (the dashboard does, to yield to the
+        user's next move). Another ``runtime`` than eager ``torch``: measured on it (``deployment.evaluate_on``).
+        With post-training recovery, ``accuracy_oneshot`` is the accuracy of the same recipe without it (its own
+        cached evaluation, ``with_oneshot``); ``oneshot=False`` leaves it None unless that is known already, so
+        that a caller can show the recovered numbers first and ask for the one-shot one afterwards."""
         if runtime != "torch":
             from .deployment import evaluate_on
             return evaluate_on(self, recipe, runtime, mode, latency_batch, threads, latency_budget_s, compressed,
@@ -172,16 +170,17 @@ class Workbench:
         threads = threads or torch.get_num_threads()
         key = (recipe.to_json(), mode, latency_batch, threads, measure_latency)
         if compressed is None and (hit := self._results.get(key)) is not None:
-            return hit
+            return self.with_oneshot(recipe, hit, mode, oneshot, progress, key)
+        own, rest = self._oneshot_share(recipe, mode, oneshot, progress)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        comp = compressed or self.compressed(recipe, progress=span(progress, 0.0, 0.6 if recipe.finetune else 0.1))
+        cut = 0.6 if recipe.finetune else (0.4 if recipe.recovery != "none" else 0.1)
+        comp = compressed or self.compressed(recipe, progress=span(own, 0.0, cut))
         timings["compress_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         data = self.eval_data(mode)
-        acc, dense_acc = self._accuracies(comp, data, span(progress, 0.6 if recipe.finetune else 0.1, 0.9,
-                                                           "evaluating: "))
+        acc, dense_acc = self._accuracies(comp, data, span(own, cut, 0.9, "evaluating: "))
         timings["eval_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -193,7 +192,7 @@ class Workbench:
 
         t0 = time.perf_counter()
         lat = self._latency_fields(comp, measure_latency, latency_batch, threads, latency_budget_s,
-                                   span(progress, 0.9, 1.0, "timing: "))
+                                   span(own, 0.9, 1.0, "timing: "))
         if measure_latency:
             timings["latency_s"] = time.perf_counter() - t0
 
@@ -206,18 +205,37 @@ class Workbench:
             size_method=size_method, compression_ratio=dense["size_bytes"] / size_bytes,
             latency_batch=latency_batch, latency_threads=threads,
             simulated=[*comp.simulated, *self._eval_notes(data, mode)], seconds=timings,
-            dense_artifact_bytes=dense["artifact_bytes"], **lat, **self._oneshot(recipe, comp, mode))
+            dense_artifact_bytes=dense["artifact_bytes"], **lat,
+            recovery_s=comp.recovery["seconds"] if comp.recovery and recipe.recovery != "none" else None)
         if compressed is None:
             self._results.put(key, result)
-        return result
+        return self.with_oneshot(recipe, result, mode, oneshot, rest, key if compressed is None else None)
 
-    def _oneshot(self, recipe: Recipe, comp: Compressed, mode: str) -> dict:
-        """What recovery bought: the same recipe's accuracy without it (cached), and its seconds."""
-        if recipe.recovery == "none":
-            return {}
-        oneshot = self.evaluate(recipe.with_recovery("none"), mode=mode, measure_latency=False)
-        return {"accuracy_oneshot": oneshot.accuracy,
-                "recovery_s": comp.recovery["seconds"] if comp.recovery else None}
+    def _oneshot_share(self, recipe: Recipe, mode: str, oneshot: bool, progress: Progress | None
+                       ) -> tuple[Progress | None, Progress | None]:
+        """The progress spans of the measurement itself and of the one-shot evaluation it will run (if any)."""
+        if not (oneshot and recipe.recovery != "none") or self.peek(recipe.with_recovery("none"), mode,
+                                                                     measure_latency=False) is not None:
+            return progress, progress
+        return span(progress, 0.0, 0.75), span(progress, 0.75, 1.0, "one-shot (without recovery): ")
+
+    def with_oneshot(self, recipe: Recipe, res: Result, mode: str = "quick", compute: bool = True,
+                     progress: Progress | None = None, key: tuple | None = None) -> Result:
+        """``res`` (of ``recipe``) with ``accuracy_oneshot``: the accuracy of the same recipe without recovery,
+        which is that recipe's own evaluation in this mode (cached; measured now if ``compute``). ``res``
+        unchanged when the recipe has no recovery or the number is not known; else it replaces ``key``'s entry."""
+        if recipe.recovery == "none" or res.accuracy_oneshot is not None:
+            return res
+        plain = recipe.with_recovery("none")
+        hit = self.peek(plain, mode, measure_latency=False)
+        if hit is None and compute:
+            hit = self.evaluate(plain, mode=mode, measure_latency=False, progress=progress)
+        if hit is None:
+            return res
+        res = dataclasses.replace(res, accuracy_oneshot=hit.accuracy)
+        if key is not None:
+            self._results.put(key, res)
+        return res
 
     def _latency_fields(self, comp: Compressed, measure_latency: bool, batch: int, threads: int, budget: float,
                         progress: Progress | None) -> dict:
@@ -226,7 +244,7 @@ class Workbench:
             return {"latency_ms_p50": None, "latency_ms_iqr": None, "latency_kernels": comp.kernels,
                     "dense_latency_ms_p50": None, "speedup": None}
         pair, kernels = self.latency_of(comp.model, comp.kernels, batch, threads, budget, progress)
-        return _fields_of(pair, kernels)
+        return fields_of(pair, kernels)
 
     def _accuracies(self, comp: Compressed, data: data_mod.TensorSet, progress: Progress | None = None
                     ) -> tuple[measure.Accuracy, measure.Accuracy]:
@@ -253,9 +271,11 @@ class Workbench:
 
     def peek(self, recipe: Recipe, mode: str = "quick", latency_batch: int = 1, threads: int | None = None,
              measure_latency: bool = True) -> Result | None:
-        """The cached Result of ``evaluate`` with these arguments, or None; never computes anything."""
+        """The cached Result of ``evaluate`` with these arguments (its one-shot accuracy where that is
+        cached too), or None; never computes anything."""
         key = (recipe.to_json(), mode, latency_batch, threads or torch.get_num_threads(), measure_latency)
-        return self._results.get(key)
+        hit = self._results.get(key)
+        return None if hit is None else self.with_oneshot(recipe, hit, mode, compute=False, key=key)
 
     def compressed(self, recipe: Recipe, progress: Progress | None = None) -> Compressed:
         """``compress(recipe)``, kept for the recipes that are expensive to rebuild (int8 conversion,
@@ -297,7 +317,7 @@ class Workbench:
         with self._lock:
             pair, kernels = self._time_pair(comp.model, comp.kernels, latency_batch, threads, latency_budget_s,
                                             progress)
-            fresh = dataclasses.replace(old, **_fields_of(pair, kernels))
+            fresh = dataclasses.replace(old, **fields_of(pair, kernels))
             best = fresh if timing.better(fresh.to_dict(), old.to_dict()) else old
             if best is fresh:
                 self._latency[key] = (pair, kernels)
@@ -308,18 +328,13 @@ class Workbench:
                 progress: Progress | None = None) -> torch.Tensor:
         """Top-1 predictions; fp32 conv nets run on a channels_last copy (1.4x faster on ResNet-20 at
         batch 100 here, identical predictions), the given model itself is never converted. With
-        ``progress``, the images go in chunks of ``EVAL_CHUNK`` and each chunk is reported."""
+        ``progress``, the images go in chunks of ``workbench_parts.EVAL_CHUNK`` and each chunk is reported."""
         fmt = torch.contiguous_format
         if kernels == "fp32" and data.x.dim() == 4 and any(isinstance(m, nn.Conv2d) for m in model.modules()):
             model, fmt = copy.deepcopy(model).to(memory_format=torch.channels_last), torch.channels_last
         if progress is None:
             return measure.predictions(model, data, memory_format=fmt)
-        n, out = len(data.x), []
-        for lo in range(0, n, EVAL_CHUNK):
-            progress(lo / max(n, 1), f"{lo:,} of {n:,} images")
-            out.append(measure.predictions(model, _Chunk(data.x[lo:lo + EVAL_CHUNK]), memory_format=fmt))
-        progress(1.0, f"{n:,} images")
-        return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+        return chunked_predictions(model, data, fmt, progress)
 
     def size_of(self, comp: Compressed) -> tuple[int, str]:
         """Bytes of the real compressed artefact file; an estimate where no artefact format exists."""
@@ -329,7 +344,7 @@ class Workbench:
 
     # -- latency: paired with the dense model, one measurement per structure -----------------------
     def _latency_key(self, model: nn.Module, kernels: str, batch: int, threads: int) -> tuple:
-        return (_structure_key(model, kernels), batch, threads, self._both_formats(model, kernels, batch))
+        return (structure_key(model, kernels), batch, threads, self._both_formats(model, kernels, batch))
 
     def _both_formats(self, model: nn.Module, kernels: str, batch: int) -> bool:
         """fp32 conv nets at batch >= 32 are timed in both memory formats and the faster counts (here
@@ -353,8 +368,8 @@ class Workbench:
     def _time_pair(self, model: nn.Module, kernels: str, batch: int, threads: int, budget: float,
                    progress: Progress | None = None) -> tuple[timing.Paired, str]:
         if self._dense_structure is None:
-            self._dense_structure = _structure_key(self.model, "fp32")
-        same = kernels == "fp32" and _structure_key(model, kernels) == self._dense_structure
+            self._dense_structure = structure_key(self.model, "fp32")
+        same = kernels == "fp32" and structure_key(model, kernels) == self._dense_structure
         formats = [torch.contiguous_format]
         if self._both_formats(model, kernels, batch):
             formats.append(torch.channels_last)
@@ -377,21 +392,3 @@ class Workbench:
         assert best is not None
         return best
 
-
-class _Chunk:
-    """A slice of an evaluation set, shaped for ``measure.predictions`` (which only reads ``batches``)."""
-
-    def __init__(self, x: torch.Tensor) -> None:
-        self.x = x
-
-    def batches(self, batch_size: int):
-        for i in range(0, len(self.x), batch_size):
-            yield self.x[i:i + batch_size], None
-
-
-def _fields_of(pair: timing.Paired, kernels: str) -> dict:
-    """The Result fields of one paired latency measurement (``timing.LATENCY_FIELDS``)."""
-    return {"latency_ms_p50": pair.ms_p50, "latency_ms_iqr": pair.ms_iqr, "latency_kernels": kernels,
-            "dense_latency_ms_p50": pair.baseline_ms_p50, "speedup": pair.speedup,
-            "speedup_spread": pair.speedup_spread, "latency_noisy": pair.noisy, "latency_load": pair.load_avg,
-            "latency_note": pair.reason}

@@ -64,7 +64,9 @@ def finish_stages(
 ) -> None:
     """Everything after pruning and fine-tuning, on ``out`` in place: quantization with its recovery, then
     codebook tuning. The Workbench runs this on a copy of a cached fine-tuned model."""
-    quantize_stage(out, out.recipe.quant, calibration, spec.input_shape if spec else None, dense=dense)
+    quantize_stage(
+        out, out.recipe.quant, calibration, spec.input_shape if spec else None, dense=dense, progress=progress
+    )
     codebook_stage(out, spec, teacher if teacher is not None else dense, progress)
 
 
@@ -112,9 +114,11 @@ def quantize_stage(
     calibration: Calibration = NO_CALIBRATION,
     input_shape: tuple[int, ...] | None = None,
     dense: nn.Module | None = None,
+    progress: Progress | None = None,
 ) -> None:
     """Apply ``q`` to ``out.float_model`` in place (simulated k-bit, fp16 or int8 kernels), with the
-    recipe's recovery (against ``dense``) between the float weights and the int8 conversion."""
+    recipe's recovery (against ``dense``; it reports to ``progress``) between the float weights and the
+    int8 conversion."""
     layers = prunable_layers(out.float_model, skip=())
     if q.active and not layers:
         raise ValueError(NO_LAYERS.format(what="quantize"))
@@ -130,7 +134,7 @@ def quantize_stage(
     if out.recipe.recovery != "none" and out.recovery is None and out.recipe.compressed:
         if dense is None:
             raise ValueError("recovery needs the dense model to reconstruct against; pass dense=")
-        recover_stage(out, dense, calibration)
+        recover_stage(out, dense, calibration, progress=span(progress, 0.0, 1.0, "recovery: "))
     if q.int8:
         convert_int8(out, q, calibration, input_shape)
 
@@ -162,7 +166,13 @@ def codebook_stage(
     _done(progress, t0)
 
 
-def recover_stage(out: Compressed, dense: nn.Module, calibration: Calibration, quantized: bool = True) -> None:
+def recover_stage(
+    out: Compressed,
+    dense: nn.Module,
+    calibration: Calibration,
+    quantized: bool = True,
+    progress: Progress | None = None,
+) -> None:
     """The recipe's post-training recovery of ``out.float_model`` on training images (never test data);
     ``dense`` is only read. The report (level, seconds, per-layer errors) goes to ``out.recovery``."""
     level = check_level(out.float_model, out.recipe.recovery)
@@ -171,11 +181,6 @@ def recover_stage(out: Compressed, dense: nn.Module, calibration: Calibration, q
         raise ValueError(
             "layer-wise reconstruction keeps weights on a uniform k-bit grid; k-means weight sharing "
             "has none: use recovery 'bn' (or fine-tuning, which trains the shared values)"
-        )
-    if level == "reconstruct" and q.layer_bits:
-        raise ValueError(
-            "layer-wise reconstruction fits one bit-width to every layer; per-layer bits (layer_bits) "
-            "need recovery 'bn' or 'none'"
         )
     report = recover_(
         out.float_model,
@@ -186,6 +191,7 @@ def recover_stage(out: Compressed, dense: nn.Module, calibration: Calibration, q
         qcodes=out.qcodes if out.qcodes else None,
         quant=q if quantized and q.active else None,  # before quantization (fine-tune recipes): float only
         seed=out.recipe.prune.seed,
+        progress=progress,
     )
     out.recovery = report.to_dict()
     out.simulated.extend(report.notes)

@@ -24,6 +24,7 @@ with errors.guard("Explore", reset=state.reset_recipe):
     with pick:
         runtime_panel.selector(model_id)
     widgets.metric_cards(res, latency=lambda: runtime_panel.latency_card(model_id, recipe, mode, res))
+    oneshot_slot = st.empty()  # the one-shot accuracy's progress, measured last (panels.complete_oneshot)
     explain.knob_note(knob, model_id, recipe, res)
     explain.speed_note(res)
     widgets.honesty_notes(res)
@@ -35,3 +36,4 @@ with errors.guard("Explore", reset=state.reset_recipe):
         panels.size_chart(model_id, recipe, mode, res)
     panels.latency_and_layers(model_id, recipe, runtime_panel.shown(model_id, recipe, mode, res))
     runtime_panel.charts(model_id, recipe, mode)
+    panels.complete_oneshot(model_id, recipe, mode, res, oneshot_slot)

@@ -6,7 +6,9 @@ training images recovers much of the loss at the cost of a forward pass (AdaBN, 
 BN re-estimation of Nagel et al. 2021, "A White Paper on Neural Network Quantization", and of pruning
 work such as EagleEye, Li et al. 2020). ``reestimate_`` is the plain form: a cumulative average over
 the batches (``momentum=None``) from a forward pass with only the BatchNorm layers in training mode
-(dropout and the like stay in eval mode), under ``no_grad``; the model ends in eval mode.
+(dropout and the like stay in eval mode), under ``no_grad``; the model ends in eval mode. Conv nets run
+that pass on a ``channels_last`` copy (faster on CPU, like the evaluation; the statistics are copied
+back), and a ``progress`` callback hears every batch, so a caller can abandon the pass between batches.
 
 ``anchored_reestimate_`` (what the ``bn`` level runs) corrects the dense model's statistics by the
 *change* compression causes on the calibration images instead of replacing them:
@@ -32,6 +34,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..records import Progress
 from .channels import bn_channels
 
 _BN = nn.modules.batchnorm._BatchNorm
@@ -45,11 +48,22 @@ def batchnorms(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, _BN) and m.track_running_stats]
 
 
-def reestimate_(model: nn.Module, images: Sequence[torch.Tensor]) -> int:
-    """Recompute the running mean/var of every BatchNorm of ``model`` on ``images``; returns how many."""
-    bns = batchnorms(model)
+def _fast_copy(model: nn.Module, images: Sequence[torch.Tensor]) -> nn.Module | None:
+    """A channels_last copy of a conv net fed image batches (None otherwise: the model itself runs)."""
+    if not images or images[0].dim() != 4 or not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return None
+    return copy.deepcopy(model).to(memory_format=torch.channels_last)
+
+
+def reestimate_(model: nn.Module, images: Sequence[torch.Tensor], progress: Progress | None = None) -> int:
+    """Recompute the running mean/var of every BatchNorm of ``model`` on ``images``; returns how many.
+    ``progress(fraction, message)`` is called before every batch (module docstring)."""
+    fast = _fast_copy(model, images)
+    work = model if fast is None else fast
+    bns = batchnorms(work)
     saved = [(m, m.momentum) for _, m in bns]
-    model.eval()
+    work.eval()
+    total, seen = sum(len(x) for x in images), 0
     try:
         for _, m in bns:
             m.reset_running_stats()
@@ -57,12 +71,26 @@ def reestimate_(model: nn.Module, images: Sequence[torch.Tensor]) -> int:
             m.train()
         with torch.no_grad():
             for x in images:
-                model(x)
+                if progress is not None:
+                    progress(seen / max(total, 1), f"{seen:,} of {total:,} images")
+                work(x if fast is None else x.contiguous(memory_format=torch.channels_last))
+                seen += len(x)
     finally:
         for m, momentum in saved:
             m.momentum = momentum
-        model.eval()
+        work.eval()
+    if fast is not None:
+        _copy_statistics(fast, model)
     return len(bns)
+
+
+def _copy_statistics(src: nn.Module, dst: nn.Module) -> None:
+    with torch.no_grad():
+        for (_, a), (_, b) in zip(batchnorms(src), batchnorms(dst), strict=True):
+            b.running_mean.copy_(a.running_mean)
+            b.running_var.copy_(a.running_var)
+            b.num_batches_tracked.copy_(a.num_batches_tracked)
+    dst.eval()
 
 
 def _fingerprint(dense: nn.Module, images: Sequence[torch.Tensor]) -> tuple:
@@ -73,7 +101,7 @@ def _fingerprint(dense: nn.Module, images: Sequence[torch.Tensor]) -> tuple:
 
 
 def dense_statistics(
-    dense: nn.Module, images: Sequence[torch.Tensor]
+    dense: nn.Module, images: Sequence[torch.Tensor], progress: Progress | None = None
 ) -> dict[str, tuple[nn.Module, torch.Tensor, torch.Tensor]]:
     """Per BatchNorm of ``dense``: a copy with its calibration statistics, and its own running mean and var.
     Measured on a copy (``dense`` is only read) and kept for the last images per dense model, so that
@@ -85,18 +113,20 @@ def dense_statistics(
             return hit[1]
     ref = copy.deepcopy(dense).eval()
     base = {n: (m.running_mean.clone(), m.running_var.clone()) for n, m in batchnorms(ref)}
-    reestimate_(ref, images)
+    reestimate_(ref, images, progress)
     out = {n: (m, *base[n]) for n, m in batchnorms(ref)}
     with _LOCK:
         _CACHE[dense] = (key, out)
     return out
 
 
-def anchored_reestimate_(model: nn.Module, dense: nn.Module, images: Sequence[torch.Tensor]) -> list[str]:
+def anchored_reestimate_(
+    model: nn.Module, dense: nn.Module, images: Sequence[torch.Tensor], progress: Progress | None = None
+) -> list[str]:
     """Shift ``model``'s BatchNorm statistics by the change compression causes (module docstring);
     ``dense`` is only read. Returns the names of the BatchNorms estimated plainly (not matched)."""
-    ref = dense_statistics(dense, images)
-    reestimate_(model, images)
+    ref = dense_statistics(dense, images, None if progress is None else _prefixed(progress, "dense model: "))
+    reestimate_(model, images, progress)
     plain = []
     with torch.no_grad():
         for name, bn in batchnorms(model):
@@ -110,3 +140,7 @@ def anchored_reestimate_(model: nn.Module, dense: nn.Module, images: Sequence[to
             bn.running_mean.copy_(mean0[idx] + bn.running_mean - cal.running_mean[idx])
             bn.running_var.copy_(var)
     return plain
+
+
+def _prefixed(progress: Progress, prefix: str) -> Progress:
+    return lambda f, m: progress(f, prefix + m)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from compress_core.models import REGISTRY, available
+from compress_core.recover import BN_SAMPLES
 
 INTRO = """
 PruneScope shows, in seconds and on real pretrained models, what pruning and quantization **cost**
@@ -18,7 +19,7 @@ its Pareto front, **Compare** puts pinned recipes side by side and **Export** gi
 The current recipe lives in the address bar: copy the link to share the exact view.
 """
 
-CONCEPTS = """
+CONCEPTS = f"""
 - **Unstructured pruning** zeroes single weights. High compression once stored sparsely, but the
   zeros sit in dense tensors, so stock CPU kernels run exactly as fast as before.
 - **Structured pruning** removes whole channels or neurons. The layers become smaller dense layers:
@@ -36,7 +37,7 @@ CONCEPTS = """
   asymmetric min/max "dynamic range"), per tensor or per channel, **k-means weight sharing** (2^bits shared
   values per layer or channel: packed indices plus a codebook, entropy-coded where that is smaller), fp16
   — or runs on **real int8 kernels** where PyTorch has them on CPU.
-- **Post-training recovery** runs before anything is measured, on 1,024 training images (never test
+- **Post-training recovery** runs before anything is measured, on {BN_SAMPLES:,} training images (never test
   images), seeded: **BatchNorm re-estimation** (AdaBN), or **layer-wise reconstruction** against the dense
   model's outputs (least-squares re-fits in the spirit of OBC/SparseGPT for pruned weights, GPTQ rounding for
   k-bit weights, ThiNet-style re-fits after removed channels, bias correction). The accuracy card shows the
@@ -54,9 +55,12 @@ HONESTY = """
 - **Latency** is timed at batch 1 on a fixed number of threads, on the kernels that actually run: k-bit
   weights are *dequantized to fp32* for compute, so their latency is that of fp32 kernels. Each model is
   timed **paired** with the dense model: interleaved rounds in the same window (alternating which goes
-  first), so both meet the same machine load; the speed-up is the **median of the per-round ratios**,
-  shown with its spread (± half the interquartile range). A result is marked **noisy** when that spread
-  exceeds ± 10 % or the machine's 1-minute load average exceeds one runnable thread per CPU;
+  first), every call timed on its own, so both meet the same machine load; the speed-up is the
+  **fastest dense call over the fastest compressed call**, all rounds pooled (another process's time
+  slice only ever adds time to a call, so the fastest calls are the undisturbed ones), shown with its
+  spread (± half the interquartile range of the per-round ratios). A result is marked **noisy** when
+  that spread exceeds ± 10 %, when the median call is over 1.25× the fast ones, or when the machine
+  had more runnable threads than CPUs;
   **Re-measure latency** times it again and the better-quality measurement is kept (on screen and in the
   sweep store): quiet beats noisy, then the smaller spread.
 - **"Dense"** means the same model measured the same way on every card: the same test images, the same

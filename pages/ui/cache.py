@@ -22,6 +22,7 @@ from compress_core import inspect, recover
 from compress_core.pipeline import Compressed, Workbench
 from compress_core.recipe import Recipe
 from compress_core.records import Progress
+from compress_core.recover.bn import dense_statistics
 from compress_core.runtime import configure_threads
 
 from . import catalogue
@@ -59,11 +60,14 @@ def is_warm(model_id: str, mode: str) -> bool:
 
 
 def warm_up(model_id: str, mode: str) -> None:
-    """Load the model and do the once-per-model work (test images, dense predictions, dense file)
-    that the first slider move would otherwise pay for."""
+    """Load the model and do the once-per-model work (test images, dense predictions, dense file, and
+    with BatchNorm recovery the dense model's statistics on the calibration images) that the first slider
+    move would otherwise pay for."""
     wb = workbench(model_id)
     wb.dense_predictions(wb.eval_data(mode))
     wb.dense_facts()
+    if catalogue.prunable(model_id) and recover.default_level(wb.model) == "bn":
+        dense_statistics(wb.model, wb.recovery_images())
     _warm().add((model_id, mode))
 
 
@@ -78,13 +82,27 @@ def compressed(model_id: str, recipe: Recipe, progress: Progress | None = None) 
     return workbench(model_id).compressed(recipe, progress=progress)
 
 
-def result(model_id: str, recipe: Recipe, mode: str, progress: Progress | None = None) -> dict:
-    """``Result.to_dict()`` for the recipe, computed once per (model, recipe, mode) per process."""
+def result(model_id: str, recipe: Recipe, mode: str, progress: Progress | None = None, oneshot: bool = True) -> dict:
+    """``Result.to_dict()`` for the recipe, computed once per (model, recipe, mode) per process. With
+    ``oneshot=False`` a recipe with recovery comes back without its one-shot accuracy unless that is cached
+    (``Workbench.evaluate``): Explore shows the recovered cards first and asks for it afterwards."""
     return (
         workbench(model_id)
-        .evaluate(recipe, mode=mode, latency_batch=LATENCY_BATCH, latency_budget_s=LATENCY_BUDGET_S, progress=progress)
+        .evaluate(
+            recipe,
+            mode=mode,
+            latency_batch=LATENCY_BATCH,
+            latency_budget_s=LATENCY_BUDGET_S,
+            progress=progress,
+            oneshot=oneshot,
+        )
         .to_dict()
     )
+
+
+def oneshot_missing(recipe: Recipe, res: dict) -> bool:
+    """Whether ``res`` (of ``recipe``) still lacks the one-shot accuracy it will show beside the recovered one."""
+    return recipe.recovery != "none" and res.get("accuracy_oneshot") is None
 
 
 def remeasure(model_id: str, recipe: Recipe, mode: str, progress: Progress | None = None) -> dict:
@@ -138,31 +156,39 @@ def curve_frame(
 ) -> tuple[pd.DataFrame, list[Recipe]]:
     """Known points of the curve (including the current recipe) and the grid recipes still missing,
     nearest to the current sparsity first (the slider's next stops); recipes whose JSON is in
-    ``failed`` raised before and are not retried."""
+    ``failed`` raised before and are not retried. A point measured without its one-shot accuracy yet
+    (a slider move shows the recovered numbers first) is drawn, and missing too, until the fill adds it."""
     rows, missing = [], []
     candidates = curve_recipes(recipe)
     if recipe.finetune is None and all(abs(recipe.prune.sparsity - r.prune.sparsity) > 1e-9 for r in candidates):
         candidates.append(recipe)
     for r in candidates:
         res = peek(model_id, r, mode)
-        if res is None:
-            if r.to_json() not in failed:
-                missing.append(r)
-        else:
+        if (res is None or oneshot_missing(r, res)) and r.to_json() not in failed:
+            missing.append(r)
+        if res is not None:
             rows.append(
                 {
                     "sparsity": r.prune.sparsity,
                     "accuracy": res["accuracy"],
                     "accuracy_ci_low": res["accuracy_ci_low"],
                     "accuracy_ci_high": res["accuracy_ci_high"],
-                    # without recovery (the dense point, recovery "none") the one-shot number is the accuracy
-                    "accuracy_oneshot": res.get("accuracy_oneshot") or res["accuracy"],
+                    # without recovery (the dense point, recovery "none") the one-shot number is the accuracy;
+                    # not measured yet: a gap in the one-shot line, never the recovered number in its place
+                    "accuracy_oneshot": _oneshot_of(r, res),
                 }
             )
     columns = ["sparsity", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "accuracy_oneshot"]
     df = pd.DataFrame(rows, columns=columns)
     missing.sort(key=lambda r: abs(r.prune.sparsity - recipe.prune.sparsity))
     return df, missing
+
+
+def _oneshot_of(recipe: Recipe, res: dict) -> float:
+    if recipe.recovery == "none":
+        return res["accuracy"]
+    oneshot = res.get("accuracy_oneshot")
+    return float("nan") if oneshot is None else oneshot
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -1,6 +1,10 @@
 """Explore's panels: loading the model, the measured result, the background-filled accuracy curve and
 the charts.
 
+A slider move measures the new recipe with its recovery and shows the cards; the one-shot accuracy beside
+the recovered one (the same recipe without recovery: one more evaluation, 1.5 s on ResNet-56 here) is
+measured last, once everything else is on screen (``complete_oneshot``), and one rerun shows it.
+
 The metric cards never wait for a chart: the curve is a fragment that, on full reruns, only
 draws points already measured, and on its own timer (``CURVE_TICK_S``) measures one missing
 point per tick, nearest to the slider first, until the grid is complete; then it triggers one
@@ -10,8 +14,8 @@ prefetch: the slider's neighbouring stops are usually ready before the user gets
 Yielding. A fragment run and the user's next full rerun share one script thread, and Streamlit
 hands over only when the running script calls a Streamlit command. So every measurement here gets
 a progress callback that writes its progress on screen: each write is such a call, and a pending
-slider move interrupts the fill there (within one evaluation chunk or timing round, a fraction of a
-second even on ResNet-56) instead of after the whole point.
+slider move interrupts the fill there (within one evaluation chunk, BatchNorm re-estimation batch or
+timing round, a fraction of a second even on ResNet-56) instead of after the whole point.
 """
 
 from __future__ import annotations
@@ -41,8 +45,8 @@ def ensure_loaded(model_id: str, mode: str) -> None:
         return
     spec = catalogue.spec(model_id)
     with st.spinner(
-        f"Loading {spec.name}: weights, the test images and the dense model's own predictions "
-        "(once per server; a few seconds for a ResNet)…",
+        f"Loading {spec.name}: weights, the test images, the dense model's own predictions and (with "
+        "BatchNorm recovery) its statistics on the calibration images (once per server; a few seconds for a ResNet)…",
         show_time=True,
     ):
         cache.warm_up(model_id, mode)
@@ -68,9 +72,22 @@ def measure(model_id: str, recipe: Recipe, mode: str) -> dict:
         n = len(cache.workbench(model_id).eval_data(mode))
         label = f"Measuring {state.recipe_text(recipe)} on {catalogue.spec(model_id).name} ({n:,} images)"
         with runtime_panel.foreground():  # the background runtime worker waits while the user's move is measured
-            res = cache.result(model_id, recipe, mode, progress=_on_screen(slot, label))
+            res = cache.result(model_id, recipe, mode, progress=_on_screen(slot, label), oneshot=False)
     slot.empty()
     return res
+
+
+def complete_oneshot(model_id: str, recipe: Recipe, mode: str, res: dict, slot) -> None:
+    """Last on the page: the one-shot accuracy the card shows beside the recovered one, measured into
+    ``slot`` (under the cards), then one rerun that shows it. The user's next move interrupts it like the
+    curve fill (module docstring); the result stays cached either way, so it is measured at most once."""
+    if not cache.oneshot_missing(recipe, res):
+        return
+    label = f"Measuring the one-shot accuracy (the same recipe without recovery) on {catalogue.spec(model_id).name}"
+    done = cache.result(model_id, recipe, mode, progress=_on_screen(slot, label))
+    slot.empty()
+    if not cache.oneshot_missing(recipe, done):
+        st.rerun()
 
 
 def _fill_caption(n_done: int, todo: list[Recipe], background: bool, kind: str, seconds: float) -> str:
@@ -154,8 +171,8 @@ def latency_and_layers(model_id: str, recipe: Recipe, res: dict) -> None:
         st.caption(
             f"Paired timing: this model and the dense one interleaved in the same window, batch "
             f"{res['latency_batch']}, {res['latency_threads']} thread(s), {res['latency_kernels']} kernels; "
-            "bars are medians (IQR whiskers), the speed-up is the median of the per-round ratios. MACs "
-            "count zeroed weights too: dense kernels still multiply them."
+            "bars are medians (IQR whiskers), the speed-up is the fastest dense call over the fastest compressed "
+            "call. MACs count zeroed weights too: dense kernels still multiply them."
         )
     with right:
         names = [ALL_LAYERS, *table["layer"]]

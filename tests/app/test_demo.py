@@ -127,6 +127,9 @@ def test_structured_sparsity_says_channels_parameters_and_macs_and_warns_of_a_ch
 
 # 5. int8 slower than fp32: the reason is on screen ------------------------------------------------
 def test_int8_slower_than_fp32_says_why(monkeypatch):
+    from pages.ui import cache
+
+    cache.workbench.clear()  # latencies are cached per structure: an int8 LeNet-5 timed by an earlier test
     monkeypatch.setattr(timing, "paired", _fake_paired(0.55, 0.01, 0.5))
     recipe = Recipe(PruneSpec("unstructured", "l1", "global", 0.35), QuantSpec(bits=8, int8=True))
     at = new_app(recipe=recipe.to_json()).run()
@@ -205,9 +208,9 @@ def test_every_measurement_reports_progress_on_screen_so_a_move_can_interrupt_it
     calls = []
     real = cache.result
 
-    def spy(model_id, recipe, mode, progress=None):
+    def spy(model_id, recipe, mode, progress=None, **kw):
         calls.append(progress is not None)
-        return real(model_id, recipe, mode, progress=progress)
+        return real(model_id, recipe, mode, progress=progress, **kw)
 
     monkeypatch.setattr(cache, "result", spy)
     at = new_app(recipe=Recipe(PruneSpec("unstructured", "l2", "global", 0.15)).to_json()).run()

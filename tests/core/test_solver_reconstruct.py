@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 
-import pytest
 import torch
 
 from compress_core.pipeline import Workbench
@@ -52,12 +51,6 @@ def test_reconstruct_fits_each_layer_on_its_own_bits_and_is_not_worse():
     assert _accuracy(model, wb) >= _accuracy(comp.float_model, wb) - 0.003  # 10,000 images: 0.3 pp of noise
 
 
-@pytest.mark.xfail(
-    raises=ValueError,
-    strict=True,
-    reason="stages.recover_stage still refuses recovery 'reconstruct' with layer_bits; drop that check "
-    "(compress_core/stages.py) now that reconstruction fits each layer at its own bits, then this marker",
-)
 def test_a_mixed_bit_recipe_evaluates_with_reconstruct():
     wb = Workbench(MODEL)
     recipe = _mixed(wb)
