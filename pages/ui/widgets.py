@@ -14,6 +14,7 @@ from compress_core.paths import cache_dir, data_dir, downloads_allowed
 from compress_core.plots import human_bytes
 from compress_core.recipe import BITS, CRITERIA, GRANULARITIES, INT8_MODES, ROUND_TO, SCHEMES, SCOPES, Recipe
 from compress_core.records import EVAL_MODES, size_is_estimate
+from compress_core.recover import BN_SAMPLES
 
 from . import cache, catalogue, state, upload_box
 
@@ -32,13 +33,15 @@ RECOVERY_LABELS = {
     "reconstruct": "Layer-wise reconstruction",
 }
 RECOVERY_HELP = (
-    "What a deployment pipeline does before it judges a compressed model, on 1,024 training images "
-    "(never test images), seeded. BatchNorm: re-estimate the BN statistics (about 0.7 s on ResNet-20 here). "
+    f"What a deployment pipeline does before it judges a compressed model, on {BN_SAMPLES:,} training images "
+    "(never test images), seeded. BatchNorm: re-estimate the BN statistics (about 1-1.5 s on the CIFAR ResNets "
+    "here). "
     "Reconstruction: re-fit each compressed layer to the dense model's outputs by least squares "
     "(SparseGPT/OBC-style for pruned weights, GPTQ rounding for k-bit weights, ThiNet-style re-fits "
     "after removed channels, bias correction); 3-5 s on ResNet-20, under 1 s on the LeNets. The default is the "
     "strongest level that keeps a slider move near 1.5 s: BatchNorm for the ResNets, reconstruction for "
-    "the LeNets (they have no BatchNorm). The accuracy card shows the one-shot number beside the recovered one."
+    "the LeNets (they have no BatchNorm). The accuracy card shows the one-shot number beside the recovered one "
+    "(measured right after the cards)."
 )
 # Measured on ResNet-20 and LeNet-5, quick evaluation (1,000 images): benchmarks/RESULTS.md section 12.
 STRUCTURED_DEFAULTS_WHY = (
@@ -280,7 +283,10 @@ def recipe_controls(slider_layers: int | None = None, recovery_levels: tuple[str
                 disabled=ss[state.W_KIND] != "structured",
                 format_func=lambda r: "off" if r == 0 else f"multiples of {r}",
                 help="Structured only (round_to): every layer keeps a multiple of this many channels, the widths "
-                "SIMD kernels run at full speed (Torch-Pruning's round_to). See the latency staircase below.",
+                "SIMD kernels run at full speed (Torch-Pruning's round_to). On AVX-512 CPUs fp32 kernels work in "
+                "blocks of 16 channels: measured here, 16 made the time fall with the MACs (0.85-0.86 of the MAC "
+                "reduction vs 0.74 unaligned) but prunes less, so it can be slower than no alignment "
+                "(benchmarks/RESULTS.md section 8). See the latency staircase below.",
             )
     return knob
 
