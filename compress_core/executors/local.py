@@ -11,6 +11,7 @@ from collections.abc import Callable, Generator, Sequence
 
 from ..pipeline import Workbench
 from ..recipe import Recipe
+from ..runtimes.base import RuntimeUnsupported
 from .base import Executor, Outcome, Settings, ShouldStop, stamped
 
 
@@ -37,11 +38,15 @@ class InProcessExecutor(Executor):
         for index, recipe in enumerate(recipes):
             if should_stop is not None and should_stop():
                 return
-            result = self.bench(model_id).evaluate(
-                recipe,
-                mode=settings.mode,
-                latency_batch=settings.latency_batch,
-                latency_budget_s=settings.latency_budget_s,
-                runtime=settings.runtime,
-            )
+            try:
+                result = self.bench(model_id).evaluate(
+                    recipe,
+                    mode=settings.mode,
+                    latency_batch=settings.latency_batch,
+                    latency_budget_s=settings.latency_budget_s,
+                    runtime=settings.runtime,
+                )
+            except RuntimeUnsupported as exc:  # this runtime cannot take this config: a failed row, not a dead sweep
+                yield Outcome(index, None, error=str(exc))
+                continue
             yield Outcome(index, stamped(result.to_dict(), self.key))

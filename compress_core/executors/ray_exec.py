@@ -15,8 +15,9 @@ its result dicts come back to the driver as each task finishes.
 
 Faults. A task whose worker (or node) dies is submitted again, up to ``max_attempts`` in all; after
 that its configs come back as failed ``Outcome``s. A recipe that raises on the worker raises on the
-driver, as in-process. Stopping (``should_stop``, Ctrl-C, closing the generator) cancels every task
-that has not come back.
+driver, as in-process; a config the sweep's runtime cannot take (``RuntimeUnsupported``) comes back as a
+failed ``Outcome`` with the runtime's one-line reason, in both. Stopping (``should_stop``, Ctrl-C,
+closing the generator) cancels every task that has not come back.
 """
 
 from __future__ import annotations
@@ -179,8 +180,9 @@ class RayExecutor(Executor):
                     except ray.exceptions.RayError as exc:  # the worker or its node died
                         yield from self._lost(task, exc, submit)
                         continue
-                    for index, result in done:
-                        yield Outcome(index, {**result, "attempts": task.attempt}, attempts=task.attempt)
+                    for index, result, error in done:
+                        stamped_result = None if result is None else {**result, "attempts": task.attempt}
+                        yield Outcome(index, stamped_result, error=error, attempts=task.attempt)
         finally:
             for ref in running:
                 ray.cancel(ref)

@@ -17,6 +17,7 @@ from ..lru import LRU
 from ..pipeline import Workbench
 from ..recipe import Recipe
 from ..runtime import configure_threads
+from ..runtimes.base import RuntimeUnsupported
 from .base import Settings, stamped
 
 MAX_MODELS = 2  # Workbenches one worker process keeps (each holds a model, its caches and datasets)
@@ -34,20 +35,25 @@ def bench(model_id: str) -> Workbench:
 
 def measure_group(
     model_id: str, items: list[tuple[int, str]], settings: Settings, threads: int, executor: str
-) -> list[tuple[int, dict]]:
+) -> list[tuple[int, dict | None, str]]:
     """Measure each ``(index, recipe_json)`` in order with ``threads`` torch threads (the CPUs the task
-    asked for, so workers sharing a machine do not oversubscribe it); ``(index, stamped result)`` each."""
+    asked for, so workers sharing a machine do not oversubscribe it); ``(index, stamped result, "")`` each,
+    or ``(index, None, why)`` for a config the sweep's runtime cannot take (the others still measured)."""
     configure_threads(threads)
     wb = bench(model_id)
-    out = []
+    out: list[tuple[int, dict | None, str]] = []
     for index, recipe_json in items:
-        result = wb.evaluate(
-            Recipe.from_json(recipe_json),
-            mode=settings.mode,
-            latency_batch=settings.latency_batch,
-            threads=torch.get_num_threads(),
-            latency_budget_s=settings.latency_budget_s,
-            runtime=settings.runtime,
-        )
-        out.append((index, stamped(result.to_dict(), executor)))
+        try:
+            result = wb.evaluate(
+                Recipe.from_json(recipe_json),
+                mode=settings.mode,
+                latency_batch=settings.latency_batch,
+                threads=torch.get_num_threads(),
+                latency_budget_s=settings.latency_budget_s,
+                runtime=settings.runtime,
+            )
+        except RuntimeUnsupported as exc:
+            out.append((index, None, str(exc)))
+            continue
+        out.append((index, stamped(result.to_dict(), executor), ""))
     return out

@@ -63,6 +63,8 @@ class ChannelScatter(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x[:, :, ::2, ::2]
         out = x.new_zeros((x.shape[0], self._out, x.shape[2], x.shape[3]))
+        if self.src.shape[0] == 0:  # pruning removed every mapped channel: the shortcut carries zeros (an empty
+            return out  # index_copy exports to an ONNX ScatterND that OpenVINO cannot read)
         return out.index_copy(1, self.dst, x.index_select(1, self.src))
 
     def extra_repr(self) -> str:

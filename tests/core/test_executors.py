@@ -25,8 +25,9 @@ from compress_core.executors import (
 )
 from compress_core.pipeline import Workbench
 from compress_core.recipe import FinetuneSpec, Recipe
+from compress_core.runtimes.base import RuntimeUnsupported
 from compress_core.store import ResultStore
-from compress_core.sweep import grid, measure_recipes
+from compress_core.sweep import grid, measure_recipes, run_sweep
 
 MODEL = "lenet5-mnist"
 
@@ -83,13 +84,46 @@ def test_in_process_executor_stops_when_asked():
     assert len(done) == 1
 
 
+def _refusing(wb: Workbench, refused: float, monkeypatch) -> None:
+    """``wb`` as a runtime that cannot take the recipe at sparsity ``refused`` (an op it lacks)."""
+    real = wb.evaluate
+
+    def evaluate(recipe, *args, **kwargs):
+        if recipe.prune.sparsity == refused:
+            raise RuntimeUnsupported("openvino cannot take this model: reading the ONNX model failed")
+        return real(recipe, *args, **kwargs)
+
+    monkeypatch.setattr(wb, "evaluate", evaluate)
+
+
+def test_a_config_the_runtime_cannot_take_is_a_failed_row_and_the_sweep_goes_on(monkeypatch, tmp_path):
+    wb = Workbench(MODEL)
+    _refusing(wb, 0.5, monkeypatch)
+    recipes = grid(["unstructured"], [0, 0.5, 0.9], [32])
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        df = run_sweep(MODEL, recipes, store=store, workbench=wb, latency_budget_s=0.005)
+        assert sorted(df["sparsity"]) == [0.0, 0.9] and len(store.frame(MODEL)) == 2
+    (failed,) = df.attrs["failed"]
+    assert failed["label"] == recipes[1].label() and failed["error"].startswith("openvino cannot take this model")
+    monkeypatch.setattr(worker, "_BENCHES", worker.LRU(worker.MAX_MODELS))
+    worker._BENCHES.put(MODEL, wb)  # the same refusal on a Ray worker: that config alone comes back failed
+    items = [(0, recipes[1].to_json()), (1, recipes[0].to_json())]
+    before = torch.get_num_threads()
+    try:
+        (i0, r0, e0), (i1, r1, e1) = worker.measure_group(MODEL, items, Settings(latency_budget_s=0.005), 1, "ray")
+    finally:
+        torch.set_num_threads(before)
+    assert (i0, r0) == (0, None) and e0.startswith("openvino cannot take")
+    assert i1 == 1 and r1 is not None and e1 == ""
+
+
 def test_worker_keeps_one_workbench_per_model_and_runs_with_its_cpu_request(monkeypatch):
     monkeypatch.setattr(worker, "_BENCHES", worker.LRU(worker.MAX_MODELS))
     before = torch.get_num_threads()
     try:
         items = [(3, Recipe().to_json())]
-        ((index, result),) = worker.measure_group(MODEL, items, Settings(latency_budget_s=0.005), 1, "ray")
-        assert index == 3 and result["latency_threads"] == 1 and result["executor"] == "ray"
+        ((index, result, error),) = worker.measure_group(MODEL, items, Settings(latency_budget_s=0.005), 1, "ray")
+        assert index == 3 and error == "" and result["latency_threads"] == 1 and result["executor"] == "ray"
         assert worker.bench(MODEL) is worker.bench(MODEL)  # built once per worker process
     finally:
         torch.set_num_threads(before)

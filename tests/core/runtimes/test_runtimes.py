@@ -195,6 +195,30 @@ def test_channel_scatter_holds_int_planes_and_exports_strictly():
     assert other(x[:, :3]).shape == (2, 7, 3, 3)
 
 
+class _EmptyShortcut(nn.Module):
+    """A residual block whose pruned shortcut maps no channel at all (ResNet-20 at 80 % structured)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        empty = torch.empty(0, dtype=torch.long)
+        self.shortcut = ChannelScatter(3, 8, src=empty, dst=empty)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc((self.conv(x) + self.shortcut(x)).mean((2, 3)))
+
+
+@pytest.mark.parametrize("key", ["onnxruntime", "openvino"])
+def test_a_shortcut_with_no_channel_left_deploys(key):
+    torch.manual_seed(0)
+    model, x = _EmptyShortcut().eval(), torch.randn(6, 3, 8, 8)
+    assert torch.equal(model.shortcut(x), torch.zeros(6, 8, 4, 4))
+    dep = _runtime(key).deploy(model, (3, 8, 8), batch=2, threads=1)  # OpenVINO refused the ONNX ScatterND
+    with torch.no_grad():
+        assert float((dep.predict(x) - model(x)).abs().max()) < FP32_MAX_DIFF
+
+
 @pytest.mark.slow
 def test_torch_pt2e_int8_compiles_and_agrees(lenet, tmp_path):
     """torchao PT2E (X86InductorQuantizer + torch.compile): int8 kernels label, agreement with eager fp32,
