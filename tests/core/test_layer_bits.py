@@ -71,15 +71,6 @@ def test_unknown_layer_in_layer_bits_is_an_error():
         apply_recipe(_lenet(), Recipe(quant=QuantSpec(layer_bits=(("nope", 4),))))
 
 
-def test_reconstruct_recovery_refuses_mixed_bits():
-    from compress_core.stages import recover_stage
-
-    comp = apply_recipe(_lenet(), Recipe(quant=QuantSpec(bits=4, layer_bits=(("fc1", 2),))))
-    comp.recipe = comp.recipe.with_recovery("reconstruct")
-    with pytest.raises(ValueError, match="per-layer bits"):
-        recover_stage(comp, _lenet(), calibration=None)
-
-
 def test_artefact_stores_per_layer_bits_and_loads_bit_exactly():
     mixed = Recipe(
         prune=PruneSpec(kind="unstructured", sparsity=0.5),
