@@ -101,7 +101,8 @@ def accuracy_curve(df: pd.DataFrame, current_sparsity: float | None = None, dens
     if dense_accuracy is not None:
         shape, note = _hline(dense_accuracy * 100, "dense")
         shapes, notes = [shape], [note]
-    layout = _layout(title, shapes=shapes, annotations=notes,
+    legend = {"orientation": "h", "yanchor": "top", "y": -0.3, "xanchor": "left", "x": 0.0}  # not over the title
+    layout = _layout(title, shapes=shapes, annotations=notes, legend=legend,
                      xaxis={"title": {"text": "sparsity (%)"}, "range": [-2, 100]},
                      yaxis={"title": {"text": "top-1 accuracy (%)"}})
     return go.Figure(traces, layout)

@@ -25,6 +25,7 @@ def curve() -> pd.DataFrame:
 
 def test_accuracy_curve_is_sorted_marks_the_current_point_and_the_dense_line(curve):
     fig = plots.accuracy_curve(curve, current_sparsity=0.5, dense_accuracy=0.98)
+    assert fig.layout.legend.y < 0, "the legend sits under the plot, never over its (long) title"
     line = next(t for t in fig.data if t.name == "accuracy")
     assert list(line.x) == [0, 50, 90]
     current = next(t for t in fig.data if t.name == "current")
