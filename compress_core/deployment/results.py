@@ -13,6 +13,7 @@ from .. import measure
 from ..recipe import Recipe
 from ..records import Compressed, Progress, Result, check_eval_mode
 from ..runtimes import RUNTIMES, Deployed, RuntimeUnsupported, get_runtime
+from ..workbench_parts import fields_of
 from .sessions import STATIC_EVAL_BATCH, Bench, latency_on, resolve_threads, session, state_of, vs_eager
 
 
@@ -85,11 +86,10 @@ def evaluate_on(
         accuracy_ci_low=acc.ci_low,
         accuracy_ci_high=acc.ci_high,
         agreement=acc.agreement,
-        latency_kernels=dep.kernels,
         deploy_file_bytes=_file_bytes(dep),
         simulated=notes,
         seconds=seconds,
-        **lat,
+        **{"latency_kernels": dep.kernels, **lat},  # the runtime's kernels, timed or not
     )
 
 
@@ -101,18 +101,7 @@ def _latency_fields(
         progress(0.9, f"timing on {runtime}")
     pair = latency_on(wb, recipe, dep, comp, runtime, budget_s)
     factor, _, eager_ms = vs_eager(wb, runtime, dep.batch, dep.threads, budget_s)
-    return {
-        "latency_ms_p50": pair.ms_p50,
-        "latency_ms_iqr": pair.ms_iqr,
-        "dense_latency_ms_p50": pair.baseline_ms_p50,
-        "speedup": pair.speedup,
-        "speedup_spread": pair.speedup_spread,
-        "latency_noisy": pair.noisy,
-        "latency_load": pair.load_avg,
-        "latency_note": pair.reason,
-        "speedup_vs_eager": pair.speedup * factor,
-        "eager_latency_ms_p50": eager_ms,
-    }
+    return {**fields_of(pair, dep.kernels), "speedup_vs_eager": pair.speedup * factor, "eager_latency_ms_p50": eager_ms}
 
 
 def _file_bytes(dep: Deployed) -> int | None:
