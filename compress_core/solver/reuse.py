@@ -45,11 +45,7 @@ def timed_here(row: dict, budget: Budget) -> bool:
 
 def held(store: ResultStore | None, model_id: str, recipes: list[Recipe], mode: str, budget: Budget) -> int:
     """How many of ``recipes`` the store holds, measured in ``mode`` on the budget's runtime, usable as they are."""
-    if store is None:
-        return 0
-    key = store_mode(mode, budget.runtime)
-    rows = [store.get(model_id, r.to_json(), key, budget.batch) for r in recipes]
-    return sum(1 for row in rows if row is not None and timed_here(row, budget))
+    return len(final_held(store, model_id, recipes, list(range(len(recipes))), mode, budget))
 
 
 def is_uniform(recipe: Recipe, space: SearchSpace, recovery: str) -> bool:
@@ -98,7 +94,8 @@ def stored_uniform(
 def final_held(
     store: ResultStore | None, model_id: str, recipes: list[Recipe], indices: list[int], mode: str, budget: Budget
 ) -> list[int]:
-    """Those of ``indices`` whose recipe the store holds measured in ``mode`` (the final one), usable as it is."""
+    """Those of ``indices`` whose recipe the store holds measured in ``mode`` (the final one, for the verified
+    uniform rows), usable as it is."""
     if store is None:
         return []
     key = store_mode(mode, budget.runtime)
