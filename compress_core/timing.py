@@ -45,9 +45,11 @@ The rule (``paired``):
    (all calls of all rounds pooled, the worse side), exceeds ``SLOWDOWN_LIMIT`` (1.25; 1.02-1.05 on an
    idle machine, up to 2-4 with 2-4 busy processes, depending on how the scheduler shares the cores);
    or when the machine had more runnable threads than CPUs (``os.cpu_count()``, times ``LOAD_LIMIT``):
-   by the 1-minute load average (``os.getloadavg()``, read after the rounds), or, since that lags by
-   tens of seconds, by the median of the threads runnable right after each round (``runnable_now``,
-   this one included). Both count this process's own threads, so a lone measurement on an idle
+   by the median of the threads runnable right after each round (``runnable_now``, this one included)
+   where that can be read, else by the 1-minute load average (``os.getloadavg()``, read after the
+   rounds). The load average lags by tens of seconds: read first, it marked every measurement of a
+   quiet machine noisy for a minute after a browser run had ended (RESULTS section 9), so where the
+   runnable count is known it decides. Both count this process's own threads, so a lone measurement on an idle
    machine stays under the limit. ``reason`` says which rules fired. Under load the speed-up holds,
    the verdict still says "noisy": the machine was not the one a quiet measurement meets.
 
@@ -127,10 +129,11 @@ def verdict(
         reasons.append(
             f"other work held the cores: the median call took {slowdown:.1f}× the fast ones (limit {SLOWDOWN_LIMIT:g}×)"
         )
-    if load_avg > LOAD_LIMIT * max(cpus, 1):
+    if runnable is not None:  # measured during the rounds; the load average lags (module docstring)
+        if runnable > LOAD_LIMIT * max(cpus, 1):
+            reasons.append(f"machine busy: {runnable:g} threads runnable on {cpus} CPU(s) during the rounds")
+    elif load_avg > LOAD_LIMIT * max(cpus, 1):
         reasons.append(f"machine busy: load {load_avg:.1f} on {cpus} CPU(s)")
-    elif runnable is not None and runnable > LOAD_LIMIT * max(cpus, 1):
-        reasons.append(f"machine busy: {runnable:g} threads runnable on {cpus} CPU(s) during the rounds")
     return bool(reasons), "; ".join(reasons)
 
 

@@ -121,7 +121,16 @@ def test_a_fake_load_reads_no_runnable_threads_and_a_real_one_does():
     assert fake.runnable is None
     n = timing.runnable_now()
     assert n is None or n >= 1  # this thread is running while it reads
-    assert timing.verdict(0.01, 3.5, 2, runnable=4) == (True, "machine busy: load 3.5 on 2 CPU(s)")  # said once
+    assert timing.verdict(0.01, 3.5, 2, runnable=4) == (
+        True,
+        "machine busy: 4 threads runnable on 2 CPU(s) during the rounds",
+    )  # said once, by the count taken during the rounds
+    assert timing.verdict(0.01, 3.5, 2) == (True, "machine busy: load 3.5 on 2 CPU(s)")  # no count: the average
+
+
+def test_a_lagging_load_average_does_not_mark_a_quiet_measurement_noisy():
+    # A browser run just ended: the 1-minute average still reads 3.5 on 2 CPUs, while only this thread runs.
+    assert timing.verdict(0.01, 3.5, 2, runnable=1) == (False, "")
 
 
 def test_blocks_grow_when_the_rounds_show_the_estimate_was_slowed():
