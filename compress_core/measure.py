@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from . import lanes
 from .data import TensorSet
 
 EVAL_BATCH = 100  # fastest batch on this 2-core machine (shared/data README)
@@ -35,11 +36,14 @@ def predictions(
     batch_size: int = EVAL_BATCH,
     memory_format: torch.memory_format = torch.contiguous_format,
 ) -> torch.Tensor:
-    """Top-1 predicted class for every sample (int64)."""
+    """Top-1 predicted class for every sample (int64). The batches run in ``lanes`` (one per torch
+    thread, each batch on one thread: faster than every op on all threads, see ``lanes``)."""
     model.eval()
-    out = []
-    for x, _ in data.batches(batch_size):
-        out.append(model(x.contiguous(memory_format=memory_format) if x.dim() == 4 else x).argmax(1))
+
+    def top1(_lane: int, x: torch.Tensor) -> torch.Tensor:
+        return model(x.contiguous(memory_format=memory_format) if x.dim() == 4 else x).argmax(1)
+
+    out = lanes.run(top1, [x for x, _ in data.batches(batch_size)])
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
 
 

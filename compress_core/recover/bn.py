@@ -34,6 +34,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .. import lanes
 from ..records import Progress
 from .channels import bn_channels
 
@@ -57,24 +58,35 @@ def _fast_copy(model: nn.Module, images: Sequence[torch.Tensor]) -> nn.Module | 
 
 def reestimate_(model: nn.Module, images: Sequence[torch.Tensor], progress: Progress | None = None) -> int:
     """Recompute the running mean/var of every BatchNorm of ``model`` on ``images``; returns how many.
-    ``progress(fraction, message)`` is called before every batch (module docstring)."""
+    ``progress(fraction, message)`` is called before the first batch and after every batch (module docstring).
+    The batches run in ``lanes``, each lane on a copy of its own, merged after (``_merge_lanes``)."""
     fast = _fast_copy(model, images)
     work = model if fast is None else fast
     bns = batchnorms(work)
     saved = [(m, m.momentum) for _, m in bns]
     work.eval()
-    total, seen = sum(len(x) for x in images), 0
+    total = sum(len(x) for x in images)
+    per = len(images[0]) if images else 0
     try:
         for _, m in bns:
             m.reset_running_stats()
             m.momentum = None  # cumulative moving average: every batch counts equally
             m.train()
-        with torch.no_grad():
-            for x in images:
-                if progress is not None:
-                    progress(seen / max(total, 1), f"{seen:,} of {total:,} images")
-                work(x if fast is None else x.contiguous(memory_format=torch.channels_last))
-                seen += len(x)
+        copies = [work, *(copy.deepcopy(work) for _ in range(min(lanes.count(), len(images)) - 1))]
+
+        def one(lane: int, x: torch.Tensor) -> None:
+            with torch.no_grad():
+                copies[lane](x if fast is None else x.contiguous(memory_format=torch.channels_last))
+
+        def heard(done: int, _n: int) -> None:
+            assert progress is not None
+            seen = min(total, done * per)
+            progress(seen / max(total, 1), f"{seen:,} of {total:,} images")
+
+        if progress is not None:
+            heard(0, len(images))
+        lanes.run(one, list(images), None if progress is None else heard, lanes=len(copies))
+        _merge_lanes(work, copies[1:])
     finally:
         for m, momentum in saved:
             m.momentum = momentum
@@ -82,6 +94,23 @@ def reestimate_(model: nn.Module, images: Sequence[torch.Tensor], progress: Prog
     if fast is not None:
         _copy_statistics(fast, model)
     return len(bns)
+
+
+def _merge_lanes(work: nn.Module, others: Sequence[nn.Module]) -> None:
+    """Fold the other lanes' BatchNorm statistics into ``work``'s: each lane's cumulative average weighted
+    by the batches it saw, which is the average over all batches, as one lane would have computed it."""
+    if not others:
+        return
+    with torch.no_grad():
+        for group in zip(*(batchnorms(m) for m in (work, *others)), strict=True):
+            bns = [m for _, m in group]
+            seen = [float(m.num_batches_tracked) for m in bns]
+            if sum(seen) == 0:
+                continue
+            for name in ("running_mean", "running_var"):
+                merged = sum(getattr(m, name) * k for m, k in zip(bns, seen, strict=True)) / sum(seen)
+                getattr(bns[0], name).copy_(merged)
+            bns[0].num_batches_tracked.fill_(int(sum(seen)))
 
 
 def _copy_statistics(src: nn.Module, dst: nn.Module) -> None:

@@ -58,7 +58,7 @@ def test_the_bn_pass_reports_every_batch_and_matches_the_contiguous_statistics()
     expected = _plain_statistics(model, images)
     calls: list[tuple[float, str]] = []
     bn.reestimate_(model, images, progress=lambda f, m: calls.append((f, m)))
-    assert [f for f, _ in calls] == pytest.approx([0.0, 1 / 3, 2 / 3])
+    assert [f for f, _ in calls] == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0])  # before the first, after each
     assert calls[1][1] == "16 of 48 images"
     got = [t for _, m in bn.batchnorms(model) for t in (m.running_mean, m.running_var)]
     for a, b in zip(got, expected, strict=True):
