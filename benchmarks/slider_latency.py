@@ -7,8 +7,10 @@ Prints markdown tables, the CPU model line first (not a test).
 2. Chromium, as a user meets it (``--browser``): ``streamlit run app.py``, Explore on ResNet-56, the
    background curve fill left running; each move drags the slider with the mouse to a sparsity not
    visited yet and times from mouse-up until the "Non-zero parameters" card shows that recipe's count;
-   then a few ±5 % steps (points the fill may have prefetched). Target: p50 <= 2 s. Next to it, one
-   evaluation in a bare process (no server, no browser): the machine's own floor at that moment.
+   then a few ±5 % steps (points the fill may have prefetched). Target: p50 <= 2 s. Once per recovery
+   level (``--browser-recovery``: the model's default, BatchNorm re-estimation on the ResNets, and none,
+   the work the target was set for). Next to it, one evaluation of the same kind in a bare process (no
+   server, no browser): the machine's own floor at that moment.
 3. Paired timing under load (``--load``): a structured 50 % model timed against its dense baseline
    (``timing.paired``, as the dashboard does) R times on the machine as found, R times beside one
    idle-priority spinner per core (keeps the cores awake, takes no time) and R times while one busy
@@ -18,7 +20,8 @@ Prints markdown tables, the CPU model line first (not a test).
 ResNets run only when COMPRESS_DATA_DIR is set (weights + CIFAR-10 test set).
 
     python benchmarks/slider_latency.py [--moves 12] [--models lenet5-mnist resnet20-cifar10]
-        [--browser resnet56-cifar10 --browser-moves 10] [--load resnet20-cifar10 --repeats 7]
+        [--browser resnet56-cifar10 --browser-moves 10 --browser-recovery default none]
+        [--load resnet20-cifar10 --repeats 7]
 """
 
 from __future__ import annotations
@@ -189,9 +192,24 @@ def _drag_slider(page, pct: int, max_pct: int = 95) -> None:
     page.mouse.up()
 
 
-def browser_moves(model_id: str, moves: int, port: int = 8611) -> dict:
+def _move_recipe(pct: int, recovery: str):
+    """The recipe of one slider move on Explore's default method, with ``recovery``."""
+    from compress_core.recipe import PruneSpec, Recipe
+
+    return Recipe(PruneSpec("unstructured", "l1", "global", pct / 100), recovery=recovery)
+
+
+def _default_recovery(model_id: str) -> str:
+    from compress_core import recover
+    from compress_core.pipeline import Workbench
+
+    return recover.default_level(Workbench(model_id).model)
+
+
+def browser_moves(model_id: str, moves: int, recovery: str, port: int = 8611) -> dict:
     import signal
     import tempfile
+    import urllib.parse
 
     from playwright.sync_api import sync_playwright
 
@@ -205,7 +223,8 @@ def browser_moves(model_id: str, moves: int, port: int = 8611) -> dict:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1800})
             t0 = time.perf_counter()
-            page.goto(f"http://127.0.0.1:{port}/?model={model_id}", wait_until="domcontentloaded")
+            start = urllib.parse.quote(_move_recipe(0, recovery).to_json())
+            page.goto(f"http://127.0.0.1:{port}/?model={model_id}&recipe={start}", wait_until="domcontentloaded")
             cards = page.locator('[data-testid="stMetricValue"]')
             cards.nth(3).wait_for(timeout=600_000)
             first_s = time.perf_counter() - t0
@@ -222,59 +241,66 @@ def browser_moves(model_id: str, moves: int, port: int = 8611) -> dict:
         proc.wait(timeout=20)
     return {
         "model": model_id,
+        "recovery": recovery,
         "moves": len(times),
         "p50": statistics.median(times),
         "p95": percentile(times, 0.95),
         "max": max(times),
         "first": first_s,
-        "alone": _evaluate_alone(model_id),
+        "alone": _evaluate_alone(model_id, recovery),
         "load": os.getloadavg()[0],
         "steps": step_times,
     }
 
 
-def _evaluate_alone(model_id: str, n: int = 3) -> float:
-    """Median seconds of ``Workbench.evaluate`` on unvisited recipes in this process, no server, no browser:
-    the machine's floor for one move at this moment (the 1,000-image pass dominates)."""
+def _evaluate_alone(model_id: str, recovery: str, n: int = 3) -> float:
+    """Median seconds of ``Workbench.evaluate`` on unvisited recipes with the moves' recovery in this process,
+    no server, no browser: the machine's floor for one move at this moment. Like a move, without the one-shot
+    accuracy (Explore measures that after the cards) and with the dense statistics BN recovery needs computed
+    once beforehand (Explore does that while the model loads)."""
     from compress_core.pipeline import Workbench
-    from compress_core.recipe import PruneSpec, Recipe
+    from compress_core.recover.bn import dense_statistics
 
     wb = Workbench(model_id)
-    wb.evaluate(Recipe(), latency_budget_s=0.2)
+    wb.evaluate(_move_recipe(0, "none"), latency_budget_s=0.2)
+    if recovery == "bn":
+        dense_statistics(wb.model, wb.recovery_images())
     times = []
     for pct in (12, 37, 62)[:n]:
         t0 = time.perf_counter()
-        wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", pct / 100)), latency_budget_s=0.2)
+        wb.evaluate(_move_recipe(pct, recovery), latency_budget_s=0.2, oneshot=False)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 
-def print_browser(r: dict) -> None:
-    target = TARGETS_S.get(r["model"], 2.0)
-    mark = " ✓" if r["p50"] <= target else " ✗"
+def print_browser(rows: list[dict]) -> None:
     print(
         "Explore in Chromium with the background curve fill running: mouse-up after dragging the sparsity slider "
-        "-> the non-zero-parameters card shows the new recipe (jumps to unvisited sparsities, quick eval)\n"
+        "-> the non-zero-parameters card shows the new recipe (all four cards arrive together; jumps to unvisited "
+        "sparsities, quick eval: 1,000 test images), per post-training recovery level\n"
     )
     print(
-        "| model | moves | p50 (s) | p95 (s) | max (s) | target p50 (s) | first open (s) | evaluate alone (s) | "
-        "load avg |"
+        "| model | recovery | moves | p50 (s) | p95 (s) | max (s) | target p50 (s) | first open (s) | "
+        "evaluate alone (s) | load avg |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    print(
-        f"| {r['model']} | {r['moves']} | {r['p50']:.2f}{mark} | {r['p95']:.2f} | {r['max']:.2f} | {target} | "
-        f"{r['first']:.1f} | {r['alone']:.2f} | {r['load']:.1f} |"
-    )
-    if r["steps"]:
-        s = r["steps"]
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        target = TARGETS_S.get(r["model"], 2.0)
+        mark = " ✓" if r["p50"] <= target else " ✗"
         print(
-            f"| {r['model']}, 5 % steps and revisits | {len(s)} | {statistics.median(s):.2f} | "
-            f"{percentile(s, 0.95):.2f} | {max(s):.2f} | {target} | – | – | – |"
+            f"| {r['model']} | {r['recovery']} | {r['moves']} | {r['p50']:.2f}{mark} | {r['p95']:.2f} | "
+            f"{r['max']:.2f} | {target} | {r['first']:.1f} | {r['alone']:.2f} | {r['load']:.1f} |"
         )
+        if r["steps"]:
+            s = r["steps"]
+            print(
+                f"| {r['model']}, 5 % steps and revisits | {r['recovery']} | {len(s)} | {statistics.median(s):.2f} | "
+                f"{percentile(s, 0.95):.2f} | {max(s):.2f} | {target} | – | – | – |"
+            )
     print()
     print(
-        "'evaluate alone': one new recipe measured in a bare Python process right after (no server, no browser): "
-        "what this machine needs for the 1,000-image pass at this load.\n"
+        "'evaluate alone': one new recipe with the same recovery measured in a bare Python process right after "
+        "(no server, no browser, no one-shot accuracy): what this machine needs for the move's work at this load.\n"
     )
 
 
@@ -383,6 +409,13 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=["lenet5-mnist", "resnet20-cifar10"])
     parser.add_argument("--browser", nargs="*", default=["resnet56-cifar10"], help="models to time in Chromium")
     parser.add_argument("--browser-moves", type=int, default=10)
+    parser.add_argument(
+        "--browser-recovery",
+        nargs="+",
+        default=["default", "none"],
+        choices=["default", "none", "bn", "reconstruct"],
+        help="recovery levels to time in Chromium ('default': the model's own, as Explore opens it)",
+    )
     parser.add_argument("--load", nargs="*", default=["resnet20-cifar10"], help="models for the paired-timing table")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--budget", type=float, default=0.3, help="seconds per paired measurement")
@@ -407,7 +440,8 @@ def main() -> None:
         if not Path(CHROMIUM).exists():
             print(f"skipping the browser run: no Chromium at {CHROMIUM}", file=sys.stderr)
             break
-        print_browser(browser_moves(model_id, args.browser_moves))
+        levels = dict.fromkeys(_default_recovery(model_id) if r == "default" else r for r in args.browser_recovery)
+        print_browser([browser_moves(model_id, args.browser_moves, level) for level in levels])
     for model_id in filter(usable, args.load):
         load_table(model_id, args.repeats, args.budget)
 

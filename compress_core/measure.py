@@ -35,15 +35,17 @@ def predictions(
     data: TensorSet,
     batch_size: int = EVAL_BATCH,
     memory_format: torch.memory_format = torch.contiguous_format,
+    progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Top-1 predicted class for every sample (int64). The batches run in ``lanes`` (one per torch
-    thread, each batch on one thread: faster than every op on all threads, see ``lanes``)."""
+    thread, each batch on one thread: faster than every op on all threads, see ``lanes``);
+    ``progress(batches done, batches)`` hears every finished batch on the calling thread."""
     model.eval()
 
     def top1(_lane: int, x: torch.Tensor) -> torch.Tensor:
         return model(x.contiguous(memory_format=memory_format) if x.dim() == 4 else x).argmax(1)
 
-    out = lanes.run(top1, [x for x, _ in data.batches(batch_size)])
+    out = lanes.run(top1, [x for x, _ in data.batches(batch_size)], progress)
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
 
 

@@ -29,7 +29,7 @@ from .recipe import PruneSpec, Recipe
 from .records import NO_CALIBRATION, SIZE_ARTIFACT, SIZE_ESTIMATE, Calibration, Compressed, Progress, Result, span
 from .recover import BN_SAMPLES, CALIBRATION_BATCH
 from .stages import apply_recipe, finish_stages, prune_stage
-from .workbench_parts import chunked_predictions, fields_of, structure_key
+from .workbench_parts import fields_of, reported_predictions, structure_key
 
 
 def expensive(recipe: Recipe) -> bool:
@@ -157,7 +157,7 @@ class Workbench:
                  latency_budget_s: float = 0.3, measure_latency: bool = True, compressed: Compressed | None = None,
                  progress: Progress | None = None, runtime: str = "torch", oneshot: bool = True) -> Result:
         """Measure ``recipe`` (cached per recipe, mode, batch, threads). ``progress`` hears every stage, including
-        one report per ``workbench_parts.EVAL_CHUNK`` evaluation images, per BatchNorm re-estimation batch and per
+        one report per evaluation batch (``measure.EVAL_BATCH`` images), per BatchNorm re-estimation batch and per
         timing round: a caller may raise from it to abandon the measurement (the dashboard does, to yield to the
         user's next move). Another ``runtime`` than eager ``torch``: measured on it (``deployment.evaluate_on``).
         With post-training recovery, ``accuracy_oneshot`` is the accuracy of the same recipe without it (its own
@@ -328,13 +328,13 @@ class Workbench:
                 progress: Progress | None = None) -> torch.Tensor:
         """Top-1 predictions; fp32 conv nets run on a channels_last copy (1.4x faster on ResNet-20 at
         batch 100 here, identical predictions), the given model itself is never converted. With
-        ``progress``, the images go in chunks of ``workbench_parts.EVAL_CHUNK`` and each chunk is reported."""
+        ``progress``, every batch is reported (``workbench_parts.reported_predictions``)."""
         fmt = torch.contiguous_format
         if kernels == "fp32" and data.x.dim() == 4 and any(isinstance(m, nn.Conv2d) for m in model.modules()):
             model, fmt = copy.deepcopy(model).to(memory_format=torch.channels_last), torch.channels_last
         if progress is None:
             return measure.predictions(model, data, memory_format=fmt)
-        return chunked_predictions(model, data, fmt, progress)
+        return reported_predictions(model, data, fmt, progress)
 
     def size_of(self, comp: Compressed) -> tuple[int, str]:
         """Bytes of the real compressed artefact file; an estimate where no artefact format exists."""

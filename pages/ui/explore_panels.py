@@ -14,7 +14,7 @@ prefetch: the slider's neighbouring stops are usually ready before the user gets
 Yielding. A fragment run and the user's next full rerun share one script thread, and Streamlit
 hands over only when the running script calls a Streamlit command. So every measurement here gets
 a progress callback that writes its progress on screen: each write is such a call, and a pending
-slider move interrupts the fill there (within one evaluation chunk, BatchNorm re-estimation batch or
+slider move interrupts the fill there (within one evaluation batch, BatchNorm re-estimation batch or
 timing round, a fraction of a second even on ResNet-56) instead of after the whole point.
 """
 
