@@ -9,8 +9,9 @@ Prints markdown tables, the CPU model line first (not a test).
    visited yet and times from mouse-up until the "Non-zero parameters" card shows that recipe's count;
    then a few ±5 % steps (points the fill may have prefetched). Target: p50 <= 2 s. Once per recovery
    level (``--browser-recovery``: the model's default, BatchNorm re-estimation on the ResNets, and none,
-   the work the target was set for). Next to it, one evaluation of the same kind in a bare process (no
-   server, no browser): the machine's own floor at that moment.
+   the work the target was set for), and per Chromium niceness (``--browser-nice``: at 10 the browser,
+   which on this machine shares the server's cores, mostly yields them). Next to it, one evaluation of the
+   same kind in a bare process (no server, no browser): the machine's own floor at that moment.
 3. Paired timing under load (``--load``): a structured 50 % model timed against its dense baseline
    (``timing.paired``, as the dashboard does) R times on the machine as found, R times beside one
    idle-priority spinner per core (keeps the cores awake, takes no time) and R times while one busy
@@ -20,7 +21,7 @@ Prints markdown tables, the CPU model line first (not a test).
 ResNets run only when COMPRESS_DATA_DIR is set (weights + CIFAR-10 test set).
 
     python benchmarks/slider_latency.py [--moves 12] [--models lenet5-mnist resnet20-cifar10]
-        [--browser resnet56-cifar10 --browser-moves 10 --browser-recovery default none]
+        [--browser resnet56-cifar10 --browser-moves 10 --browser-recovery default none --browser-nice 0 10]
         [--load resnet20-cifar10 --repeats 7]
 """
 
@@ -206,7 +207,18 @@ def _default_recovery(model_id: str) -> str:
     return recover.default_level(Workbench(model_id).model)
 
 
-def browser_moves(model_id: str, moves: int, recovery: str, port: int = 8611) -> dict:
+def _chromium(nice: int, folder: Path) -> str:
+    """Chromium's path, or at ``nice`` > 0 a wrapper that starts it at that niceness: the browser's rendering
+    then yields the 2 cores to the server, as a browser on the user's own machine takes nothing from it."""
+    if nice <= 0:
+        return CHROMIUM
+    wrapper = folder / "chromium-nice"
+    wrapper.write_text(f'#!/bin/sh\nexec nice -n {nice} {CHROMIUM} "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def browser_moves(model_id: str, moves: int, recovery: str, nice: int = 0, port: int = 8611) -> dict:
     import signal
     import tempfile
     import urllib.parse
@@ -216,14 +228,18 @@ def browser_moves(model_id: str, moves: int, recovery: str, port: int = 8611) ->
     targets = VALUES_PCT[:moves]
     steps = [targets[-1] + 5 * k for k in (1, 2, 1, 0) if 0 <= targets[-1] + 5 * k <= 95]  # +5, +10, +5, 0
     expected = _expected_nonzero(model_id, [*targets, *steps])
-    proc = _serve(port, Path(tempfile.mkdtemp(prefix="slider-bench-")))
+    folder = Path(tempfile.mkdtemp(prefix="slider-bench-"))
+    proc = _serve(port, folder)
     times, step_times = [], []
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = pw.chromium.launch(executable_path=_chromium(nice, folder), args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1800})
             t0 = time.perf_counter()
-            start = urllib.parse.quote(_move_recipe(0, recovery).to_json())
+            # Open on a compressed recipe with the level (a dense one shows the model's default recovery)
+            # that no move visits.
+            first = next((p for p in reversed(VALUES_PCT) if p not in expected), 0)
+            start = urllib.parse.quote(_move_recipe(first, recovery).to_json())
             page.goto(f"http://127.0.0.1:{port}/?model={model_id}&recipe={start}", wait_until="domcontentloaded")
             cards = page.locator('[data-testid="stMetricValue"]')
             cards.nth(3).wait_for(timeout=600_000)
@@ -242,6 +258,7 @@ def browser_moves(model_id: str, moves: int, recovery: str, port: int = 8611) ->
     return {
         "model": model_id,
         "recovery": recovery,
+        "nice": nice,
         "moves": len(times),
         "p50": statistics.median(times),
         "p95": percentile(times, 0.95),
@@ -280,27 +297,30 @@ def print_browser(rows: list[dict]) -> None:
         "sparsities, quick eval: 1,000 test images), per post-training recovery level\n"
     )
     print(
-        "| model | recovery | moves | p50 (s) | p95 (s) | max (s) | target p50 (s) | first open (s) | "
+        "| model | recovery | browser nice | moves | p50 (s) | p95 (s) | max (s) | target p50 (s) | first open (s) | "
         "evaluate alone (s) | load avg |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         target = TARGETS_S.get(r["model"], 2.0)
         mark = " ✓" if r["p50"] <= target else " ✗"
         print(
-            f"| {r['model']} | {r['recovery']} | {r['moves']} | {r['p50']:.2f}{mark} | {r['p95']:.2f} | "
+            f"| {r['model']} | {r['recovery']} | {r['nice']} | {r['moves']} | {r['p50']:.2f}{mark} | {r['p95']:.2f} | "
             f"{r['max']:.2f} | {target} | {r['first']:.1f} | {r['alone']:.2f} | {r['load']:.1f} |"
         )
         if r["steps"]:
             s = r["steps"]
             print(
-                f"| {r['model']}, 5 % steps and revisits | {r['recovery']} | {len(s)} | {statistics.median(s):.2f} | "
+                f"| {r['model']}, 5 % steps and revisits | {r['recovery']} | {r['nice']} | {len(s)} | "
+                f"{statistics.median(s):.2f} | "
                 f"{percentile(s, 0.95):.2f} | {max(s):.2f} | {target} | – | – | – |"
             )
     print()
     print(
         "'evaluate alone': one new recipe with the same recovery measured in a bare Python process right after "
-        "(no server, no browser, no one-shot accuracy): what this machine needs for the move's work at this load.\n"
+        "(no server, no browser, no one-shot accuracy): what this machine needs for the move's work at this load. "
+        "'browser nice': Chromium's niceness; at 0 it competes with the server for the same cores (here it took "
+        "~50 % of a core while a move rendered), at 10 it mostly yields, as a browser on another machine would.\n"
     )
 
 
@@ -416,6 +436,9 @@ def main() -> None:
         choices=["default", "none", "bn", "reconstruct"],
         help="recovery levels to time in Chromium ('default': the model's own, as Explore opens it)",
     )
+    parser.add_argument(
+        "--browser-nice", nargs="+", type=int, default=[0], help="Chromium niceness per run (0: as launched)"
+    )
     parser.add_argument("--load", nargs="*", default=["resnet20-cifar10"], help="models for the paired-timing table")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--budget", type=float, default=0.3, help="seconds per paired measurement")
@@ -441,7 +464,9 @@ def main() -> None:
             print(f"skipping the browser run: no Chromium at {CHROMIUM}", file=sys.stderr)
             break
         levels = dict.fromkeys(_default_recovery(model_id) if r == "default" else r for r in args.browser_recovery)
-        print_browser([browser_moves(model_id, args.browser_moves, level) for level in levels])
+        print_browser(
+            [browser_moves(model_id, args.browser_moves, lv, nice) for lv in levels for nice in args.browser_nice]
+        )
     for model_id in filter(usable, args.load):
         load_table(model_id, args.repeats, args.budget)
 
