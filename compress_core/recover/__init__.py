@@ -43,8 +43,8 @@ __all__ = [
 ]
 
 LEVELS = ("none", "bn", "reconstruct")
-BN_SAMPLES = 1024  # images for BN re-estimation (~1.2 s on ResNet-20, ~1.5 s on ResNet-56 here). 256 or 512 would
-# be 2-4x faster but moved unstructured 90 % by 1.0-7.5 pp on the full test set (ResNet-20 and -56): kept.
+BN_SAMPLES = 1024  # images for BN re-estimation (ResNet-56: 1.3-1.4 s in 2 lanes on a 2-core Xeon, RESULTS section 9).
+# 256 or 512 would be 2-4x faster but moved unstructured 90 % by 1.0-7.5 pp on the full test set (ResNet-20, -56): kept.
 RECONSTRUCT_SAMPLES = 1024  # images for layer-wise reconstruction (its final BN re-estimation uses the same)
 UNIFORM_SCHEMES = ("symmetric", "asymmetric")  # the grids GPTQ rounding can stay on
 CALIBRATION_BATCH = 64  # images per calibration batch the callers should make
