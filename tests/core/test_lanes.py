@@ -38,6 +38,7 @@ def _net() -> nn.Module:
     ).eval()  # fmt: skip
 
 
+@needs_lanes
 def test_results_come_back_in_the_order_of_the_items_from_several_threads():
     names: set[str] = set()
 
