@@ -41,9 +41,9 @@ _LOCAL = threading.local()
 
 
 def _omp_setter() -> Callable[[int], None] | None:
-    try:
-        fn = ctypes.CDLL(None).omp_set_num_threads  # the OpenMP runtime torch loaded (libgomp here)
-    except (AttributeError, OSError):
+    try:  # the OpenMP runtime torch loaded (libgomp here, libomp on macOS); Windows has no CDLL(None)
+        fn = ctypes.CDLL(None).omp_set_num_threads
+    except (AttributeError, OSError, TypeError):
         return None
     fn.argtypes, fn.restype = [ctypes.c_int], None
     return fn

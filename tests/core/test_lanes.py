@@ -135,3 +135,11 @@ def test_the_bn_pass_in_lanes_equals_one_pass_over_all_batches():
         torch.testing.assert_close(a.running_var, b.running_var, rtol=1e-5, atol=1e-6)
         assert int(a.num_batches_tracked) == 7
         assert a.momentum == 0.1 and not a.training
+
+
+def test_without_openmps_thread_setter_everything_runs_on_the_calling_thread(monkeypatch):
+    monkeypatch.setattr(lanes, "_SET_OMP", None)  # e.g. a platform whose OpenMP symbol cannot be found
+    caller = threading.current_thread()
+    assert lanes.count() == 1
+    where = lanes.run(lambda _lane, item: (threading.current_thread() is caller, item), [1, 2, 3], lanes=2)
+    assert where == [(True, 1), (True, 2), (True, 3)]
