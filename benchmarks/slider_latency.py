@@ -171,12 +171,11 @@ def _expected_nonzero(model_id: str, pcts: list[int]) -> dict[int, str]:
     """What the "Non-zero parameters" card must show for each slider position (default recipe)."""
     from compress_core import measure as m
     from compress_core.pipeline import Workbench
-    from compress_core.recipe import PruneSpec, Recipe
 
     wb = Workbench(model_id)
     out = {}
     for pct in pcts:
-        comp = wb.compress(Recipe(PruneSpec("unstructured", "l1", "global", pct / 100)))
+        comp = wb.compress(_move_recipe(pct, "none"))  # the count does not depend on recovery
         out[pct] = f"{m.count_params(comp.float_model)[1]:,}"
     return out
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
 
@@ -12,7 +11,6 @@ from torch import nn
 
 from compress_core import lanes, measure
 from compress_core.data import TensorSet
-from compress_core.recover import bn
 
 needs_lanes = pytest.mark.skipif(lanes.count() < 2, reason="needs 2 torch threads and OpenMP's thread setter")
 
@@ -115,26 +113,6 @@ def test_predictions_in_lanes_equal_predictions_on_one_thread():
         want = model(x).argmax(1)
     got = measure.predictions(model, data, batch_size=100)
     assert torch.equal(got, want)
-
-
-def test_the_bn_pass_in_lanes_equals_one_pass_over_all_batches():
-    model = _net()
-    images = [torch.randn(16, 3, 16, 16) * (1 + i) + i for i in range(7)]  # batches that differ
-    one = copy.deepcopy(model)
-    for m in one.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
-            m.train()
-    with torch.no_grad():
-        for x in images:
-            one(x)
-    bn.reestimate_(model, images)
-    for (_, a), (_, b) in zip(bn.batchnorms(model), bn.batchnorms(one), strict=True):
-        torch.testing.assert_close(a.running_mean, b.running_mean, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(a.running_var, b.running_var, rtol=1e-5, atol=1e-6)
-        assert int(a.num_batches_tracked) == 7
-        assert a.momentum == 0.1 and not a.training
 
 
 def test_without_openmps_thread_setter_everything_runs_on_the_calling_thread(monkeypatch):

@@ -53,6 +53,25 @@ def _plain_statistics(model: torch.nn.Module, images: list[torch.Tensor]) -> lis
     return [t for _, m in bn.batchnorms(ref) for t in (m.running_mean, m.running_var)]
 
 
+def test_the_bn_pass_in_lanes_equals_one_pass_over_all_batches():
+    """Each lane re-estimates on a copy of its own; merged by batch count they equal one pass over every batch."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # two lanes
+    try:
+        model = _damaged(_resnet())
+        images = [torch.randn(16, 3, 32, 32) * (1 + i) + i for i in range(7)]  # batches that differ
+        expected = _plain_statistics(model, images)
+        bn.reestimate_(model, images)
+    finally:
+        torch.set_num_threads(before)
+    got = [t for _, m in bn.batchnorms(model) for t in (m.running_mean, m.running_var)]
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    for _, m in bn.batchnorms(model):
+        assert int(m.num_batches_tracked) == 7
+        assert m.momentum == 0.1 and not m.training
+
+
 def test_the_bn_pass_reports_every_batch_and_matches_the_contiguous_statistics():
     model, images = _damaged(_resnet()), _images()
     expected = _plain_statistics(model, images)
