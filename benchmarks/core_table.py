@@ -19,9 +19,9 @@ import time
 
 import compress_core  # noqa: F401
 from compress_core import models
-from compress_core.pipeline import Workbench
-from compress_core.recipe import PruneSpec, QuantSpec, Recipe
-from compress_core.runtime import configure_threads
+from compress_core.base.recipe import PruneSpec, QuantSpec, Recipe
+from compress_core.base.threads import configure_threads
+from compress_core.bench.workbench import Workbench
 
 RECIPES = [
     Recipe(),

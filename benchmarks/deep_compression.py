@@ -26,13 +26,13 @@ import time
 from pathlib import Path
 
 import compress_core  # noqa: F401
-from compress_core.artifact import artifact_bytes
-from compress_core.finetune import CODEBOOK_SHARE, codebook_spec, finetune_codebooks_
-from compress_core.pipeline import Workbench
-from compress_core.recipe import FinetuneSpec, PruneSpec, QuantSpec, Recipe
-from compress_core.records import Compressed, Result
-from compress_core.runtime import configure_threads
-from compress_core.stages import quantize_stage
+from compress_core.base.recipe import FinetuneSpec, PruneSpec, QuantSpec, Recipe
+from compress_core.base.records import Compressed, Result
+from compress_core.base.threads import configure_threads
+from compress_core.bench.workbench import Workbench
+from compress_core.engine.finetune import CODEBOOK_SHARE, codebook_spec, finetune_codebooks_
+from compress_core.engine.stages import quantize_stage
+from compress_core.files.artifact import artifact_bytes
 
 ANCHOR = {"lenet300-mnist": "40× (Han et al. 2016)", "lenet5-mnist": "39× (Han et al. 2016)"}
 TARGET = {"lenet300-mnist": (50.0, 0.2), "lenet5-mnist": (45.0, 0.3)}  # (× smaller, max pp drop)

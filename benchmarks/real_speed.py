@@ -28,9 +28,9 @@ import compress_core  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 # isort: split
 import torch
 
-from compress_core import measure
-from compress_core.pipeline import Compressed, Result, Workbench
-from compress_core.recipe import PruneSpec, QuantSpec, Recipe
+from compress_core.base.recipe import PruneSpec, QuantSpec, Recipe
+from compress_core.bench.workbench import Compressed, Result, Workbench
+from compress_core.engine import measure
 
 
 def recipes(structured: float, unstructured: float, criterion: str) -> list[tuple[str, Recipe]]:

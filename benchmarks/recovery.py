@@ -25,14 +25,17 @@ import compress_core  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 import torch
 from torch import nn
 
-from compress_core import data, measure, models, report
-from compress_core.int8 import convert_int8
+from compress_core import models
+from compress_core.base import machine
+from compress_core.base.recipe import FinetuneSpec, PruneSpec, QuantSpec, Recipe
+from compress_core.base.records import Calibration, Compressed
+from compress_core.base.threads import configure_threads
+from compress_core.data import sets as data
+from compress_core.engine import measure
+from compress_core.engine.int8 import convert_int8
+from compress_core.engine.recover import RECONSTRUCT_SAMPLES, recover_
+from compress_core.engine.stages import apply_recipe
 from compress_core.models import get_spec
-from compress_core.recipe import FinetuneSpec, PruneSpec, QuantSpec, Recipe
-from compress_core.records import Calibration, Compressed
-from compress_core.recover import RECONSTRUCT_SAMPLES, recover_
-from compress_core.runtime import configure_threads
-from compress_core.stages import apply_recipe
 
 UNS = PruneSpec("unstructured", "l1", "global")
 STR = PruneSpec("structured", "l1", "layer", 0.3)
@@ -137,7 +140,7 @@ def main() -> None:
     ap.add_argument("--skip-finetune", action="store_true", help="leave out the (slow) 1-epoch fine-tune column")
     args = ap.parse_args()
     configure_threads(args.threads)
-    print(report.machine_line())
+    print(machine.machine_line())
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), load average before "
         f"{os.getloadavg()[0]:.2f}. The machine is shared with other sessions: wall seconds are noisy (CPU seconds, "

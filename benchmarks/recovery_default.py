@@ -4,7 +4,7 @@ Part 1, the recovery default: for each model and recovery level, the wall time o
 that misses every cache, as the dashboard makes it (``Workbench.evaluate`` on the quick evaluation,
 batch-1 paired timing with the dashboard's 0.2 s budget), over the slider stops 20-55 % of both
 pruning kinds; median and range, and the accuracy it shows. The default is the strongest level whose
-median stays at about 1.5 s (``compress_core.recover.default_level`` encodes the choice).
+median stays at about 1.5 s (``compress_core.engine.recover.default_level`` encodes the choice).
 
 Part 2, the structured defaults: accuracy of structured pruning at 30 % and 50 % for each scope and
 residual-stream setting, after the model's default recovery, quick evaluation.
@@ -23,9 +23,10 @@ import time
 import compress_core  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 
 # isort: split
-from compress_core import recover, report
-from compress_core.pipeline import Workbench
-from compress_core.recipe import PruneSpec, Recipe
+from compress_core.base import machine
+from compress_core.base.recipe import PruneSpec, Recipe
+from compress_core.bench.workbench import Workbench
+from compress_core.engine import recover
 
 STOPS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55)
 BUDGET_S = 0.2  # pages/ui/cache.LATENCY_BUDGET_S
@@ -33,7 +34,7 @@ BUDGET_S = 0.2  # pages/ui/cache.LATENCY_BUDGET_S
 
 def header() -> None:
     print(f"`{' '.join(['python', *sys.argv])}`\n")
-    print(report.machine_line() + " (at start)\n")
+    print(machine.machine_line() + " (at start)\n")
 
 
 def slider_moves(model_id: str) -> None:
@@ -96,7 +97,7 @@ def main() -> None:
     print("Structured defaults:\n")
     for m in args.models:
         structured_defaults(m)
-    print(f"load average at end: {report.environment()['load average (1/5/15 min)']}")
+    print(f"load average at end: {machine.environment()['load average (1/5/15 min)']}")
 
 
 if __name__ == "__main__":

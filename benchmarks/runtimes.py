@@ -1,5 +1,5 @@
 """Latency you would ship (issue "Latency you would ship"): every runtime adapter of
-``compress_core.runtimes`` on dense, structured and int8 CIFAR ResNets.
+``compress_core.deploy.runtimes`` on dense, structured and int8 CIFAR ResNets.
 
 For each model, batch size and thread count, one markdown table: runtime x {dense fp32, structured
 50 % (layer scope), structured 50 % global scope with and without ``round_to`` aligned channels (``--aligned-scope``
@@ -36,12 +36,15 @@ import compress_core  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 import torch
 from torch import nn
 
-from compress_core import data, measure, models, report
-from compress_core.prune.structured import structured_prune_
-from compress_core.recipe import PruneSpec
-from compress_core.runtimes import RUNTIMES, Deployed, Runtime, RuntimeUnsupported, get_runtime
-from compress_core.runtimes.base import latency_of
-from compress_core.runtimes.torch_rt import TorchRuntime
+from compress_core import models
+from compress_core.base import machine
+from compress_core.base.recipe import PruneSpec
+from compress_core.data import sets as data
+from compress_core.deploy.runtimes import RUNTIMES, Deployed, Runtime, RuntimeUnsupported, get_runtime
+from compress_core.deploy.runtimes.base import latency_of
+from compress_core.deploy.runtimes.torch_rt import TorchRuntime
+from compress_core.engine import measure
+from compress_core.engine.prune.structured import structured_prune_
 
 INPUT = (3, 32, 32)
 
@@ -326,7 +329,7 @@ def main() -> None:
     shared = Path(__file__).resolve().parents[2] / "shared" / "data"  # like tests/conftest.py
     if "COMPRESS_DATA_DIR" not in os.environ and shared.is_dir():
         os.environ["COMPRESS_DATA_DIR"] = str(shared)
-    print(report.machine_line())
+    print(machine.machine_line())
     print(f"\nCommand: `python benchmarks/{os.path.basename(__file__)} {shlex.join(sys.argv[1:])}`  ")
     print(f"torch {torch.__version__}; load average before: {os.getloadavg()[0]:.2f}  ")
     rt_keys = []

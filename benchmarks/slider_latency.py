@@ -44,7 +44,7 @@ from streamlit.runtime.pages_manager import PagesManager  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import compress_core  # noqa: E402,F401  (sets OMP_WAIT_POLICY before torch loads)
-from compress_core import report  # noqa: E402
+from compress_core.base import machine  # noqa: E402
 
 TARGETS_S = {"lenet5-mnist": 0.3, "resnet20-cifar10": 1.5, "resnet56-cifar10": 2.0}
 # Sparsities in percent, in an order that jumps around; none is visited twice.
@@ -169,8 +169,8 @@ def _serve(port: int, cache: Path) -> subprocess.Popen:
 
 def _expected_nonzero(model_id: str, pcts: list[int]) -> dict[int, str]:
     """What the "Non-zero parameters" card must show for each slider position (default recipe)."""
-    from compress_core import measure as m
-    from compress_core.pipeline import Workbench
+    from compress_core.bench.workbench import Workbench
+    from compress_core.engine import measure as m
 
     wb = Workbench(model_id)
     out = {}
@@ -194,14 +194,14 @@ def _drag_slider(page, pct: int, max_pct: int = 95) -> None:
 
 def _move_recipe(pct: int, recovery: str):
     """The recipe of one slider move on Explore's default method, with ``recovery``."""
-    from compress_core.recipe import PruneSpec, Recipe
+    from compress_core.base.recipe import PruneSpec, Recipe
 
     return Recipe(PruneSpec("unstructured", "l1", "global", pct / 100), recovery=recovery)
 
 
 def _default_recovery(model_id: str) -> str:
-    from compress_core import recover
-    from compress_core.pipeline import Workbench
+    from compress_core.bench.workbench import Workbench
+    from compress_core.engine import recover
 
     return recover.default_level(Workbench(model_id).model)
 
@@ -274,8 +274,8 @@ def _evaluate_alone(model_id: str, recovery: str, n: int = 3) -> float:
     no server, no browser: the machine's floor for one move at this moment. Like a move, without the one-shot
     accuracy (Explore measures that after the cards) and with the dense statistics BN recovery needs computed
     once beforehand (Explore does that while the model loads)."""
-    from compress_core.pipeline import Workbench
-    from compress_core.recover.bn import dense_statistics
+    from compress_core.bench.workbench import Workbench
+    from compress_core.engine.recover.bn import dense_statistics
 
     wb = Workbench(model_id)
     wb.evaluate(_move_recipe(0, "none"), latency_budget_s=0.2)
@@ -336,10 +336,10 @@ def _burn(stop, idle: bool = False) -> None:
 
 
 def _timings(model_id: str, repeats: int, budget: float, threads: int) -> dict:
-    from compress_core import measure as m
-    from compress_core import timing
-    from compress_core.pipeline import Workbench
-    from compress_core.recipe import PruneSpec, Recipe
+    from compress_core.base import timing
+    from compress_core.base.recipe import PruneSpec, Recipe
+    from compress_core.bench.workbench import Workbench
+    from compress_core.engine import measure as m
 
     wb = Workbench(model_id)
     comp = wb.compress(Recipe(PruneSpec("structured", "l1", "global", 0.5)))
@@ -382,7 +382,7 @@ def _beside(idle: bool | None, run):
 def load_table(model_id: str, repeats: int, budget: float) -> None:
     import torch
 
-    from compress_core import timing
+    from compress_core.base import timing
 
     n = os.cpu_count()
     states = (("as found", None), (f"+{n} idle-priority", True), (f"+{n} busy", False))
@@ -453,7 +453,7 @@ def main() -> None:
             return False
         return True
 
-    print(report.machine_line() + "\n")
+    print(machine.machine_line() + "\n")
     warm_server_navigation()
     rows = [measure(m, args.moves) for m in args.models if usable(m)]
     if rows:

@@ -1,6 +1,6 @@
 """The budget solver against the best uniform grid recipe under the same budget (issue #13).
 
-For each model and budget: ``compress_core.solver.solve`` (profile and grid on the 1,000-image quick
+For each model and budget: ``compress_core.study.solver.solve`` (profile and grid on the 1,000-image quick
 subset, the answer and the best few uniform recipes re-measured on the full test set), then a second,
 identical solve to time the cached path (profile, grid and candidates read back from the store). Prints a
 Markdown table with the CPU line and the load average, ready for benchmarks/RESULTS.md.
@@ -29,15 +29,15 @@ import compress_core  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 # isort: split
 import torch
 
-from compress_core import report
-from compress_core.executors import store_mode
-from compress_core.paths import cache_dir
-from compress_core.pipeline import Workbench
-from compress_core.recipe import Recipe
-from compress_core.runtime import configure_threads
-from compress_core.solver import Budget, SearchSpace, solve
-from compress_core.solver.reuse import describe
-from compress_core.store import ResultStore
+from compress_core.base import machine
+from compress_core.base.paths import cache_dir
+from compress_core.base.recipe import Recipe
+from compress_core.base.threads import configure_threads
+from compress_core.bench.workbench import Workbench
+from compress_core.study.executors import store_mode
+from compress_core.study.solver import Budget, SearchSpace, solve
+from compress_core.study.solver.reuse import describe
+from compress_core.study.store import ResultStore
 
 SIZE_SHARES = (10, 20, 40)
 
@@ -59,7 +59,7 @@ def dense_latency(wb: Workbench, store: ResultStore, runtime: str = "torch") -> 
 def latency_runtimes(wb: Workbench, names: str, threads: int) -> list[tuple[str, str]]:
     """(runtime key, why) per name of the comma list, ``auto`` resolved to the fastest runtime here (the
     dashboard's default), each runtime once."""
-    from compress_core.deployment import available, fastest_runtime
+    from compress_core.deploy import available, fastest_runtime
 
     out: dict[str, str] = {}
     for name in (n.strip() for n in names.split(",") if n.strip()):
@@ -152,7 +152,7 @@ def main() -> None:
     ap.add_argument("--only", choices=("all", "size", "latency"), default="all")
     args = ap.parse_args()
     configure_threads(args.threads)
-    print(report.machine_line())
+    print(machine.machine_line())
     print(f"threads {torch.get_num_threads()}; load average at start {os.getloadavg()[0]:.1f}; eval {args.eval}")
     print(
         "| model | budget | solver (measured) | best uniform (measured) | Δ pp | predicted acc / error | "

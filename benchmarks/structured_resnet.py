@@ -15,9 +15,9 @@ import argparse
 import time
 
 import compress_core  # noqa: F401
-from compress_core.pipeline import Workbench
-from compress_core.recipe import FinetuneSpec, PruneSpec, Recipe
-from compress_core.runtime import configure_threads
+from compress_core.base.recipe import FinetuneSpec, PruneSpec, Recipe
+from compress_core.base.threads import configure_threads
+from compress_core.bench.workbench import Workbench
 
 
 def main() -> None:

@@ -38,13 +38,13 @@ import pandas as pd
 
 import compress_core  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 from compress_core import models
-from compress_core.executors import RayExecutor, ray_missing
-from compress_core.pipeline import Workbench
-from compress_core.recipe import FinetuneSpec, Recipe
-from compress_core.report import environment
-from compress_core.runtime import configure_threads
-from compress_core.store import ResultStore
-from compress_core.sweep import grid, run_sweep
+from compress_core.base.machine import environment
+from compress_core.base.recipe import FinetuneSpec, Recipe
+from compress_core.base.threads import configure_threads
+from compress_core.bench.workbench import Workbench
+from compress_core.study.executors import RayExecutor, ray_missing
+from compress_core.study.store import ResultStore
+from compress_core.study.sweep import grid, run_sweep
 
 PHASES = ("compress_s", "eval_s", "size_s", "latency_s")
 

@@ -1,6 +1,6 @@
 """compress_core: prune and quantize real models, and measure them honestly.
 
-Usable from Python (``compress_core.pipeline.Workbench``) and the command line
+Usable from Python (``compress_core.bench.workbench.Workbench``) and the command line
 (``python -m compress_core``). Never imports Streamlit.
 """
 

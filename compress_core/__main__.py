@@ -1,5 +1,7 @@
+"""python -m compress_core: the command line (``cli.main``)."""
+
 import sys
 
-from .cli import main
+from compress_core.cli.main import main
 
 sys.exit(main())

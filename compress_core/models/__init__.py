@@ -13,12 +13,12 @@ import json
 import torch
 from torch import nn
 
-from ..paths import ASSETS_DIR, MissingFileError, locate
-from .cifar_resnet import CifarResNet
-from .lenet import LeNet5, LeNet300
-from .spec import ModelSpec
-from .torchvision_zoo import load_torchvision, torchvision_available, torchvision_specs
-from .torchvision_zoo import model_ids as torchvision_ids
+from compress_core.base.paths import ASSETS_DIR, MissingFileError, locate
+from compress_core.models.cifar_resnet import CifarResNet
+from compress_core.models.lenet import LeNet5, LeNet300
+from compress_core.models.spec import ModelSpec
+from compress_core.models.torchvision_zoo import load_torchvision, torchvision_available, torchvision_specs
+from compress_core.models.torchvision_zoo import model_ids as torchvision_ids
 
 AKAMASTER = "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/"
 AKAMASTER_LICENSE = "BSD-2-Clause, (c) 2018 Yerlan Idelbayev (akamaster/pytorch_resnet_cifar10)"
@@ -127,7 +127,7 @@ def available(model_id: str) -> bool:
         return torchvision_available(model_id)
     if spec.bundled:
         return (ASSETS_DIR / spec.weights_file).is_file()
-    from ..paths import cache_dir, data_dir
+    from compress_core.base.paths import cache_dir, data_dir
 
     roots = [r for r in (data_dir(), cache_dir()) if r is not None]
     return any((r / spec.weights_file).is_file() for r in roots)

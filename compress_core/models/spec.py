@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from ..paths import ASSETS_DIR
+from compress_core.base.paths import ASSETS_DIR
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     id: str
     name: str
-    dataset: str  # key in compress_core.data: "mnist" or "cifar10"
+    dataset: str  # key in compress_core.data.sets: "mnist" or "cifar10"
     input_shape: tuple[int, ...]  # one sample, CHW
     num_classes: int
     params: int

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..paths import MissingFileError, cache_dir, data_dir, downloads_allowed, fetch, sha256_matches
-from .spec import ModelSpec
+from compress_core.base.paths import MissingFileError, cache_dir, data_dir, downloads_allowed, fetch, sha256_matches
+from compress_core.models.spec import ModelSpec
 
 NAMES = ("resnet18", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0")
 TITLES = {
@@ -39,7 +39,7 @@ SUFFIX = "-imagenet"
 LICENSE = "BSD-3-Clause (torchvision); weights: see torchvision docs"
 INPUT_SHAPE = (3, 224, 224)
 # torchvision's DEFAULT weights, copied from their ``meta`` so that building the registry does not
-# import torchvision (seconds on a busy machine); tests/core/test_torchvision_zoo.py checks each value
+# import torchvision (seconds on a busy machine); tests/core/models/test_torchvision_zoo.py checks each value
 # against torchvision. name: (weights enum, url, num_params, ImageNet-1K acc@1 %, file MB)
 META = {
     "resnet18": (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from compress_core.engine.recover import BN_SAMPLES
 from compress_core.models import REGISTRY, available
-from compress_core.recover import BN_SAMPLES
 
 INTRO = """
 PruneScope shows, in seconds and on real pretrained models, what pruning and quantization **cost**

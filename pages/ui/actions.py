@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import streamlit as st
 
-from compress_core import timing
-from compress_core.recipe import FinetuneSpec, Recipe
-from compress_core.records import Progress
+from compress_core.base import timing
+from compress_core.base.recipe import FinetuneSpec, Recipe
+from compress_core.base.records import Progress
 
 from . import cache, report_panel, share, state
 

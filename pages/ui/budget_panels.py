@@ -6,11 +6,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from compress_core import plots
-from compress_core.recipe import Recipe
-from compress_core.solver import Budget, SearchSpace, Solution, solutions_frame, solve
-from compress_core.solver.budget import DEFAULT_SPARSITIES, UNIFORM_SPARSITIES
-from compress_core.store import ResultStore
+from compress_core.base.recipe import Recipe
+from compress_core.present import plots
+from compress_core.study.solver import Budget, SearchSpace, Solution, solutions_frame, solve
+from compress_core.study.solver.budget import DEFAULT_SPARSITIES, UNIFORM_SPARSITIES
+from compress_core.study.store import ResultStore
 
 from . import cache, state
 

@@ -18,12 +18,13 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
-from compress_core import inspect, recover
-from compress_core.pipeline import Compressed, Workbench
-from compress_core.recipe import Recipe
-from compress_core.records import Progress
-from compress_core.recover.bn import dense_statistics
-from compress_core.runtime import configure_threads
+from compress_core.base.recipe import Recipe
+from compress_core.base.records import Progress
+from compress_core.base.threads import configure_threads
+from compress_core.bench import layers as inspect
+from compress_core.bench.workbench import Compressed, Workbench
+from compress_core.engine import recover
+from compress_core.engine.recover.bn import dense_statistics
 
 from . import catalogue
 
@@ -108,8 +109,8 @@ def oneshot_missing(recipe: Recipe, res: dict) -> bool:
 def remeasure(model_id: str, recipe: Recipe, mode: str, progress: Progress | None = None) -> dict:
     """Time the recipe against dense again; the Workbench and the results store (where the recipe has
     a row) keep the better-quality measurement. Returns the result now shown."""
-    from compress_core.executors import stamped
-    from compress_core.store import ResultStore
+    from compress_core.study.executors import stamped
+    from compress_core.study.store import ResultStore
 
     res = (
         workbench(model_id)
@@ -233,7 +234,7 @@ def sensitivity_frame(
 ) -> pd.DataFrame:
     """Per-layer sensitivity (``analysis`` = "sparsity" or "bits"; the pruning analysis after ``recovery``),
     with a progress bar while it runs."""
-    from compress_core import sensitivity
+    from compress_core.study import sensitivity
 
     update, done = _progress_in_place("Measuring each layer")
     wb = workbench(model_id)
@@ -255,7 +256,7 @@ def sensitivity_frame(
 
 @st.cache_data(max_entries=8, show_spinner="Writing the compressed artefact…")
 def artifact_file(model_id: str, recipe_json: str) -> bytes:
-    from compress_core.artifact import artifact_bytes
+    from compress_core.files.artifact import artifact_bytes
 
     arch = catalogue.artifact_id(model_id)
     if arch is None:
@@ -267,10 +268,10 @@ def artifact_file(model_id: str, recipe_json: str) -> bytes:
 
 def store_frame(model_id: str, mode: str, runtime: str = "torch") -> pd.DataFrame:
     """Stored sweep results of this model and eval mode (latency at batch 1) on ``runtime``, oldest first."""
-    from compress_core.executors import store_mode
+    from compress_core.study.executors import store_mode
 
     mode = store_mode(mode, runtime)
-    from compress_core.store import ResultStore
+    from compress_core.study.store import ResultStore
 
     with ResultStore() as store:
         df = store.frame(model_id)
@@ -281,8 +282,8 @@ def run_sweep(
     model_id: str, recipes: list[Recipe], mode: str, on_result: Callable[[int, int, dict], None], runtime: str = "torch"
 ) -> pd.DataFrame:
     """Run and persist a sweep on the shared Workbench (on ``runtime``); eager rows also feed Explore's results."""
-    from compress_core import sweep
-    from compress_core.store import ResultStore
+    from compress_core.study import sweep
+    from compress_core.study.store import ResultStore
 
     with ResultStore() as store:
 
@@ -306,7 +307,7 @@ def run_sweep(
 
 def remember_stored(model_id: str, recipe_json: str, mode: str) -> None:
     """Load one stored sweep result into the Workbench's cache, so opening it in Explore is instant."""
-    from compress_core.store import ResultStore
+    from compress_core.study.store import ResultStore
 
     with ResultStore() as store:
         stored = store.get(model_id, recipe_json, mode, LATENCY_BATCH)

@@ -4,7 +4,7 @@ Two kinds of model id:
 - zoo ids (``compress_core.models.REGISTRY``): their facts come from the registry; their weights may be
   missing on this machine (``usable``).
 - upload ids ``upload-<sha8>[-<arch>][-<dataset>]``: a user's file, read once per distinct file
-  (``compress_core.uploads.load_upload``, cached by the sha256 of its bytes) and held in a
+  (``compress_core.files.uploads.load_upload``, cached by the sha256 of its bytes) and held in a
   process-wide, bounded registry (``MAX_REGISTERED`` entries, least recently used first out). Each
   session lists only the uploads it made itself (the upload box keeps their ids), so users never see
   each other's files.
@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from compress_core import uploads as core
-from compress_core.lru import LRU
+from compress_core.base.lru import LRU
+from compress_core.bench.workbench import Workbench
+from compress_core.files import uploads as core
 from compress_core.models import REGISTRY, ModelSpec, available, get_spec
-from compress_core.pipeline import Workbench
 
 PREFIX = "upload-"
 MAX_UPLOAD_BYTES = core.MAX_UPLOAD_BYTES

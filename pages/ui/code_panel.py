@@ -1,12 +1,12 @@
 """Export's "Recipe as code" panel: the current recipe as a runnable PyTorch file
-(``compress_core.codegen.recipe_code``) to take back into a training script."""
+(``compress_core.files.codegen.recipe_code``) to take back into a training script."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from compress_core.codegen import recipe_code
-from compress_core.recipe import Recipe
+from compress_core.base.recipe import Recipe
+from compress_core.files.codegen import recipe_code
 
 from . import cache
 

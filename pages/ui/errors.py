@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import streamlit as st
 
-from compress_core.paths import MissingFileError
+from compress_core.base.paths import MissingFileError
 
 log = logging.getLogger("prunescope.app")
 

@@ -1,13 +1,13 @@
 """The knob translated: what the sparsity slider did to this recipe, layers it left nearly empty, why
 int8 or structured pruning did not make this model faster, and what per-layer ratios leave it to move.
-The words come from ``compress_core.inspect``; this module only places them."""
+The words come from ``compress_core.bench.layers``; this module only places them."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from compress_core import inspect
-from compress_core.recipe import Recipe
+from compress_core.base.recipe import Recipe
+from compress_core.bench import layers as inspect
 
 from . import cache, catalogue
 

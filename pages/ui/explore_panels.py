@@ -24,8 +24,8 @@ import logging
 
 import streamlit as st
 
-from compress_core.recipe import Recipe
-from compress_core.records import Progress
+from compress_core.base.recipe import Recipe
+from compress_core.base.records import Progress
 
 from . import cache, catalogue, runtime_panel, state, views
 from .actions import finetune_progress

@@ -1,4 +1,4 @@
-"""The "Download report" button of Compare and Explore: one self-contained HTML file (``compress_core.report``)
+"""The "Download report" button of Compare and Explore: one self-contained HTML file (``compress_core.present.report``)
 with the recipes side by side, every chart, the honest-number notes, the environment, and each row's
 artefact hash with the command that re-measures it.
 
@@ -15,9 +15,10 @@ import re
 
 import streamlit as st
 
-from compress_core import report, timing
-from compress_core.plots import human_bytes
-from compress_core.recipe import Recipe
+from compress_core.base import machine, timing
+from compress_core.base.recipe import Recipe
+from compress_core.present import report
+from compress_core.present.plots import human_bytes
 
 from . import cache, catalogue, state, views
 
@@ -77,7 +78,7 @@ def compare_html(pins: list[dict], mode: str) -> str:
         table,
         figures,
         notes,
-        report.environment(),
+        machine.environment(),
         rows,
         subtitle=f"{len(df)} recipe(s) · evaluation: {mode}",
     )
@@ -97,7 +98,7 @@ def explore_html(model_id: str, recipe: Recipe, mode: str) -> str:
         table,
         views.explore_figures(model_id, recipe, mode, res),
         notes,
-        report.environment(),
+        machine.environment(),
         rows,
         subtitle=f"evaluation: {mode}",
     )

@@ -7,9 +7,9 @@ import re
 import pandas as pd
 import streamlit as st
 
-from compress_core import plots
-from compress_core.onnx_export import onnx_bytes
-from compress_core.recipe import Recipe
+from compress_core.base.recipe import Recipe
+from compress_core.files.onnx import onnx_bytes
+from compress_core.present import plots
 
 from . import cache, catalogue, errors, report_panel, state, views
 
@@ -80,7 +80,9 @@ def artifact_download(model_id: str, recipe: Recipe) -> None:
         icon=":material/download:",
         width="stretch",
     )
-    st.caption("Bit-packed codes, sparse layouts and a CRC; `compress_core.artifact.load_artifact` reads it back.")
+    st.caption(
+        "Bit-packed codes, sparse layouts and a CRC; `compress_core.files.artifact.load_artifact` reads it back."
+    )
 
 
 def onnx_download(model_id: str, recipe: Recipe) -> None:
@@ -116,7 +118,7 @@ def onnx_download(model_id: str, recipe: Recipe) -> None:
 
 def results_csv(model_id: str, recipe: Recipe, mode: str, res: dict) -> bytes:
     """The current result, then every stored sweep result of this model, as one wide CSV."""
-    from compress_core.store import result_row, rows_frame
+    from compress_core.study.store import result_row, rows_frame
 
     frames = [rows_frame([result_row(res, recipe.to_json(), mode, cached=True)])]
     try:

@@ -3,10 +3,10 @@ runtime charts (latency staircase, the same recipe on every runtime).
 
 Exporting and compiling a new structure for ONNX Runtime, OpenVINO or ExecuTorch takes longer than a
 slider move may, so runtime results are computed by one worker *process* per server (``_jobs``; see
-``compress_core.remote_runtime`` for why not a thread), never in the script thread: until a result
+``compress_core.deploy.worker`` for why not a thread), never in the script thread: until a result
 lands, the latency card shows the eager PyTorch number marked *provisional*, and a fragment polls the
 job (``POLL_S``) and then triggers one full rerun so every panel (the size chart's deployable file)
-sees it. The numbers come from ``compress_core.deployment``; this module only schedules and places them.
+sees it. The numbers come from ``compress_core.deploy``; this module only schedules and places them.
 Uploaded models stay on eager PyTorch here (the worker rebuilds zoo models only); the CLI measures
 them on every runtime (``evaluate --upload FILE --runtime R``).
 """
@@ -25,8 +25,10 @@ from contextlib import contextmanager
 
 import streamlit as st
 
-from compress_core import deployment, plots, remote_runtime
-from compress_core.recipe import Recipe
+from compress_core import deploy as deployment
+from compress_core.base.recipe import Recipe
+from compress_core.deploy import worker as remote_runtime
+from compress_core.present import plots
 
 from . import cache, catalogue, state
 
@@ -377,7 +379,7 @@ def _zip(files: dict[str, bytes]) -> bytes:
 
 def deploy_download(model_id: str, recipe: Recipe) -> None:
     """Export: the file a runtime would ship (``.onnx``, OpenVINO ``.xml`` + ``.bin``, ``.pte``, ``.pt2``)."""
-    from compress_core.plots import human_bytes
+    from compress_core.present.plots import human_bytes
 
     ss = st.session_state
     if catalogue.is_upload(model_id):  # the worker rebuilds zoo models only

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from compress_core import plots
-from compress_core.recipe import CRITERIA, PruneSpec, Recipe
+from compress_core.base.recipe import CRITERIA, PruneSpec, Recipe
+from compress_core.present import plots
 
 from . import cache, state
 from .widgets import CRITERION_LABELS, RECOVERY_LABELS, recovery_radio
@@ -104,7 +104,7 @@ def results(model_id: str, mode: str, params: dict) -> pd.DataFrame:
 
 def ratios(model_id: str, df: pd.DataFrame, params: dict) -> None:
     """Per-layer sparsities within an accuracy budget, and the button that sends them to Explore."""
-    from compress_core.sensitivity import ratios_from_sensitivity
+    from compress_core.study.sensitivity import ratios_from_sensitivity
 
     st.subheader("Per-layer ratios")
     budget_pp = st.slider(

@@ -15,9 +15,9 @@ from dataclasses import replace
 
 import streamlit as st
 
+from compress_core.base.recipe import PruneSpec, QuantSpec, Recipe
+from compress_core.base.records import EVAL_MODES
 from compress_core.models import DEFAULT_MODEL, REGISTRY
-from compress_core.recipe import PruneSpec, QuantSpec, Recipe
-from compress_core.records import EVAL_MODES
 
 # -- app-wide keys -------------------------------------------------------------------------------
 MODEL = "model_id"  # sidebar selectbox: the model every page works on

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from compress_core import plots
-from compress_core.recipe import BITS, CRITERIA, SCOPES, Recipe
+from compress_core.base.recipe import BITS, CRITERIA, SCOPES, Recipe
+from compress_core.present import plots
 
 from . import cache, state
 from .runtime_panel import label as runtime_label
@@ -35,7 +35,7 @@ TABLE_COLUMNS = [
 def _ray_option() -> str | None:
     """Inside the form: "Run on Ray" when ``PRUNESCOPE_RAY_ADDRESS`` names a cluster (or ``local``); the
     Ray address if the user ticked it. Without Ray installed the option is shown off, with the install line."""
-    from compress_core import executors
+    from compress_core.study import executors
 
     address = executors.ray_address()
     if address is None:
@@ -57,7 +57,7 @@ def _ray_option() -> str | None:
 def form() -> tuple[list[Recipe], str | None] | None:
     """The grid the user submitted (deduplicated by ``sweep.grid``) and the Ray address to run it on
     (None: in this process), or None."""
-    from compress_core import sweep
+    from compress_core.study import sweep
 
     runtime = st.columns([1, 2])[0].selectbox(  # outside the form: it also picks the stored rows shown, at once
         "Runtime",
@@ -121,7 +121,7 @@ def form() -> tuple[list[Recipe], str | None] | None:
 
 def _runtimes() -> list[str]:
     """eager PyTorch and every deployment runtime installed here."""
-    from compress_core import deployment
+    from compress_core import deploy as deployment
 
     return [k for k, why in deployment.available().items() if why is None]
 
@@ -163,9 +163,9 @@ def _on_ray(
 ) -> pd.DataFrame:
     """The sweep as Ray tasks; this server writes each finished row to the store and shares eager PyTorch's
     rows with Explore."""
-    from compress_core.executors import RayExecutor
-    from compress_core.store import ResultStore
-    from compress_core.sweep import run_sweep
+    from compress_core.study.executors import RayExecutor
+    from compress_core.study.store import ResultStore
+    from compress_core.study.sweep import run_sweep
 
     with ResultStore() as store, RayExecutor(address) as executor:
 
@@ -191,7 +191,7 @@ def _on_ray(
 def _with_pareto(df: pd.DataFrame, classes: int) -> pd.DataFrame:
     """Pareto flags over the rows that beat guessing: a model whose 95 % CI reaches chance level
     (1 / classes) is marked ``chance`` and is never on a front, however small or fast it is."""
-    from compress_core.sweep import mark_pareto
+    from compress_core.study.sweep import mark_pareto
 
     out = df.copy()
     out["chance"] = out["accuracy_ci_low"].fillna(out["accuracy"]) <= 1.0 / max(classes, 1)

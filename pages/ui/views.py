@@ -9,8 +9,9 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from compress_core import inspect, plots
-from compress_core.recipe import Recipe
+from compress_core.base.recipe import Recipe
+from compress_core.bench import layers as inspect
+from compress_core.present import plots
 
 from . import cache, catalogue
 

@@ -10,11 +10,11 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from compress_core.paths import cache_dir, data_dir, downloads_allowed
-from compress_core.plots import human_bytes
-from compress_core.recipe import BITS, CRITERIA, GRANULARITIES, INT8_MODES, ROUND_TO, SCHEMES, SCOPES, Recipe
-from compress_core.records import EVAL_MODES, size_is_estimate
-from compress_core.recover import BN_SAMPLES
+from compress_core.base.paths import cache_dir, data_dir, downloads_allowed
+from compress_core.base.recipe import BITS, CRITERIA, GRANULARITIES, INT8_MODES, ROUND_TO, SCHEMES, SCOPES, Recipe
+from compress_core.base.records import EVAL_MODES, size_is_estimate
+from compress_core.engine.recover import BN_SAMPLES
+from compress_core.present.plots import human_bytes
 
 from . import cache, catalogue, state, upload_box
 

@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from compress_core import timing
-from compress_core.recipe import PruneSpec, QuantSpec, Recipe
+from compress_core.base import timing
+from compress_core.base.recipe import PruneSpec, QuantSpec, Recipe
 
 from .conftest import metric_values, new_app, texts, url_recipe
 

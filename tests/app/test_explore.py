@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from compress_core.recipe import PruneSpec, QuantSpec, Recipe
+from compress_core.base.recipe import PruneSpec, QuantSpec, Recipe
 
 from .conftest import metric_values, new_app, texts, url_recipe
 

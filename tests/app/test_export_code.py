@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from compress_core.codegen import recipe_code
-from compress_core.recipe import Recipe
+from compress_core.base.recipe import Recipe
+from compress_core.files.codegen import recipe_code
 
 from .conftest import texts, url_recipe
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from compress_core.recipe import Recipe
+from compress_core.base.recipe import Recipe
 
 from .conftest import metric_values, new_app, texts, url_recipe
 

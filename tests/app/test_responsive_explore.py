@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from compress_core.recipe import Recipe
+from compress_core.base.recipe import Recipe
 from pages.ui import cache, explore_panels, widgets
 
 from .conftest import new_app, texts, url_recipe
@@ -84,7 +84,7 @@ def test_loading_a_model_says_what_is_loading(monkeypatch: pytest.MonkeyPatch):
 
 @pytest.mark.data
 def test_after_loading_a_resnet_a_move_runs_one_batchnorm_pass_not_two(monkeypatch: pytest.MonkeyPatch):
-    from compress_core.recover import bn
+    from compress_core.engine.recover import bn
 
     cache.warm_up("resnet20-cifar10", "quick")
     passes: list[int] = []

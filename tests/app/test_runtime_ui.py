@@ -9,7 +9,7 @@ import time
 import onnx
 import pytest
 
-from compress_core.recipe import PruneSpec, Recipe
+from compress_core.base.recipe import PruneSpec, Recipe
 from pages.ui import runtime_panel
 
 from .conftest import new_app, texts, url_recipe

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from compress_core.base.recipe import PruneSpec, QuantSpec, Recipe
 from compress_core.models import REGISTRY
-from compress_core.recipe import PruneSpec, QuantSpec, Recipe
 
 from .conftest import ORIGINAL_PAGES_INIT, metric_values, new_app, texts, url_recipe
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from compress_core.store import ResultStore
+from compress_core.study.store import ResultStore
 
 from .conftest import texts
 

@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import save
 from torch import nn
 
+from compress_core.files.uploads import UploadError
 from compress_core.models import load
-from compress_core.uploads import UploadError
 from pages.ui import catalogue
 
 from .conftest import metric_values, new_app, texts

@@ -1,5 +1,7 @@
 """The house rules that keep the code easy to extend: imports go one way (no cycles, counting imports
-inside function bodies), files and functions stay short, and every recipe key has its registered class."""
+inside function bodies, and no core module imports a later layer), files and functions stay short in the
+core, the pages and the benchmarks, the README's map lists every core module, and every recipe key has its
+registered class."""
 
 from __future__ import annotations
 
@@ -8,12 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from compress_core import recipe, recover
-from compress_core.prune import PRUNERS, criteria
+from compress_core.base import recipe
+from compress_core.engine import recover
+from compress_core.engine.prune import PRUNERS, criteria
 from tests.conftest import ROOT
 
 MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 60
+# The core's layers, in import order: a module may import its own layer and the ones before it, never a later one.
+LAYERS = ("base", "models", "data", "engine", "files", "bench", "deploy", "study", "present", "cli")
 
 
 def _module_name(path: Path) -> str:
@@ -89,19 +94,87 @@ def test_the_core_never_imports_the_dashboard():
         assert "import streamlit" not in text and "from pages" not in text, name
 
 
-def test_core_files_and_functions_stay_short():
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    if parts[1:] == ["__main__"]:
+        return "cli"  # python -m compress_core: the command line
+    return parts[1] if len(parts) > 1 else ""
+
+
+def test_every_core_module_lives_in_a_layer():
+    loose = [n for n in _modules("compress_core") if n != "compress_core" and _layer(n) not in LAYERS]
+    assert not loose, f"modules outside the layers {LAYERS}: {loose}"
+
+
+def test_no_core_module_imports_a_later_layer():
+    mods = _modules("compress_core")
+    known = set(mods)
+    upward = []
+    for name, path in mods.items():
+        if name == "compress_core":
+            continue
+        mine = LAYERS.index(_layer(name))
+        for dep in sorted(_imports(name, path, known)):
+            if dep != "compress_core" and LAYERS.index(_layer(dep)) > mine:
+                upward.append(f"{name} ({_layer(name)}) imports {dep} ({_layer(dep)})")
+    assert not upward, upward
+
+
+def _long_parts(paths: list[Path]) -> tuple[list[str], list[str]]:
     long_files, long_functions = [], []
-    for name, path in _modules("compress_core").items():
+    for path in paths:
         lines = path.read_text().splitlines()
+        name = str(path.relative_to(ROOT))
         if len(lines) > MAX_FILE_LINES:
             long_files.append(f"{name}: {len(lines)} lines")
         for node in ast.walk(ast.parse("\n".join(lines))):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 n = node.end_lineno - node.lineno + 1
                 if n > MAX_FUNCTION_LINES:
-                    long_functions.append(f"{name}.{node.name}: {n} lines")
+                    long_functions.append(f"{name}:{node.lineno} {node.name}: {n} lines")
+    return long_files, long_functions
+
+
+@pytest.mark.parametrize("where", ["compress_core", "pages", "benchmarks"])
+def test_files_and_functions_stay_short(where):
+    paths = sorted((ROOT / where).rglob("*.py"))
+    if where == "pages":
+        paths.append(ROOT / "app.py")
+    long_files, long_functions = _long_parts(paths)
     assert not long_files, long_files
     assert not long_functions, long_functions
+
+
+def _readme_map() -> set[str]:
+    """The module paths the README's Layout map names: an indented tree of ``dir/`` and ``file.py`` entries."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```", 2)[1]
+    stack: list[tuple[int, str]] = []
+    found = set()
+    for line in block.splitlines():
+        entry = line.split()[0] if line.strip() else ""
+        if not entry.endswith(("/", ".py")):
+            continue
+        indent = len(line) - len(line.lstrip())
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        path = "".join(p for _, p in stack) + entry
+        if entry.endswith("/"):
+            stack.append((indent, entry))
+        found.add(path)
+    return found
+
+
+def test_the_readme_map_lists_every_core_module():
+    listed = _readme_map()
+    modules = set()
+    for path in (ROOT / "compress_core").rglob("*.py"):
+        rel = path.relative_to(ROOT)
+        modules.add(str(rel.parent) + "/" if path.name == "__init__.py" else str(rel))
+    assert not modules - listed, f"not in the README's map: {sorted(modules - listed)}"
+    stale = {p for p in listed if p.startswith("compress_core/")} - modules
+    assert not stale, f"the README's map names modules that do not exist: {sorted(stale)}"
 
 
 def test_every_recipe_criterion_and_prune_kind_has_its_registered_class():

@@ -8,8 +8,10 @@ from typing import ClassVar
 import pytest
 import torch
 
-from compress_core import data, measure, models
-from compress_core.paths import ASSETS_DIR, MissingFileError, locate, sha256_of
+from compress_core import models
+from compress_core.base.paths import ASSETS_DIR, MissingFileError, locate, sha256_of
+from compress_core.data import sets as data
+from compress_core.engine import measure
 
 
 @pytest.mark.parametrize("model_id", list(models.REGISTRY))

@@ -8,10 +8,10 @@ import warnings
 import pytest
 import torch
 
-from compress_core import measure
-from compress_core.imagefolder import WNIDS_SHA256, class_index, imagenet_wnids, load_image_folder
+from compress_core.base.paths import MissingFileError
+from compress_core.data.images import WNIDS_SHA256, class_index, imagenet_wnids, load_image_folder
+from compress_core.engine import measure
 from compress_core.models import torchvision_zoo as tvz
-from compress_core.paths import MissingFileError
 
 
 @pytest.fixture()

@@ -1,0 +1,1 @@
+"""The command line (python -m compress_core, prunescope): models, evaluate, sweep, train, solve."""

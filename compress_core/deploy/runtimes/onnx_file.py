@@ -1,0 +1,80 @@
+"""ONNX export with a dynamic batch dimension, shared by the ONNX Runtime and OpenVINO adapters.
+
+``torch.onnx.export(dynamo=True)`` (the exporter ``compress_core.files.onnx`` uses too) with the
+weights inside the file; the graph's input is ``input`` (batch dimension ``batch``) and its output
+``logits``. Exporting a ResNet takes seconds, so the last few exports are kept, keyed by the
+model's content (class, ``repr``, every state tensor's bytes) and input shape: deploying the same
+model to two runtimes, or fp32 then int8, exports it once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import tempfile
+import threading
+import warnings
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from compress_core.deploy.runtimes.base import unsupported
+
+_CACHE: OrderedDict[tuple, bytes] = OrderedDict()
+_CACHE_SIZE = 6
+_LOCK = threading.Lock()
+EXAMPLE_BATCH = 2  # a batch of 1 would let the exporter specialise the batch dimension to 1
+
+
+def content_key(model: nn.Module, input_shape: tuple[int, ...]) -> tuple:
+    """Identifies what ``model`` computes: class, architecture text and the bytes of every state tensor."""
+    digest = hashlib.sha1()
+    for name, value in model.state_dict().items():
+        digest.update(name.encode())
+        if isinstance(value, torch.Tensor):
+            t = value.detach().contiguous().cpu()
+            digest.update(str((t.dtype, tuple(t.shape))).encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return type(model).__qualname__, repr(model), tuple(input_shape), digest.hexdigest()
+
+
+def _export(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
+    example = torch.zeros(EXAMPLE_BATCH, *input_shape)
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        path = os.path.join(tmp, "model.onnx")
+        torch.onnx.export(
+            model,
+            (example,),
+            path,
+            dynamo=True,
+            external_data=False,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            verbose=False,
+        )
+        with open(path, "rb") as fh:
+            return fh.read()
+
+
+def onnx_model(model: nn.Module, input_shape: tuple[int, ...], runtime: str) -> bytes:
+    """The ONNX file of ``model`` (eval mode) with a dynamic batch; ``RuntimeUnsupported`` naming
+    ``runtime`` when the exporter cannot convert it."""
+    key = content_key(model, input_shape)
+    with _LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    try:
+        data = _export(model, input_shape)
+    except Exception as exc:
+        raise unsupported(runtime, "ONNX export", exc) from exc
+    with _LOCK:
+        _CACHE[key] = data
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return data
