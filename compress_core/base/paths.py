@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # compress_core/base/paths.py -> the project root
 ASSETS_DIR = PROJECT_ROOT / "assets"
 
 
