@@ -49,7 +49,8 @@ def test_a_new_criterion_is_one_class(throwaway_criterion):
         criteria.weight_scores("ones-test", model, layers, Calibration())
     calib = Calibration(images=[torch.randn(2, 1, 8, 8)])
     scores = criteria.weight_scores("ones-test", model, layers, calib)
-    assert [s.shape for s in scores] == [m.weight.shape for _, m in layers] and all(bool((s == 1).all()) for s in scores)
+    assert [s.shape for s in scores] == [m.weight.shape for _, m in layers]
+    assert all(bool((s == 1).all()) for s in scores)
 
 
 def test_the_throwaway_criterion_is_gone_afterwards():
