@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.ui import actions, errors, explain, routes, runtime_panel, state, widgets
+from pages.ui import actions, errors, explain, recipe_controls, routes, runtime_panel, state, widgets
 from pages.ui import explore_panels as panels
 
 routes.require_router()
@@ -13,7 +13,7 @@ with errors.guard("Explore", reset=state.reset_recipe):
     levels = widgets.recovery_levels(model_id)
     state.ensure_widgets(levels, widgets.default_recovery(model_id))
     free = explain.free_layers(model_id, state.current_recipe())
-    knob = widgets.recipe_controls(None if free is None else len(free), levels)
+    knob = recipe_controls.recipe_controls(None if free is None else len(free), levels)
     recipe = state.recipe_from_widgets(state.current_recipe())
     state.set_recipe(recipe)
     explain.layer_ratios_notice(recipe, explain.free_layers(model_id, recipe))

@@ -14,6 +14,8 @@ from typing import Any
 
 RECIPE_VERSION = 1
 
+# The recipe's schema: every key below that names a criterion, prune kind or recovery level has its registered
+# class, with the words a person sees, in the engine (criteria.CRITERIA, prune.PRUNERS, recover.RECOVERY).
 PRUNE_KINDS = ("none", "unstructured", "structured")
 CRITERIA = ("random", "l1", "l2", "taylor", "activation", "entropy")
 SCOPES = ("layer", "global")
@@ -22,8 +24,12 @@ SCHEMES = ("symmetric", "asymmetric", "kmeans")
 GRANULARITIES = ("per_tensor", "per_channel")
 INT8_MODES = ("auto", "static", "dynamic")
 SCHEDULES = ("oneshot", "iterative", "agp")
-# Post-training recovery (compress_core.engine.recover): nothing, BatchNorm re-estimation, layer-wise reconstruction
-RECOVERY_LEVELS = ("none", "bn", "reconstruct")
+# Post-training recovery (compress_core.engine.recover): nothing, BatchNorm re-estimation, layer-wise reconstruction.
+# The recipe's own words for each level, as ``Recipe.label`` writes them: a label names results in the store and
+# deployable files (so it never changes with the dashboard's wording), and base reads nothing from the engine,
+# whose level classes (``recover.RECOVERY``) carry the words a person sees. The keys are the recipe's schema.
+RECOVERY_WORDS = {"none": "", "bn": "BN re-estimated", "reconstruct": "reconstructed"}
+RECOVERY_LEVELS = tuple(RECOVERY_WORDS)
 MAX_SPARSITY = 0.99
 ROUND_TO = (0, 4, 8, 16)  # structured: channel counts kept as multiples of this (0 = no rounding)
 
@@ -268,7 +274,7 @@ class Recipe:
         if self.finetune is not None:
             parts.append(f"finetune {self.finetune.epochs:g} ep" + (" KD" if self.finetune.distill else ""))
         if self.recovery != "none" and parts:
-            parts.append({"bn": "BN re-estimated", "reconstruct": "reconstructed"}[self.recovery])
+            parts.append(RECOVERY_WORDS[self.recovery])
         return " + ".join(parts) if parts else "dense fp32"
 
 

@@ -60,7 +60,7 @@ def _knob_text(recipe: Recipe, k: dict[str, float]) -> str:
 
 
 def knob_note(slot, model_id: str, recipe: Recipe, res: dict) -> None:
-    """Fill the slot under the sparsity slider (``widgets.recipe_controls``)."""
+    """Fill the slot under the sparsity slider (``recipe_controls.recipe_controls``)."""
     table = cache.layer_frame(model_id, recipe.to_json())
     with slot.container():
         st.caption(

@@ -28,6 +28,7 @@ import streamlit as st
 from compress_core import deploy as deployment
 from compress_core.base.recipe import Recipe
 from compress_core.deploy import worker as remote_runtime
+from compress_core.deploy.runtimes import RUNTIMES
 from compress_core.present import plots
 
 from . import cache, catalogue, state
@@ -36,13 +37,7 @@ log = logging.getLogger("prunescope.app")
 POLL_S = 1.0
 WORKER_NICE = 10  # the runtime worker's scheduling priority below the server's
 AUTO = "auto"
-LABELS = {
-    AUTO: "Fastest here (measured)",
-    "torch": "PyTorch eager",
-    "onnxruntime": "ONNX Runtime",
-    "openvino": "OpenVINO",
-    "executorch": "ExecuTorch (XNNPACK)",
-}
+LABELS = {AUTO: "Fastest here (measured)", **RUNTIMES.labels()}  # each runtime's label is its registered class's
 DEFAULT_ENV = "PRUNESCOPE_DEFAULT_RUNTIME"  # the selector's default: auto (the fastest measured) or a runtime key
 SHORT = {"torch": "PyTorch eager", "onnxruntime": "ONNX RT", "openvino": "OpenVINO", "executorch": "ExecuTorch"}
 UPLOADS = "uploaded models are measured on eager PyTorch here; use evaluate --upload FILE --runtime R"

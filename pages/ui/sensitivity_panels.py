@@ -9,7 +9,8 @@ from compress_core.base.recipe import CRITERIA, PruneSpec, Recipe
 from compress_core.present import plots
 
 from . import cache, state
-from .widgets import CRITERION_LABELS, RECOVERY_LABELS, recovery_radio
+from .vocab import CRITERION_LABELS, RECOVERY_LABELS
+from .widgets import recovery_radio
 
 SPARSITY_CHOICES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
 BIT_CHOICES = (1, 2, 3, 4, 6, 8)

@@ -270,7 +270,7 @@ def clear_layer_ratios() -> None:
 
 def on_kind_change() -> None:
     """Callback: switching to structured pruning picks the structured defaults (per-layer scope,
-    inner channels only; ``widgets.STRUCTURED_DEFAULTS_WHY`` says why, with the numbers)."""
+    inner channels only; ``vocab.STRUCTURED_DEFAULTS_WHY`` says why, with the numbers)."""
     ss = st.session_state
     if ss.get(W_KIND) == "structured":
         ss[W_SCOPE], ss[W_RESIDUAL] = "layer", False

@@ -10,7 +10,8 @@ from compress_core.present import plots
 
 from . import cache, state
 from .runtime_panel import label as runtime_label
-from .widgets import CRITERION_LABELS, SCOPE_LABELS, bits_label, recovery_radio
+from .vocab import CRITERION_LABELS, SCOPE_LABELS, bits_label
+from .widgets import recovery_radio
 
 SPARSITY_CHOICES = (0.0, 0.1, 0.25, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 0.95)
 TABLE_COLUMNS = [

@@ -1,7 +1,8 @@
 """Widgets: each owns its session-state key (see ``state``) and returns plain values.
 
-The sidebar (model picker, upload box, evaluation size), Explore's recipe controls, the metric cards
-and the notes on what was simulated, and the labels the other panels share.
+The sidebar (model picker, upload box, evaluation size), the recovery choice the other pages share, the
+metric cards and the notes on what was simulated. Explore's recipe controls are in ``recipe_controls``,
+the words for the core's registered choices in ``vocab``.
 """
 
 from __future__ import annotations
@@ -11,46 +12,12 @@ from collections.abc import Callable
 import streamlit as st
 
 from compress_core.base.paths import cache_dir, data_dir, downloads_allowed
-from compress_core.base.recipe import BITS, CRITERIA, GRANULARITIES, INT8_MODES, ROUND_TO, SCHEMES, SCOPES, Recipe
+from compress_core.base.recipe import Recipe
 from compress_core.base.records import EVAL_MODES, size_is_estimate
-from compress_core.engine.recover import BN_SAMPLES
 from compress_core.present.plots import human_bytes
 
 from . import cache, catalogue, state, upload_box
-
-KIND_LABELS = {"unstructured": "Unstructured (weights)", "structured": "Structured (channels)", "none": "None"}
-CRITERION_LABELS = {
-    "random": "Random (baseline)",
-    "l1": "Magnitude |w| (L1)",
-    "l2": "Magnitude w² (L2)",
-    "taylor": "Gradient (Taylor |w·∂L/∂w|)",
-    "activation": "Activation (|w|·‖x‖)",
-    "entropy": "Entropy of activations",
-}
-RECOVERY_LABELS = {
-    "none": "None (one-shot)",
-    "bn": "BatchNorm re-estimation",
-    "reconstruct": "Layer-wise reconstruction",
-}
-RECOVERY_HELP = (
-    f"What a deployment pipeline does before it judges a compressed model, on {BN_SAMPLES:,} training images "
-    "(never test images), seeded. BatchNorm: re-estimate the BN statistics (about 1-1.5 s on the CIFAR ResNets "
-    "here). "
-    "Reconstruction: re-fit each compressed layer to the dense model's outputs by least squares "
-    "(SparseGPT/OBC-style for pruned weights, GPTQ rounding for k-bit weights, ThiNet-style re-fits "
-    "after removed channels, bias correction); 3-5 s on ResNet-20, under 1 s on the LeNets. The default is the "
-    "strongest level that keeps a slider move near 1.5 s: BatchNorm for the ResNets, reconstruction for "
-    "the LeNets (they have no BatchNorm). The accuracy card shows the one-shot number beside the recovered one "
-    "(measured right after the cards)."
-)
-# Measured on ResNet-20 and LeNet-5, quick evaluation (1,000 images): benchmarks/RESULTS.md section 12.
-STRUCTURED_DEFAULTS_WHY = (
-    "Structured defaults: **per-layer scope, inner channels only** (residual streams kept). Measured at 30 % "
-    "with BatchNorm recovery on ResNet-20: 83.3 % top-1 this way, 80.2 % with global scope, 56.4 % when the "
-    "residual streams are pruned too; on LeNet-5 at 50 % with reconstruction, 97.3 % per layer vs 96.8 % global. "
-    "Global scope never takes more than 80 % of a layer's channels. Change them under Scope and Details."
-)
-SCOPE_LABELS = {"global": "Global", "layer": "Per layer"}
+from .vocab import RECOVERY_LABELS
 
 
 def recovery_levels(model_id: str) -> tuple[str, ...]:
@@ -70,10 +37,6 @@ def recovery_radio(key: str, label: str, help: str) -> str:
     if st.session_state.get(key) not in levels:
         st.session_state[key] = default_recovery(model_id)
     return st.radio(label, list(levels), key=key, horizontal=True, format_func=lambda r: RECOVERY_LABELS[r], help=help)
-
-
-def bits_label(bits: int) -> str:
-    return {32: "32 · fp32", 16: "16 · fp16", 1: "1 · sign"}.get(bits, f"{bits}-bit")
 
 
 # -- sidebar ------------------------------------------------------------------------------------
@@ -143,152 +106,6 @@ def sidebar() -> tuple[str, str, bool]:
             "results cached per recipe"
         )
     return model_id, state.eval_mode(), usable
-
-
-# -- Explore controls ---------------------------------------------------------------------------
-def recipe_controls(slider_layers: int | None = None, recovery_levels: tuple[str, ...] = ("none",)):
-    """Explore's recipe widgets (values live in ``state.W_*``; read them with ``state.recipe_from_widgets``).
-
-    ``slider_layers``: how many layers the sparsity still moves (None: all prunable layers); at 0 the
-    slider is switched off; ``recovery_levels``: the recovery options this model can use. Returns the
-    slot under the slider where ``knob_note`` says what it did."""
-    ss = st.session_state
-    if not catalogue.prunable(state.model_id()):
-        st.info(
-            "This uploaded model is a compiled graph (TorchScript or torch.export) that matches no zoo "
-            "architecture: PruneScope can only evaluate it as uploaded (dense, fp32). Pruning and quantization "
-            "need nn.Conv2d/nn.Linear modules; upload its state_dict to compress it.",
-            icon=":material/lock:",
-        )
-    with st.container(border=True):
-        left, right = st.columns(2, gap="large")
-        off = slider_layers == 0
-        left.slider(
-            "Sparsity" + (" (off: every layer has its own ratio)" if off else ""),
-            0,
-            state.SPARSITY_MAX_PCT,
-            step=5,
-            key=state.W_SPARSITY,
-            format="%d%%",
-            disabled=off,
-            help="Every prunable layer has a per-layer ratio (from Sensitivity), so there is nothing left "
-            "for this slider to move: clear the ratios to use it."
-            if off
-            else "Fraction of weights (unstructured) or channels (structured) removed from the prunable "
-            "layers; the first conv and the classifier stay dense unless per-layer ratios say otherwise. "
-            "The line under the slider says what that fraction removed from this model.",
-        )
-        knob = left.empty()
-        right.select_slider(
-            "Weight bit-width",
-            options=list(BITS),
-            key=state.W_BITS,
-            format_func=bits_label,
-            help="1 = sign × scale, 2–8 = fixed point (simulated on fp32 kernels), 16 = fp16, 32 = the original fp32.",
-        )
-        right.radio(
-            "Recovery",
-            list(recovery_levels),
-            key=state.W_RECOVERY,
-            horizontal=True,
-            format_func=lambda r: RECOVERY_LABELS[r],
-            help=RECOVERY_HELP
-            + (
-                ""
-                if "bn" in recovery_levels
-                else " This model has no BatchNorm, so BatchNorm re-estimation is not offered."
-            ),
-        )
-        c1, c2, c3, c4 = st.columns([1.5, 1.2, 0.9, 1.2], gap="medium")
-        c1.radio(
-            "Pruning kind",
-            ["unstructured", "structured"],
-            key=state.W_KIND,
-            horizontal=True,
-            on_change=state.on_kind_change,
-            format_func=lambda k: KIND_LABELS[k],
-            help="Unstructured zeros single weights: high compression, same speed on stock kernels. "
-            "Structured removes whole channels: smaller dense layers, real speed-up, more accuracy loss.",
-        )
-        c2.selectbox(
-            "Importance criterion",
-            list(CRITERIA),
-            key=state.W_CRITERION,
-            format_func=lambda c: CRITERION_LABELS.get(c, c),
-        )
-        c3.radio(
-            "Scope",
-            list(SCOPES),
-            key=state.W_SCOPE,
-            horizontal=True,
-            format_func=lambda s: SCOPE_LABELS[s],
-            help="Global: one threshold over all layers. Per layer: the same fraction in every layer.",
-        )
-        eight = ss[state.W_BITS] == 8
-        if not eight and ss.get(state.W_INT8):
-            ss[state.W_INT8] = False  # int8 kernels need 8-bit weights
-        c4.toggle(
-            "Real int8 kernels",
-            key=state.W_INT8,
-            disabled=not eight,
-            help="Run on PyTorch's int8 CPU kernels (x86/fbgemm) instead of simulating 8-bit weights on "
-            "fp32 kernels. Only with 8-bit weights.",
-        )
-        c4.caption(
-            "Measured on int8 kernels."
-            if ss[state.W_INT8]
-            else ("8-bit simulated on fp32 kernels." if eight else "Set the bit-width to 8 to enable.")
-        )
-        if ss[state.W_KIND] == "structured":
-            st.caption(STRUCTURED_DEFAULTS_WHY)
-        with st.expander(
-            "Details: quantization scheme, granularity, int8 backend, residual streams, channel alignment"
-        ):
-            d1, d2, d3, d4 = st.columns(4)
-            d1.radio(
-                "Scheme",
-                list(SCHEMES),
-                key=state.W_SCHEME,
-                horizontal=True,
-                help='Symmetric: zero point 0. Asymmetric: min/max range ("dynamic range"). kmeans: weight '
-                "sharing (Deep Compression, palettization): 2^bits shared values per layer or channel, found by "
-                "k-means; the file stores packed indices plus the codebook.",
-            )
-            d2.radio(
-                "Granularity",
-                list(GRANULARITIES),
-                key=state.W_GRANULARITY,
-                horizontal=True,
-                format_func=lambda g: g.replace("_", "-"),
-                help="One scale per output channel, or per tensor.",
-            )
-            d3.selectbox(
-                "int8 backend",
-                list(INT8_MODES),
-                key=state.W_INT8_MODE,
-                disabled=not ss[state.W_INT8],
-                help="auto: static for conv nets, dynamic for Linear-only nets.",
-            )
-            d4.toggle(
-                "Prune residual streams",
-                key=state.W_RESIDUAL,
-                disabled=ss[state.W_KIND] != "structured",
-                help="Structured only. On: residual channels go too (smaller and faster, more accuracy "
-                "lost). Off: only each block's inner channels.",
-            )
-            d4.select_slider(
-                "Align kept channels to",
-                options=list(ROUND_TO),
-                key=state.W_ROUND_TO,
-                disabled=ss[state.W_KIND] != "structured",
-                format_func=lambda r: "off" if r == 0 else f"multiples of {r}",
-                help="Structured only (round_to): every layer keeps a multiple of this many channels, the widths "
-                "SIMD kernels run at full speed (Torch-Pruning's round_to). On AVX-512 CPUs fp32 kernels work in "
-                "blocks of 16 channels: measured here, 16 made the time fall with the MACs (0.85-0.86 of the MAC "
-                "reduction vs 0.74 unaligned) but prunes less, so it can be slower than no alignment "
-                "(benchmarks/RESULTS.md section 8). See the latency staircase below.",
-            )
-    return knob
 
 
 # -- results ------------------------------------------------------------------------------------

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from compress_core.base import recipe
+from compress_core.deploy.runtimes import RUNTIMES
 from compress_core.engine import recover
 from compress_core.engine.prune import PRUNERS, criteria
+from compress_core.study.executors import EXECUTORS
 from tests.conftest import ROOT
 
 MAX_FILE_LINES = 400
@@ -177,9 +179,36 @@ def test_the_readme_map_lists_every_core_module():
     assert not stale, f"the README's map names modules that do not exist: {sorted(stale)}"
 
 
+REGISTRIES = {
+    "criteria": criteria.CRITERIA,
+    "prune kinds": PRUNERS,
+    "recovery levels": recover.RECOVERY,
+    "runtimes": RUNTIMES,
+    "executors": EXECUTORS,
+}
+
+
 def test_every_recipe_criterion_and_prune_kind_has_its_registered_class():
     assert set(recipe.CRITERIA) == set(criteria.CRITERIA)
     assert set(recipe.PRUNE_KINDS) - {"none"} == set(PRUNERS)
-    assert recipe.RECOVERY_LEVELS == recover.LEVELS
+    assert recipe.RECOVERY_LEVELS == recover.LEVELS == tuple(recover.RECOVERY)
     for key, obj in criteria.CRITERIA.items():
         assert obj.key == key and obj.needs in (None, "images", "labels")
+    for key, level in recover.RECOVERY.items():
+        assert isinstance(level, recover.RecoveryLevel) and level.key == key and level.needs in (None, "images")
+    for key, rt in RUNTIMES.items():  # a runtime needs nothing (eager PyTorch) or names its optional package
+        assert rt.key == key and (rt.needs is None or rt.needs.isidentifier()), key
+    for key, cls in EXECUTORS.items():  # executors are registered as classes: they take arguments
+        assert isinstance(cls, type) and cls.key == key and (cls.needs is None or cls.needs.isidentifier()), key
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRIES))
+def test_every_registered_entry_carries_its_vocabulary(name):
+    registry = REGISTRIES[name]
+    assert len(registry) > 0
+    for key, entry in registry.items():
+        assert entry.key == key
+        assert isinstance(entry.label, str) and entry.label.strip(), f"{name}: {key} has no label"
+        assert isinstance(entry.description, str) and entry.description.strip(), f"{name}: {key} has no description"
+        assert entry.needs is None or (isinstance(entry.needs, str) and entry.needs), key
+    assert registry.labels() == {k: e.label for k, e in registry.items()}

@@ -15,6 +15,10 @@ file does not say (an ExecuTorch ``.pte``).
 
 A model a runtime cannot take raises ``RuntimeUnsupported`` (a ``ValueError``) with one line naming
 the runtime and the reason; a runtime whose package is missing says so in ``available()``.
+
+``RUNTIMES`` (a ``base.registry.Registry``) holds one instance per adapter class decorated with
+``@register``; each class carries its vocabulary (``key``, ``label``, ``description``, ``needs``: the
+optional package it runs on, None for eager PyTorch), which the dashboard reads.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from compress_core.base.registry import Registry
 from compress_core.engine import measure
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -214,10 +219,14 @@ class Deployed(ABC):
 
 
 class Runtime(ABC):
-    """One runtime. Subclasses set ``key``, ``name``, ``suffix`` and implement the four methods."""
+    """One runtime. Subclasses set ``key``, ``name``, ``suffix``, their vocabulary (``label``,
+    ``description``, ``needs``) and implement the four methods."""
 
     key: str = ""
-    name: str = ""  # human-readable, used in messages
+    name: str = ""  # used in messages ("onnxruntime cannot take this model: ...")
+    label: str = ""  # what a person sees ("ONNX Runtime")
+    description: str = ""
+    needs: str | None = None  # the optional package it runs on
     suffix: str = ""  # the main deployable file's suffix
     dynamic_batch = True  # whether saved files take any batch size
 
@@ -284,15 +293,8 @@ class Runtime(ABC):
             raise ValueError(f"batch and threads must be >= 1; got batch={batch}, threads={threads}")
 
 
-RUNTIMES: dict[str, Runtime] = {}
-
-
-def register(cls: type[Runtime]) -> type[Runtime]:
-    """Class decorator: add one instance of ``cls`` to ``RUNTIMES`` under ``cls.key``."""
-    if not cls.key or cls.key in RUNTIMES:
-        raise ValueError(f"runtime key {cls.key!r} is empty or already registered")
-    RUNTIMES[cls.key] = cls()
-    return cls
+RUNTIMES: Registry[Runtime] = Registry("runtime")
+register = RUNTIMES.register  # class decorator: one instance of the class under its key
 
 
 def get_runtime(key: str) -> Runtime:

@@ -142,6 +142,9 @@ class ExecuTorchRuntime(Runtime):
 
     key = "executorch"
     name = NAME
+    label = "ExecuTorch (XNNPACK)"
+    description = "ExecuTorch with the XNNPACK delegate, one static-batch .pte file; int8 by the XNNPACK quantizer."
+    needs = "executorch"
     suffix = ".pte"
     dynamic_batch = False
 

@@ -147,6 +147,9 @@ class OpenVINORuntime(Runtime):
 
     key = "openvino"
     name = NAME
+    label = "OpenVINO"
+    description = "OpenVINO's CPU plugin on the ONNX export, fp32 forced; int8 by NNCF post-training quantization."
+    needs = "openvino"
     suffix = ".xml"
 
     def __init__(self, precision: str = "f32") -> None:

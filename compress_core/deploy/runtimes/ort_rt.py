@@ -135,6 +135,9 @@ class OnnxRuntime(Runtime):
 
     key = "onnxruntime"
     name = NAME
+    label = "ONNX Runtime"
+    description = "ONNX Runtime's CPU execution provider on an exported ONNX file; int8 by static QDQ quantization."
+    needs = "onnxruntime"
     suffix = ".onnx"
 
     def available(self) -> str | None:

@@ -32,6 +32,8 @@ class TorchRuntime(Runtime):
 
     key = "torch"
     name = "torch"
+    label = "PyTorch eager"
+    description = "Eager PyTorch on this machine's CPU kernels: the reference every other runtime is compared with."
     suffix = ".pt2"
 
     def __init__(self, int8_backend: str = "fx", channels_last: bool = False) -> None:

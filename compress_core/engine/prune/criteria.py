@@ -1,8 +1,10 @@
 """Importance criteria: one registered class per criterion, scoring single weights (unstructured
 pruning) and channel groups (structured pruning). Higher scores mean keep.
 
-Adding a criterion is one class with ``key``, ``needs`` and the two scoring methods, decorated with
-``@register``, plus its test. ``CRITERIA`` maps the recipe's criterion key to the instance.
+Adding a criterion is one class with its vocabulary (``key``, ``label``, ``description``, ``needs``) and
+the two scoring methods, decorated with ``@register``, plus its key in ``base.recipe.CRITERIA`` (the
+recipe's schema) and its test. ``CRITERIA`` (a ``base.registry.Registry``) maps the recipe's criterion
+key to the instance; the dashboard and the command line read the words from it.
 
 - ``random``: uniform noise (a baseline every criterion should beat).
 - ``l1``/``l2``: |w| and w^2. For single weights they rank identically; for groups (torch-pruning's
@@ -32,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from compress_core.base.records import Calibration
+from compress_core.base.registry import Registry
 from compress_core.engine.prune.group_stats import (
     activation_stats,
     channel_entropy,
@@ -48,6 +51,8 @@ class Criterion:
     """Base class: ``needs`` is None, "images" (calibration images) or "labels" (labelled batches)."""
 
     key: ClassVar[str]
+    label: ClassVar[str]
+    description: ClassVar[str]
     needs: ClassVar[str | None] = None
 
     def weight_scores(self, model: nn.Module, layers: Layers, calib: Calibration, seed: int) -> list[torch.Tensor]:
@@ -70,12 +75,8 @@ class Criterion:
             )
 
 
-CRITERIA: dict[str, Criterion] = {}
-
-
-def register(cls: type[Criterion]) -> type[Criterion]:
-    CRITERIA[cls.key] = cls()
-    return cls
+CRITERIA: Registry[Criterion] = Registry("criterion")
+register = CRITERIA.register
 
 
 def get(key: str) -> Criterion:
@@ -116,6 +117,8 @@ def _magnitude_groups(p: int) -> Callable[[list], list[torch.Tensor | None]]:
 @register
 class Random(Criterion):
     key = "random"
+    label = "Random (baseline)"
+    description = "Uniform noise: the baseline every criterion should beat."
 
     def weight_scores(self, model: nn.Module, layers: Layers, calib: Calibration, seed: int) -> list[torch.Tensor]:
         g = torch.Generator().manual_seed(seed)
@@ -128,6 +131,8 @@ class Random(Criterion):
 @register
 class L1(Criterion):
     key = "l1"
+    label = "Magnitude |w| (L1)"
+    description = "The weight's magnitude |w|; for channels, the L1 norm of every weight the channel touches."
 
     def weight_scores(self, model: nn.Module, layers: Layers, calib: Calibration, seed: int) -> list[torch.Tensor]:
         return [m.weight.detach().abs().clone() for _, m in layers]
@@ -139,6 +144,8 @@ class L1(Criterion):
 @register
 class L2(Criterion):
     key = "l2"
+    label = "Magnitude w² (L2)"
+    description = "The squared weight w²; for channels, the L2 norm of every weight the channel touches."
 
     def weight_scores(self, model: nn.Module, layers: Layers, calib: Calibration, seed: int) -> list[torch.Tensor]:
         return [m.weight.detach().pow(2) for _, m in layers]
@@ -150,6 +157,11 @@ class L2(Criterion):
 @register
 class Taylor(Criterion):
     key = "taylor"
+    label = "Gradient (Taylor |w·∂L/∂w|)"
+    description = (
+        "|w · ∂L/∂w| over labelled training batches; for channels, the squared sum of activation times its "
+        "gradient (Molchanov et al. 2019)."
+    )
     needs = "labels"
 
     def weight_scores(self, model: nn.Module, layers: Layers, calib: Calibration, seed: int) -> list[torch.Tensor]:
@@ -175,6 +187,11 @@ class Taylor(Criterion):
 @register
 class Activation(Criterion):
     key = "activation"
+    label = "Activation (|w|·‖x‖)"
+    description = (
+        "|w| times the norm of the input it multiplies (Wanda); for channels, the mean activation passed on "
+        "through a ReLU, over training images."
+    )
     needs = "images"
 
     def weight_scores(self, model: nn.Module, layers: Layers, calib: Calibration, seed: int) -> list[torch.Tensor]:
@@ -189,6 +206,11 @@ class Activation(Criterion):
 @register
 class Entropy(Criterion):
     key = "entropy"
+    label = "Entropy of activations"
+    description = (
+        "The entropy of a channel's activations over training images (Luo & Wu 2017): low-entropy channels, "
+        "and the weights that read them, go first."
+    )
     needs = "images"
 
     def weight_scores(self, model: nn.Module, layers: Layers, calib: Calibration, seed: int) -> list[torch.Tensor]:

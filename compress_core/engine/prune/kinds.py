@@ -1,5 +1,8 @@
 """The prune-kind interface and its registry: one registered ``Pruner`` per ``PruneSpec.kind``.
 
+``PRUNERS`` (a ``base.registry.Registry``) maps the kind to its instance; each class carries its
+vocabulary (``key`` = the kind, ``label``, ``description``, ``needs``), which the dashboard reads.
+
 A pruner receives the model to change in place (always a deep copy of the shared model), its own
 ``PruneSpec`` and one ``PruneContext`` (input shape, calibration bundle, optional cached scores), and
 returns what it did as ``Pruned``. ``step_`` is one step of a gradual schedule (``prune.schedule``):
@@ -17,6 +20,7 @@ from torch import nn
 
 from compress_core.base.recipe import PruneSpec
 from compress_core.base.records import NO_CALIBRATION, Calibration, StructureReport
+from compress_core.base.registry import Registry
 from compress_core.engine.prune.layers import Layers
 
 # (layers, spec) -> (per-layer scores, argsort of all scores concatenated or None): a score cache
@@ -37,9 +41,17 @@ class Pruned:
 
 
 class Pruner:
-    kind: ClassVar[str]
+    key: ClassVar[str]  # the PruneSpec.kind it serves
+    label: ClassVar[str]
+    description: ClassVar[str]
+    needs: ClassVar[str | None] = None
     note: ClassVar[str | None] = None  # what a result of this kind must say is simulated
     sensitivity_skip: ClassVar[tuple[str, ...]] = ()  # layers a one-layer-at-a-time analysis leaves out
+
+    @property
+    def kind(self) -> str:
+        """The ``PruneSpec.kind`` this pruner serves (its registry key)."""
+        return self.key
 
     def prune_(self, model: nn.Module, spec: PruneSpec, ctx: PruneContext) -> Pruned:
         raise NotImplementedError
@@ -50,12 +62,8 @@ class Pruner:
         raise NotImplementedError
 
 
-PRUNERS: dict[str, Pruner] = {}
-
-
-def register(cls: type[Pruner]) -> type[Pruner]:
-    PRUNERS[cls.kind] = cls()
-    return cls
+PRUNERS: Registry[Pruner] = Registry("prune kind")
+register = PRUNERS.register
 
 
 def get_pruner(kind: str) -> Pruner:

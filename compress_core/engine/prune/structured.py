@@ -221,7 +221,9 @@ def _input_shape(ctx: PruneContext) -> tuple[int, ...]:
 class StructuredPruner(Pruner):
     """Whole channels, physically removed: a smaller dense model (real speed-ups on stock kernels)."""
 
-    kind = "structured"
+    key = "structured"
+    label = "Structured (channels)"
+    description = "Remove whole channels: smaller dense layers, real speed-up, more accuracy loss."
     sensitivity_skip = ("last",)  # the logits layer cannot lose output channels
 
     def prune_(self, model: nn.Module, spec: PruneSpec, ctx: PruneContext) -> Pruned:

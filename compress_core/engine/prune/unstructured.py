@@ -80,7 +80,9 @@ def _layers(model: nn.Module, spec: PruneSpec) -> list[tuple[str, nn.Module]]:
 class UnstructuredPruner(Pruner):
     """Single weights by importance score; the zeros stay in dense tensors (same kernels, same speed)."""
 
-    kind = "unstructured"
+    key = "unstructured"
+    label = "Unstructured (weights)"
+    description = "Zero single weights: high compression, same speed on stock kernels."
     note = "unstructured zeros are stored in dense tensors: same kernels and latency as dense"
 
     def prune_(self, model: nn.Module, spec: PruneSpec, ctx: PruneContext) -> Pruned:

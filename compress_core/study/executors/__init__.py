@@ -10,7 +10,17 @@ anything else is a Ray address. ``sweep.run_sweep`` and ``sweep.measure_recipes`
 
 from __future__ import annotations
 
-from compress_core.study.executors.base import WHERE_FIELDS, Executor, Outcome, Settings, stamped, store_mode, where
+from compress_core.study.executors.base import (
+    EXECUTORS,
+    WHERE_FIELDS,
+    Executor,
+    Outcome,
+    Settings,
+    register,
+    stamped,
+    store_mode,
+    where,
+)
 from compress_core.study.executors.local import InProcessExecutor
 from compress_core.study.executors.ray_exec import ADDRESS_ENV, INSTALL_HINT, RayExecutor, ray_address, ray_missing
 
@@ -27,12 +37,11 @@ __all__ = [
     "make_executor",
     "ray_address",
     "ray_missing",
+    "register",
     "stamped",
     "store_mode",
     "where",
 ]
-
-EXECUTORS: dict[str, type[Executor]] = {cls.key: cls for cls in (InProcessExecutor, RayExecutor)}
 
 
 def make_executor(spec: str | Executor | None = None, cpus_per_config: int = 1, **ray_options: object) -> Executor:

@@ -11,6 +11,10 @@ exactly as it would in-process. A *worker* that dies mid-config is an infrastruc
 recipe's: that config alone is measured again, up to ``max_attempts`` in all, and then reported as an
 ``Outcome`` with ``result=None`` and its ``error``.
 
+``EXECUTORS`` (a ``base.registry.Registry`` of classes, since executors take arguments) holds every class
+decorated with ``@register``; each carries its vocabulary (``key``, ``label``, ``description``, ``needs``:
+the optional package it runs on).
+
 Latency stays honest across machines because every Result's speed-up is timed *paired* with a dense
 baseline in the same process (``compress_core.base.timing``): a row's speed-up never divides one host's
 milliseconds by another host's.
@@ -27,6 +31,7 @@ from functools import cache
 
 from compress_core.base.recipe import Recipe
 from compress_core.base.records import check_eval_mode
+from compress_core.base.registry import Registry
 
 ShouldStop = Callable[[], bool]
 
@@ -100,7 +105,9 @@ class Executor(ABC):
     """Measures recipes somewhere: in this process, or on the workers of a cluster."""
 
     key: str = ""
-    label: str = ""  # what the UI and the CLI call it
+    label: str = ""  # what the UI and the CLI call it (an instance may name where it runs)
+    description: str = ""
+    needs: str | None = None  # the optional package it runs on
 
     @abstractmethod
     def measure(
@@ -117,3 +124,7 @@ class Executor(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+EXECUTORS: Registry[type[Executor]] = Registry("executor", instances=False)
+register = EXECUTORS.register  # class decorator: the class itself under its key (make_executor builds one)

@@ -12,14 +12,16 @@ from collections.abc import Callable, Generator, Sequence
 from compress_core.base.recipe import Recipe
 from compress_core.bench.workbench import Workbench
 from compress_core.deploy.runtimes.base import RuntimeUnsupported
-from compress_core.study.executors.base import Executor, Outcome, Settings, ShouldStop, stamped
+from compress_core.study.executors.base import Executor, Outcome, Settings, ShouldStop, register, stamped
 
 
+@register
 class InProcessExecutor(Executor):
     """Measures in this process on ``workbench`` (or on one built lazily with ``make_workbench``)."""
 
     key = "inprocess"
     label = "this process"
+    description = "Every config in this process, one after another, on one shared Workbench."
 
     def __init__(
         self, workbench: Workbench | None = None, make_workbench: Callable[[str], Workbench] = Workbench

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from compress_core.base.recipe import Recipe
-from compress_core.study.executors.base import Executor, Outcome, Settings, ShouldStop
+from compress_core.study.executors.base import Executor, Outcome, Settings, ShouldStop, register
 from compress_core.study.executors.worker import measure_group
 
 log = logging.getLogger(__name__)
@@ -66,10 +66,14 @@ class _Task:
     attempt: int = 1
 
 
+@register
 class RayExecutor(Executor):
     """Measures on Ray workers; the driver (``sweep.run_sweep``) alone writes the results store."""
 
     key = "ray"
+    label = "Ray"  # an instance says where: "Ray (local)", "Ray (host:6379)"
+    description = "Ray tasks on a local Ray or an existing cluster; the driver alone writes the results store."
+    needs = "ray"
 
     def __init__(
         self,
