@@ -59,7 +59,9 @@ def _fast_copy(model: nn.Module, images: Sequence[torch.Tensor]) -> nn.Module | 
 def reestimate_(model: nn.Module, images: Sequence[torch.Tensor], progress: Progress | None = None) -> int:
     """Recompute the running mean/var of every BatchNorm of ``model`` on ``images``; returns how many.
     ``progress(fraction, message)`` is called before the first batch and after every batch (module docstring).
-    The batches run in ``lanes``, each lane on a copy of its own, merged after (``_merge_lanes``)."""
+    The batches run in ``lanes``, each lane on a copy of its own; every batch's statistics are taken on their
+    own and averaged in batch order (``_average_batches``), so the result does not depend on which lane took
+    which batch, nor on how many lanes there are."""
     fast = _fast_copy(model, images)
     work = model if fast is None else fast
     bns = batchnorms(work)
@@ -74,9 +76,13 @@ def reestimate_(model: nn.Module, images: Sequence[torch.Tensor], progress: Prog
             m.train()
         copies = [work, *(copy.deepcopy(work) for _ in range(min(lanes.count(), len(images)) - 1))]
 
-        def one(lane: int, x: torch.Tensor) -> None:
+        def one(lane: int, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+            own = [m for _, m in batchnorms(copies[lane])]
+            for m in own:
+                m.reset_running_stats()  # after one batch from a reset, the running statistics are the batch's
             with torch.no_grad():
                 copies[lane](x if fast is None else x.contiguous(memory_format=torch.channels_last))
+            return [(m.running_mean.clone(), m.running_var.clone()) for m in own]
 
         def heard(done: int, _n: int) -> None:
             assert progress is not None
@@ -85,8 +91,8 @@ def reestimate_(model: nn.Module, images: Sequence[torch.Tensor], progress: Prog
 
         if progress is not None:
             heard(0, len(images))
-        lanes.run(one, list(images), None if progress is None else heard, lanes=len(copies))
-        _merge_lanes(work, copies[1:])
+        per_batch = lanes.run(one, list(images), None if progress is None else heard, lanes=len(copies))
+        _average_batches(work, per_batch)
     finally:
         for m, momentum in saved:
             m.momentum = momentum
@@ -96,21 +102,20 @@ def reestimate_(model: nn.Module, images: Sequence[torch.Tensor], progress: Prog
     return len(bns)
 
 
-def _merge_lanes(work: nn.Module, others: Sequence[nn.Module]) -> None:
-    """Fold the other lanes' BatchNorm statistics into ``work``'s: each lane's cumulative average weighted
-    by the batches it saw, which is the average over all batches, as one lane would have computed it."""
-    if not others:
+def _average_batches(work: nn.Module, per_batch: Sequence[Sequence[tuple[torch.Tensor, torch.Tensor]]]) -> None:
+    """Set ``work``'s BatchNorm statistics to the average of the batches' own, summed in batch order: the
+    cumulative average one pass over all batches computes (``momentum=None``), the same bits on every run."""
+    if not per_batch:
         return
     with torch.no_grad():
-        for group in zip(*(batchnorms(m) for m in (work, *others)), strict=True):
-            bns = [m for _, m in group]
-            seen = [float(m.num_batches_tracked) for m in bns]
-            if sum(seen) == 0:
-                continue
-            for name in ("running_mean", "running_var"):
-                merged = sum(getattr(m, name) * k for m, k in zip(bns, seen, strict=True)) / sum(seen)
-                getattr(bns[0], name).copy_(merged)
-            bns[0].num_batches_tracked.fill_(int(sum(seen)))
+        for i, (_, m) in enumerate(batchnorms(work)):
+            mean, var = per_batch[0][i][0].clone(), per_batch[0][i][1].clone()
+            for stats in per_batch[1:]:
+                mean += stats[i][0]
+                var += stats[i][1]
+            m.running_mean.copy_(mean / len(per_batch))
+            m.running_var.copy_(var / len(per_batch))
+            m.num_batches_tracked.fill_(len(per_batch))
 
 
 def _copy_statistics(src: nn.Module, dst: nn.Module) -> None:

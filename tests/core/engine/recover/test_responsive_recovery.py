@@ -72,6 +72,25 @@ def test_the_bn_pass_in_lanes_equals_one_pass_over_all_batches():
         assert m.momentum == 0.1 and not m.training
 
 
+def test_the_bn_pass_gives_the_same_bits_on_every_run_and_for_any_lane_count():
+    """Which lane takes which batch varies from run to run; the statistics (and so a recovered artefact's bytes
+    and its accuracy) must not: every batch is measured on its own and the average is summed in batch order."""
+    model = _damaged(_resnet())
+    images = [torch.randn(16, 3, 32, 32) * (1 + i) + i for i in range(9)]
+    before = torch.get_num_threads()
+    runs = []
+    try:
+        for threads in (2, 2, 2, 1):
+            torch.set_num_threads(threads)  # two lanes, three times, then one
+            m = copy.deepcopy(model)
+            bn.reestimate_(m, images)
+            runs.append([t.clone() for _, b in bn.batchnorms(m) for t in (b.running_mean, b.running_var)])
+    finally:
+        torch.set_num_threads(before)
+    for other in runs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(runs[0], other, strict=True))
+
+
 def test_the_bn_pass_reports_every_batch_and_matches_the_contiguous_statistics():
     model, images = _damaged(_resnet()), _images()
     expected = _plain_statistics(model, images)
