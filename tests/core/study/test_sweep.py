@@ -22,11 +22,6 @@ MODEL = "lenet5-mnist"
 BUDGET_S = 0.005  # latency budget: tiny, the values are not under test here
 
 
-@pytest.fixture(scope="module")
-def wb() -> Workbench:
-    return Workbench(MODEL)
-
-
 def _counting(wb: Workbench, monkeypatch) -> list[Recipe]:
     """Record every Workbench.evaluate call on ``wb`` (a spy; the real method still runs)."""
     calls: list[Recipe] = []
