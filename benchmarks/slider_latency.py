@@ -28,18 +28,17 @@ ResNets run only when COMPRESS_DATA_DIR is set (weights + CIFAR-10 test set).
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("PRUNESCOPE_OFFLINE", "1")
 
+from paired_load import load_table  # noqa: E402  (siblings: a benchmark runs as a script from benchmarks/)
+from serve import streamlit_server  # noqa: E402
 from streamlit.runtime.pages_manager import PagesManager  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
@@ -134,39 +133,6 @@ def print_apptest(rows: list[dict]) -> None:
 
 
 # -- 2. Chromium, background fill running --------------------------------------------------------------
-def _serve(port: int, cache: Path) -> subprocess.Popen:
-    env = {**os.environ, "COMPRESS_CACHE_DIR": str(cache)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "app.py",
-        "--server.headless",
-        "true",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",
-        "none",
-    ]
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    for _ in range(300):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    return proc
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise SystemExit("streamlit did not start")
-
-
 def _expected_nonzero(model_id: str, pcts: list[int]) -> dict[int, str]:
     """What the "Non-zero parameters" card must show for each slider position (default recipe)."""
     from compress_core.bench.workbench import Workbench
@@ -217,8 +183,7 @@ def _chromium(nice: int, folder: Path) -> str:
     return str(wrapper)
 
 
-def browser_moves(model_id: str, moves: int, recovery: str, nice: int = 0, port: int = 8611) -> dict:
-    import signal
+def browser_moves(model_id: str, moves: int, recovery: str, nice: int = 0) -> dict:
     import tempfile
     import urllib.parse
 
@@ -228,32 +193,27 @@ def browser_moves(model_id: str, moves: int, recovery: str, nice: int = 0, port:
     steps = [targets[-1] + 5 * k for k in (1, 2, 1, 0) if 0 <= targets[-1] + 5 * k <= 95]  # +5, +10, +5, 0
     expected = _expected_nonzero(model_id, [*targets, *steps])
     folder = Path(tempfile.mkdtemp(prefix="slider-bench-"))
-    proc = _serve(port, folder)
     times, step_times = [], []
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=_chromium(nice, folder), args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    with streamlit_server(folder) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=_chromium(nice, folder), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        t0 = time.perf_counter()
+        # Open on a compressed recipe with the level (a dense one shows the model's default recovery)
+        # that no move visits.
+        first = next((p for p in reversed(VALUES_PCT) if p not in expected), 0)
+        start = urllib.parse.quote(_move_recipe(first, recovery).to_json())
+        page.goto(f"{url}/?model={model_id}&recipe={start}", wait_until="domcontentloaded")
+        cards = page.locator('[data-testid="stMetricValue"]')
+        cards.nth(3).wait_for(timeout=600_000)
+        first_s = time.perf_counter() - t0
+        page.wait_for_timeout(4000)  # the background fill is running now
+        for i, pct in enumerate([*targets, *steps]):
+            _drag_slider(page, pct)
             t0 = time.perf_counter()
-            # Open on a compressed recipe with the level (a dense one shows the model's default recovery)
-            # that no move visits.
-            first = next((p for p in reversed(VALUES_PCT) if p not in expected), 0)
-            start = urllib.parse.quote(_move_recipe(first, recovery).to_json())
-            page.goto(f"http://127.0.0.1:{port}/?model={model_id}&recipe={start}", wait_until="domcontentloaded")
-            cards = page.locator('[data-testid="stMetricValue"]')
-            cards.nth(3).wait_for(timeout=600_000)
-            first_s = time.perf_counter() - t0
-            page.wait_for_timeout(4000)  # the background fill is running now
-            for i, pct in enumerate([*targets, *steps]):
-                _drag_slider(page, pct)
-                t0 = time.perf_counter()
-                page.wait_for_function(SHOWS, arg=expected[pct], timeout=300_000)
-                (times if i < len(targets) else step_times).append(time.perf_counter() - t0)
-                page.wait_for_timeout(1500)  # the user reads the cards; the fill carries on
-            browser.close()
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
+            page.wait_for_function(SHOWS, arg=expected[pct], timeout=300_000)
+            (times if i < len(targets) else step_times).append(time.perf_counter() - t0)
+            page.wait_for_timeout(1500)  # the user reads the cards; the fill carries on
+        browser.close()
     return {
         "model": model_id,
         "recovery": recovery,
@@ -321,105 +281,6 @@ def print_browser(rows: list[dict]) -> None:
         "'browser nice': Chromium's niceness; at 0 it competes with the server for the same cores (here it took "
         "~50 % of a core while a move rendered), at 10 it mostly yields, as a browser on another machine would.\n"
     )
-
-
-# -- 3. Paired timing with and without a concurrent CPU load -------------------------------------------
-def _burn(stop, idle: bool = False) -> None:
-    """One busy process: what another session's work does to a core. ``idle``: at SCHED_IDLE priority it
-    runs only when nothing else wants the core, so it takes no time from us; it only keeps the core
-    awake (an idle VM parks its vCPUs, and waking them costs every parallel op of a 2-thread model)."""
-    if idle and hasattr(os, "SCHED_IDLE"):
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    x = 0
-    while not stop.is_set():
-        x = (x * 1103515245 + 12345) % 2**31
-
-
-def _timings(model_id: str, repeats: int, budget: float, threads: int) -> dict:
-    from compress_core.base import timing
-    from compress_core.base.recipe import PruneSpec, Recipe
-    from compress_core.bench.workbench import Workbench
-    from compress_core.engine import measure as m
-
-    wb = Workbench(model_id)
-    comp = wb.compress(Recipe(PruneSpec("structured", "l1", "global", 0.5)))
-    shape = wb.spec.input_shape
-    got: dict[str, list] = {k: [] for k in ("paired", "unpaired", "spread", "noisy", "load", "slowdown", "calls")}
-    for _ in range(repeats):
-        with m.torch_threads(threads):
-            p = timing.paired(m.forward_fn(comp.model, shape), m.forward_fn(wb.model, shape), budget_s=budget)
-        for key, value in zip(
-            ("paired", "spread", "noisy", "load", "slowdown", "calls"),
-            (p.speedup, p.speedup_spread, p.noisy, p.load_avg, p.slowdown, p.calls),
-            strict=True,
-        ):
-            got[key].append(value)
-        dense = m.latency(wb.model, shape, threads=threads, min_run_time=budget / 2)  # the old way:
-        time.sleep(0.5)  # dense now, the model later
-        alone = m.latency(comp.model, shape, threads=threads, min_run_time=budget / 2)
-        got["unpaired"].append(dense.ms_p50 / alone.ms_p50)
-    out = {k: statistics.median(v) for k, v in got.items() if k not in ("paired", "unpaired", "noisy")}
-    return {**out, "paired": got["paired"], "unpaired": got["unpaired"], "noisy": sum(got["noisy"])}
-
-
-def _beside(idle: bool | None, run):
-    """``run()`` with one extra process per core beside it (``idle``: at SCHED_IDLE priority), or alone."""
-    if idle is None:
-        return run()
-    stop = mp.Event()
-    burners = [mp.Process(target=_burn, args=(stop, idle), daemon=True) for _ in range(os.cpu_count() or 1)]
-    for b in burners:
-        b.start()
-    try:
-        time.sleep(2)
-        return run()
-    finally:
-        stop.set()
-        for b in burners:
-            b.join(timeout=5)
-
-
-def load_table(model_id: str, repeats: int, budget: float) -> None:
-    import torch
-
-    from compress_core.base import timing
-
-    n = os.cpu_count()
-    states = (("as found", None), (f"+{n} idle-priority", True), (f"+{n} busy", False))
-    print(
-        f"Speed-up of {model_id} structured l1 global 50 % vs dense, batch 1, {repeats} measurements each "
-        f"(budget {budget} s). 'as found': the machine as it was (other users' work included, see the load); "
-        f"'+{n} busy': one extra busy process per core; '+{n} idle-priority': the same at SCHED_IDLE, which "
-        "takes no time from us but keeps the cores awake. 'unpaired': the old way, dense timed first and the "
-        "model half a second later. Paired rule (timing.py): every call timed on its own; the speed-up is the "
-        "fastest dense call over the fastest compressed call, all rounds pooled; the spread is that of the "
-        "per-round ratios of each block's fast calls; 'slowdown': median call / lower-decile call, noisy "
-        f"over {timing.SLOWDOWN_LIMIT:g}×\n"
-    )
-    print(
-        "| threads | machine | method | median speed-up | min–max | within ± 15 % of 'as found' paired | "
-        "median spread | noisy verdicts | calls per block | slowdown | load avg |"
-    )
-    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for threads in sorted({1, torch.get_num_threads()}):
-        rows = [
-            (name, _beside(idle, lambda t=threads: _timings(model_id, repeats, budget, t))) for name, idle in states
-        ]
-        ref = statistics.median(rows[0][1]["paired"])
-        for name, t in rows:
-            for method in ("paired", "unpaired"):
-                v = t[method]
-                inside = sum(abs(x / ref - 1) <= 0.15 for x in v)
-                extra = (
-                    f"± {t['spread']:.0%} | {t['noisy']}/{repeats} | {t['calls']:g} | {t['slowdown']:.2f}×"
-                    if method == "paired"
-                    else "– | – | – | –"
-                )
-                print(
-                    f"| {threads} | {name} | {method} | {statistics.median(v):.2f}× | {min(v):.2f}–{max(v):.2f}× | "
-                    f"{inside}/{len(v)} | {extra} | {t['load']:.1f} |"
-                )
-    print()
 
 
 def main() -> None:

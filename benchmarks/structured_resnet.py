@@ -20,7 +20,7 @@ from compress_core.base.threads import configure_threads
 from compress_core.bench.workbench import Workbench
 
 
-def main() -> None:
+def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="resnet56-cifar10")
     ap.add_argument("--sparsities", default="0.3,0.5")
@@ -38,7 +38,22 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="threads for fine-tuning and evaluation")
     ap.add_argument("--latency-threads", type=int, default=1)
     ap.add_argument("--budget", type=float, default=2.0)
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def _recipes(args: argparse.Namespace) -> list[tuple[str, Recipe]]:
+    """(fine-tune label, recipe): dense, then per sparsity one-shot and fine-tuned."""
+    rows: list[tuple[str, Recipe]] = [("dense", Recipe())]
+    for s in (float(x) for x in args.sparsities.split(",")):
+        prune = PruneSpec("structured", args.criterion, args.scope, s, residual=not args.inner_only)
+        rows.append(("one-shot", Recipe(prune)))
+        ft = FinetuneSpec(epochs=args.epochs, lr=args.lr, batch_size=64, distill=True, max_samples=args.samples)
+        rows.append((f"{args.epochs:g} ep × {args.samples // 1000}k", Recipe(prune, finetune=ft)))
+    return rows
+
+
+def main() -> None:
+    args = _args()
     configure_threads(args.threads)
     wb = Workbench(args.model)
     print(f"# Structured pruning + fine-tuning, {args.model} — {time.strftime('%Y-%m-%d')}\n")
@@ -53,13 +68,7 @@ def main() -> None:
     )
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     dense = None
-    rows: list[tuple[str, Recipe]] = [("dense", Recipe())]
-    for s in (float(x) for x in args.sparsities.split(",")):
-        prune = PruneSpec("structured", args.criterion, args.scope, s, residual=not args.inner_only)
-        rows.append(("one-shot", Recipe(prune)))
-        ft = FinetuneSpec(epochs=args.epochs, lr=args.lr, batch_size=64, distill=True, max_samples=args.samples)
-        rows.append((f"{args.epochs:g} ep × {args.samples // 1000}k", Recipe(prune, finetune=ft)))
-    for tuning, recipe in rows:
+    for tuning, recipe in _recipes(args):
         t0 = time.perf_counter()
         comp = wb.compress(recipe)
         b1 = wb.evaluate(

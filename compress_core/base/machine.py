@@ -27,7 +27,7 @@ KERNEL_FLAGS = (
 
 def _cpuinfo(path: str = "/proc/cpuinfo") -> tuple[str, list[str]]:
     """(CPU model name, the KERNEL_FLAGS it has) from /proc/cpuinfo; the platform's word elsewhere."""
-    model, flags = "", set()
+    model, flags = "", set[str]()
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:

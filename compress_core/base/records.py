@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,12 @@ def check_eval_mode(mode: object) -> str:
 def size_is_estimate(size_method: object) -> bool:
     """Whether a result's ``size_method`` names an estimate rather than a real file."""
     return "estimate" in str(size_method or "").lower()
+
+
+def dense_file_bytes(res: Mapping[str, Any]) -> int:
+    """The dense model's size in the format of a result's ``size_bytes``: its artefact where that was
+    measured (``dense_artifact_bytes``), else ``dense_size_bytes`` (older results: the torch.save file)."""
+    return int(res.get("dense_artifact_bytes") or res["dense_size_bytes"])
 
 
 @dataclass(frozen=True)

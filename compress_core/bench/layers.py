@@ -26,7 +26,7 @@ from torch import nn
 
 from compress_core.base.recipe import PruneSpec
 from compress_core.base.records import size_is_estimate
-from compress_core.engine.prune.layers import prunable_layers
+from compress_core.engine.prune.layers import Prunable, prunable_layers
 from compress_core.engine.prune.unstructured import PRUNABLE
 
 LAYER_COLUMNS = [
@@ -57,7 +57,7 @@ def _as_module(model: object) -> nn.Module:
     raise ValueError(f"expected an nn.Module or a Compressed result; got {type(model).__name__}")
 
 
-def weight_layers(model: object) -> list[tuple[str, nn.Module]]:
+def weight_layers(model: object) -> list[tuple[str, Prunable]]:
     """Conv2d and Linear layers that hold a weight tensor, in module order."""
     module = _as_module(model)
     return [

@@ -270,7 +270,8 @@ def rebuild_int8(
         model = quantize_dynamic(float_model)
     template = model.state_dict()
     rebuilt = OrderedDict((key, _unflatten_value(key, value, state)) for key, value in template.items())
-    rebuilt._metadata = getattr(template, "_metadata", None)  # module versions steer quantized loading
+    # module versions steer quantized loading; torch sets _metadata on its OrderedDict, untyped
+    rebuilt._metadata = getattr(template, "_metadata", None)  # type: ignore[attr-defined]
     with _quiet():
         model.load_state_dict(rebuilt)
     return model.eval()

@@ -29,10 +29,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import nn
 
 from compress_core.base.qtensor import QTensor
 from compress_core.base.recipe import QuantSpec
+from compress_core.engine.prune.layers import Prunable
 
 
 def _reduce(w: torch.Tensor, per_channel: bool, fn: str) -> torch.Tensor:
@@ -161,7 +161,7 @@ def fake_quantize(w: torch.Tensor, bits: int, scheme: str = "symmetric", per_cha
     return quantize_tensor(w, bits, scheme, per_channel).dequantize()
 
 
-def quantize_weights_(layers: Sequence[tuple[str, nn.Module]], spec: QuantSpec) -> dict[str, QTensor]:
+def quantize_weights_(layers: Sequence[tuple[str, Prunable]], spec: QuantSpec) -> dict[str, QTensor]:
     """Replace each layer's weight by its quantized value in place; return the integer codes
     (empty for fp16/fp32). Biases stay fp32: they are a tiny share of the bytes, except under k-means
     weight sharing, where they are rounded to fp16 (at 2-4 bits a weight, fp32 biases would be a fifth
@@ -177,8 +177,9 @@ def quantize_weights_(layers: Sequence[tuple[str, nn.Module]], spec: QuantSpec) 
                 q = quantize_tensor(w, bits, spec.scheme, per_channel)
                 codes[name] = q
                 w.copy_(q.dequantize())
-                if spec.scheme == "kmeans" and getattr(module, "bias", None) is not None:
-                    module.bias.copy_(module.bias.half().float())
+                bias = getattr(module, "bias", None)
+                if spec.scheme == "kmeans" and bias is not None:
+                    bias.copy_(bias.half().float())
     return codes
 
 

@@ -1,1 +1,2 @@
-"""What goes to disk and comes back: the .psz artefact, uploaded models read safely, ONNX export and the recipe as code."""
+"""What goes to disk and comes back: the .psz artefact, uploaded models read safely, ONNX export and the
+recipe as code."""

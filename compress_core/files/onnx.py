@@ -27,7 +27,8 @@ def onnx_bytes(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
 
     batch = 1
     if isinstance(model, ExportedGraph):  # its wrapper confuses the exporter; the graph itself converts
-        model, batch = model.graph, model.batch or 1
+        batch = model.batch or 1
+        model = model.graph
     else:
         model = model.eval()
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,7 +21,7 @@ from compress_core.base.records import Progress
 from compress_core.bench.workbench import Workbench
 from compress_core.engine import measure
 from compress_core.engine.prune import PRUNERS
-from compress_core.engine.prune.layers import prunable_layers
+from compress_core.engine.prune.layers import Prunable, prunable_layers
 from compress_core.engine.quantize import quantize_weights_
 
 # Accuracies are fractions of n samples, so drops are multiples of 1/n up to float rounding
@@ -29,7 +29,7 @@ from compress_core.engine.quantize import quantize_weights_
 _TOLERANCE = 1e-9
 
 
-def _layers_for(wb: Workbench, kind: str) -> list[tuple[str, torch.nn.Module]]:
+def _layers_for(wb: Workbench, kind: str) -> list[tuple[str, Prunable]]:
     """The layers a one-at-a-time analysis of this prune kind visits (its pruner says which to leave out)."""
     if kind not in PRUNERS:
         raise ValueError(f"sensitivity kind must be one of {', '.join(PRUNERS)}; got {kind!r}")

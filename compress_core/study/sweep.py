@@ -6,7 +6,8 @@ one shared Workbench by default (one importance sort per criterion, dense predic
 structure are all shared), or as Ray tasks on a local Ray or a cluster (one cached Workbench per
 worker). This process alone writes each finished row to the store, at once, and skips rows the store
 already holds. ``measure_recipes`` is the same path returning Result dicts (for the budget solver).
-``pareto_front`` picks the non-dominated rows.
+``pareto_front`` picks the non-dominated rows; ``mark_fronts`` flags the fronts a sweep's table shows
+(accuracy vs file size and vs latency) over the rows that beat chance level (``at_chance``).
 """
 
 from __future__ import annotations
@@ -250,3 +251,40 @@ def pareto_front(
     """The non-dominated rows, sorted by ``x`` (ascending)."""
     front = df[mark_pareto(df, x, y, minimize_x, maximize_y)]
     return front.sort_values(x, kind="stable")
+
+
+FRONTS = {"pareto_size": "size_bytes", "pareto_latency": "latency_ms_p50"}  # flag column -> the x it trades
+
+
+def at_chance(df: pd.DataFrame, classes: int) -> pd.Series:
+    """True for rows whose accuracy does not beat guessing: the 95 % CI's lower end (the accuracy itself
+    where a row has no CI) at or below chance level, 1 / ``classes``."""
+    return df["accuracy_ci_low"].fillna(df["accuracy"]) <= 1.0 / max(classes, 1)
+
+
+def mark_fronts(df: pd.DataFrame, classes: int) -> pd.DataFrame:
+    """A copy of ``df`` with ``chance`` (``at_chance``) and one Pareto flag per ``FRONTS`` entry (accuracy vs
+    that column), each front taken over the rows that beat chance: a chance-level model is never on a
+    front, however small or fast it is."""
+    out = df.copy()
+    out["chance"] = at_chance(out, classes)
+    useful = out[~out["chance"]]
+    for flag, x in FRONTS.items():
+        out[flag] = mark_pareto(useful, x, "accuracy").reindex(out.index, fill_value=False).astype(bool)
+    return out
+
+
+def size_vs_dense(df: pd.DataFrame) -> pd.Series:
+    """How many times smaller each row's file is than the dense model's: the dense artefact's bytes where
+    they were measured, else the dense model's size."""
+    dense_file = df["dense_artifact_bytes"].where(df["dense_artifact_bytes"].notna(), df["dense_size_bytes"])
+    return dense_file / df["size_bytes"]
+
+
+def shared_latency_ms(df: pd.DataFrame) -> float | None:
+    """The latency all rows share when every measured one lies within 0.5 % of the largest (unstructured
+    zeros and simulated bits run the dense fp32 kernels); None for fewer than two, or when they differ."""
+    lat = df["latency_ms_p50"].dropna()
+    if len(lat) > 1 and lat.max() - lat.min() <= 1e-9 + 0.005 * lat.max():
+        return float(lat.iloc[0])
+    return None

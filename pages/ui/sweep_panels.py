@@ -55,12 +55,9 @@ def _ray_option() -> str | None:
     return address if on_ray else None
 
 
-def form() -> tuple[list[Recipe], str | None] | None:
-    """The grid the user submitted (deduplicated by ``sweep.grid``) and the Ray address to run it on
-    (None: in this process), or None."""
-    from compress_core.study import sweep
-
-    runtime = st.columns([1, 2])[0].selectbox(  # outside the form: it also picks the stored rows shown, at once
+def _runtime_select() -> str:
+    """Outside the form: the runtime also picks the stored rows shown, at once."""
+    return st.columns([1, 2])[0].selectbox(
         "Runtime",
         _runtimes(),
         key=state.SWEEP_RUNTIME,
@@ -69,6 +66,14 @@ def form() -> tuple[list[Recipe], str | None] | None:
         "on a deployment runtime: slower than eager PyTorch), and the charts below show the rows stored for it; "
         "rows of different runtimes are kept apart.",
     )
+
+
+def form() -> tuple[list[Recipe], str | None, str] | None:
+    """The grid the user submitted (deduplicated by ``sweep.grid``), the Ray address to run it on (None: in
+    this process) and the runtime to measure on, or None."""
+    from compress_core.study import sweep
+
+    runtime = _runtime_select()
     with st.form("sweep_form", border=True):
         c1, c2, c3 = st.columns(3)
         kinds = c1.multiselect(
@@ -190,18 +195,13 @@ def _on_ray(
 
 
 def _with_pareto(df: pd.DataFrame, classes: int) -> pd.DataFrame:
-    """Pareto flags over the rows that beat guessing: a model whose 95 % CI reaches chance level
-    (1 / classes) is marked ``chance`` and is never on a front, however small or fast it is."""
-    from compress_core.study.sweep import mark_pareto
+    """The stored rows with the core's chance flag and Pareto fronts (``sweep.mark_fronts``: a chance-level
+    model is never on a front), where each row ran, and how much smaller than dense its file is."""
+    from compress_core.study import sweep
 
-    out = df.copy()
-    out["chance"] = out["accuracy_ci_low"].fillna(out["accuracy"]) <= 1.0 / max(classes, 1)
-    useful = out[~out["chance"]]
-    for flag, x in (("pareto_size", "size_bytes"), ("pareto_latency", "latency_ms_p50")):
-        out[flag] = mark_pareto(useful, x, "accuracy").reindex(out.index, fill_value=False).astype(bool)
+    out = sweep.mark_fronts(df, classes)
     out["measured_on"] = [_where(row) for row in out.to_dict("records")]
-    dense_file = out["dense_artifact_bytes"].where(out["dense_artifact_bytes"].notna(), out["dense_size_bytes"])
-    out["size_vs_dense"] = dense_file / out["size_bytes"]
+    out["size_vs_dense"] = sweep.size_vs_dense(out)
     return out
 
 
@@ -233,11 +233,13 @@ def _selected_index(event: object) -> int | None:
 
 
 def _latency_caption(df: pd.DataFrame) -> str:
-    lat = df["latency_ms_p50"].dropna()
-    if len(lat) > 1 and lat.max() - lat.min() <= 1e-9 + 0.005 * lat.max():
+    from compress_core.study.sweep import shared_latency_ms
+
+    shared = shared_latency_ms(df)
+    if shared is not None:
         return (
             f" Every recipe here runs the dense fp32 kernels (unstructured zeros and simulated bits are still "
-            f"multiplied), so all share the dense latency, {lat.iloc[0]:.3g} ms: add structured pruning or real "
+            f"multiplied), so all share the dense latency, {shared:.3g} ms: add structured pruning or real "
             "int8 kernels to the sweep to move along the latency axis."
         )
     noisy = int(df["latency_noisy"].sum())

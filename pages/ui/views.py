@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from compress_core.base.recipe import Recipe
+from compress_core.base.records import dense_file_bytes
 from compress_core.bench import layers as inspect
 from compress_core.present import plots
 
@@ -112,7 +113,7 @@ def model_name(model_id: str) -> str:
 
 
 def _row(i: int, pin: dict, res: dict) -> dict:
-    dense_file = int(res.get("dense_artifact_bytes") or res["dense_size_bytes"])
+    dense_file = dense_file_bytes(res)
     spread = res.get("speedup_spread")
     return {
         "pin": pin_name(i, pin),

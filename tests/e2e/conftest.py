@@ -1,21 +1,17 @@
-"""Real-browser fixtures: a ``streamlit run app.py`` server on a free port (healthy before the browser
-connects; its process group always killed), the system Chromium (never downloaded), and helpers that
-wait for Streamlit to finish a script run."""
+"""Real-browser fixtures: a ``streamlit run app.py`` server on a free port (``benchmarks/serve.py``, the
+launcher the slider benchmark uses too: healthy before the browser connects; its process group always
+killed), the system Chromium (never downloaded), and helpers that wait for Streamlit to finish a script run."""
 
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from benchmarks import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -34,63 +30,14 @@ RERUN_TIMEOUT_MS = 120_000
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-            return response.status == 200 and response.read().strip() == b"ok"
-    except OSError:
-        return False
-
-
 @contextmanager
 def streamlit_server(workdir: Path, extra_env: dict[str, str] | None = None) -> Iterator[str]:
-    """``streamlit run app.py`` with its own cache dir under ``workdir``; yields the base URL."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = workdir / "streamlit.log"
-    env = {**os.environ, "COMPRESS_CACHE_DIR": str(workdir / "cache"), "PRUNESCOPE_OFFLINE": "1", **(extra_env or {})}
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "app.py",
-        "--server.headless",
-        "true",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",
-        "none",
-    ]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    """``benchmarks/serve.py``'s launcher (the benchmark's too), failing the test if the server does not come up."""
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not _healthy(url):
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit not healthy after {START_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # the server's own process group (start_new_session)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        with serve.streamlit_server(workdir, extra_env, START_TIMEOUT_S) as url:
+            yield url
+    except serve.ServerFailed as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture

@@ -74,7 +74,7 @@ class OpenVINODeployed(Deployed):
         input_shape: tuple[int, ...],
         batch: int,
         threads: int,
-        int8: bool,
+        int8: bool | None,
         notes: list[str] | None = None,
     ) -> None:
         import openvino as ov

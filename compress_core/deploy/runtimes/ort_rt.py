@@ -52,7 +52,7 @@ class OrtDeployed(Deployed):
         input_shape: tuple[int, ...],
         batch: int,
         threads: int,
-        int8: bool,
+        int8: bool | None,
         notes: list[str] | None = None,
     ) -> None:
         super().__init__(NAME, kernels, input_shape, batch, threads, int8, notes)

@@ -16,7 +16,7 @@ EXPORT_BATCH = 2
 class TorchDeployed(Deployed):
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | Callable[[torch.Tensor], torch.Tensor],  # PT2E: the compiled callable
         kernels: str,
         input_shape: tuple[int, ...],
         batch: int,
@@ -37,7 +37,7 @@ class TorchDeployed(Deployed):
         with torch.no_grad():
             return self.model(self._input(x)).float()
 
-    def reconfigure(self, batch: int | None = None, threads: int | None = None) -> Deployed:
+    def reconfigure(self, batch: int | None = None, threads: int | None = None) -> Deployed | None:
         return self._copy(batch or self.batch, threads or self.threads)
 
     def _runner(self, x: torch.Tensor) -> Callable[[], object]:
@@ -54,6 +54,8 @@ class TorchDeployed(Deployed):
         buf = io.BytesIO()
         try:
             if self.file_kind == "pt2":
+                if not isinstance(self.model, nn.Module):
+                    raise TypeError("torch.export takes an nn.Module, not a compiled callable")
                 program = torch.export.export(self.model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
                 torch.export.save(program, buf)
                 return {".pt2": buf.getvalue()}

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from torch import nn
 
 PRUNABLE = (nn.Conv2d, nn.Linear)
+Prunable = nn.Conv2d | nn.Linear  # the type of a PRUNABLE layer: its ``weight`` is a Tensor
 Layers = Sequence[tuple[str, nn.Module]]
 
 
-def prunable_layers(model: nn.Module, skip: Sequence[str] = ()) -> list[tuple[str, nn.Module]]:
+def prunable_layers(model: nn.Module, skip: Sequence[str] = ()) -> list[tuple[str, Prunable]]:
     """Conv2d and Linear layers in module order, minus ``skip``.
 
     ``skip`` holds layer names; ``"first"`` means the first Conv2d (it sees raw pixels) and

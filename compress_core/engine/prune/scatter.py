@@ -26,6 +26,10 @@ class ChannelScatter(nn.Module):
     data-dependent guard. The ``planes`` buffer mirrors them for the state_dict (artefacts store it);
     loading a state_dict sets the ints from it, and setting an int updates the buffer."""
 
+    src: torch.Tensor  # buffers (register_buffer): declared so they type as tensors, not Tensor | Module
+    dst: torch.Tensor
+    planes: torch.Tensor
+
     def __init__(
         self, in_planes: int, out_planes: int, src: torch.Tensor | None = None, dst: torch.Tensor | None = None
     ) -> None:

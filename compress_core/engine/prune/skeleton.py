@@ -11,6 +11,8 @@ artefact derives it from its header and stored tensors (``compress_core.files.ar
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -57,22 +59,26 @@ def _maps(spec: dict) -> tuple[torch.Tensor | None, torch.Tensor | None]:
 
 
 def _resized(m: nn.Module, spec: dict) -> nn.Module:
+    # a Conv2d, Linear or BatchNorm2d entry is recorded at a module of that type: cast says so to the checker
     if spec["type"] == "Conv2d":
+        conv = cast(nn.Conv2d, m)
+        # torch types a Conv2d's stored geometry as tuple[int, ...] and its constructor's as tuple[int, int]
         return nn.Conv2d(
             spec["in"],
             spec["out"],
-            m.kernel_size,
-            m.stride,
-            m.padding,
-            m.dilation,
+            conv.kernel_size,  # type: ignore[arg-type]
+            conv.stride,  # type: ignore[arg-type]
+            conv.padding,  # type: ignore[arg-type]
+            conv.dilation,  # type: ignore[arg-type]
             spec["groups"],
-            m.bias is not None,
-            m.padding_mode,
+            conv.bias is not None,
+            conv.padding_mode,
         )
     if spec["type"] == "Linear":
         return nn.Linear(spec["in"], spec["out"], m.bias is not None)
     if spec["type"] == "BatchNorm2d":
-        return nn.BatchNorm2d(spec["out"], m.eps, m.momentum, m.affine, m.track_running_stats)
+        bn = cast(nn.BatchNorm2d, m)
+        return nn.BatchNorm2d(spec["out"], bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
     if spec["type"] == "ChannelScatter":
         return ChannelScatter(spec["in"], spec["out"], *_maps(spec))
     if spec["type"] == "PadShortcut":

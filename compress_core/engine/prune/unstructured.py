@@ -15,7 +15,7 @@ from torch import nn
 from compress_core.base.recipe import PruneSpec
 from compress_core.engine.prune import criteria
 from compress_core.engine.prune.kinds import PruneContext, Pruned, Pruner, register
-from compress_core.engine.prune.layers import PRUNABLE, prunable_layers
+from compress_core.engine.prune.layers import PRUNABLE, Prunable, prunable_layers
 
 __all__ = ["PRUNABLE", "UnstructuredPruner", "apply_masks_", "masks_from_scores", "prunable_layers"]
 
@@ -61,7 +61,7 @@ def masks_from_scores(
     return masks
 
 
-def apply_masks_(layers: Sequence[tuple[str, nn.Module]], masks: dict[str, torch.Tensor]) -> None:
+def apply_masks_(layers: Sequence[tuple[str, Prunable]], masks: dict[str, torch.Tensor]) -> None:
     """Zero the masked weights in place (the trailing underscore: this mutates ``layers``)."""
     with torch.no_grad():
         for name, module in layers:
@@ -69,7 +69,7 @@ def apply_masks_(layers: Sequence[tuple[str, nn.Module]], masks: dict[str, torch
                 module.weight.mul_(masks[name].to(module.weight.dtype))
 
 
-def _layers(model: nn.Module, spec: PruneSpec) -> list[tuple[str, nn.Module]]:
+def _layers(model: nn.Module, spec: PruneSpec) -> list[tuple[str, Prunable]]:
     layers = prunable_layers(model, spec.skip)
     if not layers:
         raise ValueError("this model has no prunable Conv2d/Linear layer left after the skip list")

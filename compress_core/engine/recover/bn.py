@@ -36,7 +36,7 @@ from torch import nn
 
 from compress_core.base import lanes
 from compress_core.base.records import Progress
-from compress_core.engine.recover.channels import bn_channels
+from compress_core.engine.recover.channels import bn_channels, running
 
 _BN = nn.modules.batchnorm._BatchNorm
 _TINY = 1e-12
@@ -44,9 +44,15 @@ _LOCK = threading.Lock()
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # dense model -> (fingerprint, statistics)
 
 
-def batchnorms(model: nn.Module) -> list[tuple[str, nn.Module]]:
+def batchnorms(model: nn.Module) -> list[tuple[str, _BN]]:
     """The BatchNorm layers that keep running statistics."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, _BN) and m.track_running_stats]
+
+
+def _mean_var(m: _BN) -> tuple[torch.Tensor, torch.Tensor]:
+    """A copy of the running mean and var of ``m``."""
+    mean, var, _ = running(m)
+    return mean.clone(), var.clone()
 
 
 def _fast_copy(model: nn.Module, images: Sequence[torch.Tensor]) -> nn.Module | None:
@@ -82,7 +88,7 @@ def reestimate_(model: nn.Module, images: Sequence[torch.Tensor], progress: Prog
                 m.reset_running_stats()  # after one batch from a reset, the running statistics are the batch's
             with torch.no_grad():
                 copies[lane](x if fast is None else x.contiguous(memory_format=torch.channels_last))
-            return [(m.running_mean.clone(), m.running_var.clone()) for m in own]
+            return [_mean_var(m) for m in own]
 
         def heard(done: int, _n: int) -> None:
             assert progress is not None
@@ -113,17 +119,17 @@ def _average_batches(work: nn.Module, per_batch: Sequence[Sequence[tuple[torch.T
             for stats in per_batch[1:]:
                 mean += stats[i][0]
                 var += stats[i][1]
-            m.running_mean.copy_(mean / len(per_batch))
-            m.running_var.copy_(var / len(per_batch))
-            m.num_batches_tracked.fill_(len(per_batch))
+            running_mean, running_var, tracked = running(m)
+            running_mean.copy_(mean / len(per_batch))
+            running_var.copy_(var / len(per_batch))
+            tracked.fill_(len(per_batch))
 
 
 def _copy_statistics(src: nn.Module, dst: nn.Module) -> None:
     with torch.no_grad():
         for (_, a), (_, b) in zip(batchnorms(src), batchnorms(dst), strict=True):
-            b.running_mean.copy_(a.running_mean)
-            b.running_var.copy_(a.running_var)
-            b.num_batches_tracked.copy_(a.num_batches_tracked)
+            for to, of in zip(running(b), running(a)):  # mean, var, batch count
+                to.copy_(of)
     dst.eval()
 
 
@@ -136,7 +142,7 @@ def _fingerprint(dense: nn.Module, images: Sequence[torch.Tensor]) -> tuple:
 
 def dense_statistics(
     dense: nn.Module, images: Sequence[torch.Tensor], progress: Progress | None = None
-) -> dict[str, tuple[nn.Module, torch.Tensor, torch.Tensor]]:
+) -> dict[str, tuple[_BN, torch.Tensor, torch.Tensor]]:
     """Per BatchNorm of ``dense``: a copy with its calibration statistics, and its own running mean and var.
     Measured on a copy (``dense`` is only read) and kept for the last images per dense model, so that
     recovering many recipes of one model pays for the dense pass once."""
@@ -146,7 +152,7 @@ def dense_statistics(
         if hit is not None and hit[0] == key:
             return hit[1]
     ref = copy.deepcopy(dense).eval()
-    base = {n: (m.running_mean.clone(), m.running_var.clone()) for n, m in batchnorms(ref)}
+    base = {n: _mean_var(m) for n, m in batchnorms(ref)}
     reestimate_(ref, images, progress)
     out = {n: (m, *base[n]) for n, m in batchnorms(ref)}
     with _LOCK:
@@ -169,10 +175,11 @@ def anchored_reestimate_(
                 plain.append(name)
                 continue
             cal, mean0, var0 = ref[name]
-            ratio = bn.running_var / cal.running_var[idx].clamp(min=_TINY)
-            var = torch.where(cal.running_var[idx] > _TINY, var0[idx] * ratio, bn.running_var)
-            bn.running_mean.copy_(mean0[idx] + bn.running_mean - cal.running_mean[idx])
-            bn.running_var.copy_(var)
+            (mean, var_now, _), (cal_mean, cal_var, _) = running(bn), running(cal)
+            ratio = var_now / cal_var[idx].clamp(min=_TINY)
+            var = torch.where(cal_var[idx] > _TINY, var0[idx] * ratio, var_now)
+            mean.copy_(mean0[idx] + mean - cal_mean[idx])
+            var_now.copy_(var)
     return plain
 
 

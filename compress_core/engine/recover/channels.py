@@ -19,8 +19,13 @@ and the layer is left as it is (the caller says so in its report).
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from compress_core.engine.prune.layers import Prunable
 
 _EXACT = "donot_use_mm_for_euclid_dist"  # exact differences: a copied channel costs exactly 0
 MAX_RELATIVE_COST = 0.25  # accept a match whose mean cost is below this fraction of a random pairing's
@@ -47,8 +52,18 @@ def monotone_match(cost: torch.Tensor) -> torch.Tensor:
     return idx
 
 
-def _bn_features(bn: nn.Module) -> torch.Tensor:
-    parts = [bn.running_mean, bn.running_var] if getattr(bn, "running_mean", None) is not None else []
+def running(bn: _BatchNorm) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The running mean, var and batch count of a BatchNorm that keeps them (``track_running_stats``):
+    torch types the three buffers Optional, for the BatchNorms that do not."""
+    return (
+        cast(torch.Tensor, bn.running_mean),
+        cast(torch.Tensor, bn.running_var),
+        cast(torch.Tensor, bn.num_batches_tracked),
+    )
+
+
+def _bn_features(bn: _BatchNorm) -> torch.Tensor:
+    parts = list(running(bn)[:2]) if bn.running_mean is not None else []
     if bn.weight is not None:
         parts += [bn.weight, bn.bias]
     return torch.stack([p.detach().double() for p in parts], 1)
@@ -79,7 +94,7 @@ def _accept(cost: torch.Tensor, idx: torch.Tensor) -> bool:
 
 
 def kept_outputs(
-    layer: nn.Module, dense_layer: nn.Module, bn: nn.Module | None = None, dense_bn: nn.Module | None = None
+    layer: Prunable, dense_layer: Prunable, bn: _BatchNorm | None = None, dense_bn: _BatchNorm | None = None
 ) -> tuple[torch.Tensor | None, str]:
     """Indices of the dense output channels ``layer`` kept (None if not found) and how they were found."""
     n_c, n_d = layer.weight.shape[0], dense_layer.weight.shape[0]
@@ -105,7 +120,7 @@ def kept_outputs(
     return idx, how + (" (exact)" if exact else " (approximate)")
 
 
-def bn_channels(bn: nn.Module, dense_bn: nn.Module) -> torch.Tensor | None:
+def bn_channels(bn: _BatchNorm, dense_bn: _BatchNorm) -> torch.Tensor | None:
     """The dense BatchNorm channels a (possibly sliced) BatchNorm kept, from its affine parameters
     (never changed by recovery); None when they cannot tell (no affine parameters, or no clear match)."""
     n_c, n_d = bn.num_features, dense_bn.num_features

@@ -30,12 +30,14 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from compress_core.base.recipe import QuantSpec
+from compress_core.engine.prune.layers import Prunable
 from compress_core.engine.quantize import QTensor
 from compress_core.engine.recover import channels as ch
 from compress_core.engine.recover import solve
@@ -53,14 +55,14 @@ class Target:
     """One layer to re-fit and what was done to it."""
 
     name: str
-    layer: nn.Module
-    dense: nn.Module
+    layer: Prunable
+    dense: Prunable
     keep: torch.Tensor | None = None  # keep-mask (weight's shape)
     grid: QuantSpec | None = None  # k-bit spec when the layer has integer codes
     fp16: bool = False
     channels: torch.Tensor | None = None  # structured: dense output channels kept (None: all)
     matched: str = ""  # how the channels were found ("" when not structured)
-    bn: nn.Module | None = None  # BatchNorm consuming the output (takes the bias if the layer has none)
+    bn: _BatchNorm | None = None  # BatchNorm consuming the output (takes the bias if the layer has none)
 
     @property
     def structured(self) -> bool:
@@ -75,12 +77,16 @@ class Target:
         return " + ".join(parts)
 
 
-def _layers(model: nn.Module) -> dict[str, nn.Module]:
+def _layers(model: nn.Module) -> dict[str, Prunable]:
     return {n: m for n, m in model.named_modules() if isinstance(m, PRUNABLE)}
 
 
+def _batchnorms(model: nn.Module) -> dict[str, _BatchNorm]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, _BatchNorm)}
+
+
 def _mask(
-    name: str, layer: nn.Module, dense: nn.Module, masks: dict | None, quantized: bool
+    name: str, layer: Prunable, dense: Prunable, masks: dict | None, quantized: bool
 ) -> tuple[torch.Tensor | None, bool]:
     """The layer's keep-mask, and whether it was inferred: without one, zeros of a float layer where the
     dense layer has none count as pruned (never for quantized layers, whose grid has zeros of its own)."""
@@ -109,13 +115,13 @@ def _layer_spec(quant: QuantSpec | None, name: str) -> QuantSpec | None:
 
 def _target(
     name: str,
-    layer: nn.Module,
-    dense: nn.Module,
+    layer: Prunable,
+    dense: Prunable,
     masks: dict | None,
     qcodes: dict | None,
     quant: QuantSpec | None,
     links: dict[str, str],
-    bns: tuple[dict, dict],
+    bns: tuple[dict[str, _BatchNorm], dict[str, _BatchNorm]],
     notes: list[str],
 ) -> Target:
     spec = _layer_spec(quant, name)
@@ -206,8 +212,9 @@ def _write(t: Target, W: torch.Tensor, with_bias: bool) -> None:
         b = W[..., dw].reshape(-1)
         if layer.bias is not None:
             layer.bias.copy_(b.to(layer.bias.dtype))
-        else:  # BN(y + b) with mean m is BN(y) with mean m - b
-            t.bn.running_mean.sub_(b.to(t.bn.running_mean.dtype))
+        else:  # BN(y + b) with mean m is BN(y) with mean m - b; fit_layer fits a bias here only where it has one
+            mean = cast(torch.Tensor, getattr(t.bn, "running_mean", None))
+            mean.sub_(b.to(mean.dtype))
 
 
 def fit_layer(
@@ -260,7 +267,7 @@ def reconstruct_(
     if unknown:
         raise ValueError(f"the compressed model has layer(s) the dense model lacks: {', '.join(unknown)}")
     links = ch.bn_after(model, images[0][:1])
-    bns = (dict(model.named_modules()), dict(ref.named_modules()))
+    bns = (_batchnorms(model), _batchnorms(ref))  # what ``links`` names
     names = list(layers)
     rows: list[dict] = []
     notes: list[str] = []
@@ -282,5 +289,6 @@ def reconstruct_(
             t = _target(name, layers[name], dense_layers[name], masks, qcodes, quant, links, bns, notes)
             started = started or _changed(t)
             if started:
-                rows.append(fit_layer(t, [s.x for s in stops], [s.y for s in dstops], qcodes, seed + len(rows)))
+                dense_out = [cast(torch.Tensor, s.y) for s in dstops]  # a "post" Stepper parks with the output
+                rows.append(fit_layer(t, [s.x for s in stops], dense_out, qcodes, seed + len(rows)))
         return Reconstruction(rows, notes, comp.outputs, den.finish())

@@ -26,12 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from compress_core.engine.prune.layers import Prunable
+
 
 def groups_of(layer: nn.Module) -> int:
     return layer.groups if isinstance(layer, nn.Conv2d) else 1
 
 
-def _padded(layer: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+def _padded(layer: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
     """The input with the layer's padding applied (any padding mode), and the padding left to unfold."""
     if layer.padding_mode != "zeros" or isinstance(layer.padding, str):
         mode = "constant" if layer.padding_mode == "zeros" else layer.padding_mode
@@ -39,7 +41,7 @@ def _padded(layer: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int,
     return x, layer.padding
 
 
-def features(layer: nn.Module, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+def features(layer: Prunable, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
     """The layer's input as (groups, rows, features per group); ``rows`` picks output positions
     (flat indices over images x positions) without unfolding the others."""
     x = x.detach().float()
@@ -132,7 +134,7 @@ class LayerStats:
 
 
 def collect(
-    layer: nn.Module,
+    layer: Prunable,
     inputs: list[torch.Tensor],
     outputs: list[torch.Tensor],
     bias: bool,

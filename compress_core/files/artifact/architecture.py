@@ -156,7 +156,10 @@ def _groups(m: nn.Conv2d, out_channels: int, in_per_group: int, name: str) -> in
 def _scatter_spec(name: str, maps: list[torch.Tensor | None]) -> dict:
     src, dst, planes = maps
     if (
-        any(t is None or t.is_floating_point() for t in maps)
+        src is None
+        or dst is None
+        or planes is None
+        or any(t.is_floating_point() for t in (src, dst, planes))
         or planes.shape != (2,)
         or src.dim() != 1
         or src.shape != dst.shape

@@ -125,9 +125,9 @@ def _decompress(codec: str, stored: memoryview, size: int) -> bytes:
             out = d.decompress(stored, size)
             rest = d.unconsumed_tail + d.unused_data + (b"" if d.eof else b"?")
         else:
-            d = lzma.LZMADecompressor()
-            out = d.decompress(stored, size)
-            rest = d.unused_data + (b"" if d.eof else b"?")
+            x = lzma.LZMADecompressor()
+            out = x.decompress(stored, size)
+            rest = x.unused_data + (b"" if x.eof else b"?")
     except (zlib.error, lzma.LZMAError) as exc:
         raise ArtifactError(f"compressed body is corrupted ({exc})") from None
     if len(out) != size or rest:

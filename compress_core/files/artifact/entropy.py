@@ -113,10 +113,10 @@ def huffman_decode(stream: bytes | memoryview, lengths: np.ndarray, count: int, 
     done = pos = 0
     for lo in range(0, total, BLOCK):  # in blocks of bit positions: the lookups are one per position
         hi = min(lo + BLOCK, total)
-        window = np.zeros(hi - lo, np.uint16)
+        window: np.ndarray = np.zeros(hi - lo, np.uint16)
         for j in range(width):
             window = (window << 1) | bits[lo + j : hi + j]
-        step, starts = len_tab[window].tolist(), []
+        step, starts = len_tab[window].tolist(), list[int]()
         while pos < hi and done + len(starts) < count:
             if not step[pos - lo]:
                 raise ArtifactError(f"{where}: Huffman stream is corrupted (no code at bit {pos})")

@@ -9,11 +9,6 @@ from compress_core.base.recipe import PruneSpec, QuantSpec, Recipe
 from compress_core.bench.workbench import Workbench
 
 
-@pytest.fixture(scope="module")
-def wb():
-    return Workbench("lenet5-mnist")
-
-
 def test_dense_recipe_reproduces_the_dense_model(wb):
     r = wb.evaluate(Recipe(), measure_latency=False)
     assert r.accuracy == r.dense_accuracy and r.agreement == 1.0
@@ -71,11 +66,10 @@ def test_global_order_is_reused_across_sparsities(wb):
 
 
 @pytest.mark.data
-def test_resnet20_quick_eval_end_to_end():
-    wb = Workbench("resnet20-cifar10")
-    dense = wb.evaluate(Recipe(), measure_latency=False)
+def test_resnet20_quick_eval_end_to_end(resnet20):
+    dense = resnet20.evaluate(Recipe(), measure_latency=False)
     assert dense.eval_samples == 1000 and 0.88 < dense.accuracy < 0.96
-    r = wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.5), QuantSpec(8)), measure_latency=False)
+    r = resnet20.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.5), QuantSpec(8)), measure_latency=False)
     assert r.agreement > 0.9 and r.params_nonzero < 0.55 * r.params_total
 
 

@@ -400,11 +400,6 @@ def test_read_only_cache_dir_is_reported(tmp_path, monkeypatch):
         tmp_path.chmod(0o755)
 
 
-@pytest.fixture(scope="module")
-def wb():
-    return Workbench("lenet5-mnist")
-
-
 def test_zero_sparsity_changes_nothing(wb):
     r = wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.0)), measure_latency=False)
     assert r.params_nonzero == r.params_total == 61_706 and r.accuracy == r.dense_accuracy and r.agreement == 1.0

@@ -7,7 +7,6 @@ import pytest
 from torch import nn
 
 from compress_core.base.recipe import PruneSpec, Recipe
-from compress_core.bench.workbench import Workbench
 
 S = "structured"
 
@@ -20,30 +19,24 @@ def _widths(model: nn.Module) -> dict[str, int]:
     }
 
 
-@pytest.fixture(scope="module")
-def lenet() -> Workbench:
-    return Workbench("lenet5-mnist")
-
-
 @pytest.mark.parametrize("scope, sparsity, round_to", [("layer", 0.3, 8), ("global", 0.5, 4), ("global", 0.6, 16)])
-def test_round_to_keeps_multiples_in_every_pruned_layer(lenet, scope, sparsity, round_to):
+def test_round_to_keeps_multiples_in_every_pruned_layer(wb, scope, sparsity, round_to):
     recipe = Recipe(PruneSpec(S, "l1", scope, sparsity, round_to=round_to))
-    comp = lenet.compress(recipe)
+    comp = wb.compress(recipe)
     report = comp.structure
     assert report is not None and report.channels_after  # something was pruned
-    dense = _widths(lenet.model)
+    dense = _widths(wb.model)
     out = _widths(comp.float_model)
     for name, kept in out.items():
         if kept != dense[name] or dense[name] % round_to == 0:
             assert kept % round_to == 0, (name, kept)
-    plain = _widths(lenet.compress(Recipe(PruneSpec(S, "l1", scope, sparsity))).float_model)
+    plain = _widths(wb.compress(Recipe(PruneSpec(S, "l1", scope, sparsity))).float_model)
     assert plain != out  # the rounding changed the counts (so this test can fail)
 
 
 @pytest.mark.data
-def test_round_to_on_resnet20_global_scope():
-    wb = Workbench("resnet20-cifar10")
-    model = wb.compress(Recipe(PruneSpec(S, "l1", "global", 0.5, round_to=8))).float_model
+def test_round_to_on_resnet20_global_scope(resnet20):
+    model = resnet20.compress(Recipe(PruneSpec(S, "l1", "global", 0.5, round_to=8))).float_model
     convs = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d) and m.out_channels > 3]
     assert convs and all(c % 8 == 0 for c in convs)
 

@@ -6,15 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from compress_core.bench.workbench import Workbench
 from compress_core.study.sensitivity import bit_sensitivity, layer_sensitivity, ratios_from_sensitivity
 
 LAYERS = ["conv1", "conv2", "fc1", "fc2", "fc3"]
-
-
-@pytest.fixture(scope="module")
-def wb() -> Workbench:
-    return Workbench("lenet5-mnist")
 
 
 def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -15,16 +15,21 @@ from compress_core.base.recipe import PruneSpec, QuantSpec, Recipe
 from compress_core.bench.workbench import Workbench
 from compress_core.study import sweep as sweep_mod
 from compress_core.study.store import COLUMNS, ResultStore
-from compress_core.study.sweep import grid, mark_pareto, pareto_front, run_sweep
+from compress_core.study.sweep import (
+    FRONTS,
+    at_chance,
+    grid,
+    mark_fronts,
+    mark_pareto,
+    pareto_front,
+    run_sweep,
+    shared_latency_ms,
+    size_vs_dense,
+)
 from tests.conftest import ROOT
 
 MODEL = "lenet5-mnist"
 BUDGET_S = 0.005  # latency budget: tiny, the values are not under test here
-
-
-@pytest.fixture(scope="module")
-def wb() -> Workbench:
-    return Workbench(MODEL)
 
 
 def _counting(wb: Workbench, monkeypatch) -> list[Recipe]:
@@ -290,3 +295,50 @@ def test_pareto_front_of_an_empty_frame_is_empty():
 def test_pareto_front_names_a_missing_column(points):
     with pytest.raises(ValueError, match="latency_ms_p50"):
         pareto_front(points, x="latency_ms_p50")
+
+
+# -- what a sweep's table shows: chance level, the fronts, the size ratio, one shared latency ------------
+@pytest.fixture
+def table() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "size_bytes": [1000, 500, 50, 40],
+            "latency_ms_p50": [1.0, 0.5, 0.2, 0.1],
+            "accuracy": [0.92, 0.6, 0.101, 0.12],
+            "accuracy_ci_low": [0.90, 0.57, 0.084, None],  # the last has no CI: its accuracy decides
+            "dense_artifact_bytes": [1000, 1000, None, 1000],
+            "dense_size_bytes": [1100, 1100, 1100, 1100],
+        },
+        index=[7, 8, 9, 10],
+    )
+
+
+def test_a_row_is_at_chance_when_its_ci_reaches_one_over_the_classes(table):
+    assert at_chance(table, classes=10).tolist() == [False, False, True, False]
+    assert at_chance(table, classes=8).tolist() == [False, False, True, True]  # 0.12 <= 1/8
+    assert at_chance(table, classes=0).tolist() == [True] * 4  # no classes: nothing beats guessing
+
+
+def test_chance_level_models_never_join_a_front_however_small_or_fast(table):
+    out = mark_fronts(table, classes=8)
+    assert out["chance"].tolist() == [False, False, True, True]
+    # row 10 is the smallest and the fastest, so over all rows it would be on both fronts
+    assert mark_pareto(table, "size_bytes").tolist() == [True, True, False, True]
+    assert mark_pareto(table, "latency_ms_p50").tolist() == [True, True, False, True]
+    for flag in FRONTS:
+        assert out[flag].dtype == bool and out[flag].tolist() == [True, True, False, False]
+    assert list(out.index) == list(table.index) and "chance" not in table.columns  # a copy, aligned
+
+
+def test_size_vs_dense_uses_the_dense_artefact_else_the_dense_size(table):
+    assert size_vs_dense(table).tolist() == [1.0, 2.0, 22.0, 25.0]
+
+
+def _latencies(*ms: float | None) -> pd.DataFrame:
+    return pd.DataFrame({"latency_ms_p50": list(ms)})
+
+
+def test_one_shared_latency_only_when_every_row_is_within_half_a_percent():
+    assert shared_latency_ms(_latencies(2.0, 1.991, None)) == 2.0
+    assert shared_latency_ms(_latencies(2.0, 1.98)) is None
+    assert shared_latency_ms(_latencies(2.0, None)) is None  # one measured row: nothing shared

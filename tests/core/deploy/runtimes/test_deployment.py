@@ -11,7 +11,6 @@ import pytest
 
 from compress_core import deploy as deployment
 from compress_core.base.recipe import PruneSpec, QuantSpec, Recipe
-from compress_core.bench.workbench import Workbench
 from compress_core.deploy.runtimes import RuntimeUnsupported, get_runtime
 
 BUDGET = 0.03
@@ -19,12 +18,12 @@ STRUCT = Recipe(PruneSpec("structured", "l1", "global", 0.5))
 INT8 = Recipe(PruneSpec("structured", "l1", "global", 0.5), QuantSpec(bits=8, int8=True))
 
 
-@pytest.fixture(scope="module")
-def wb() -> Workbench:
+@pytest.fixture(scope="module", autouse=True)
+def _needs_onnxruntime() -> None:
+    """Every test here measures on ONNX Runtime (with the shared LeNet-5 ``wb``)."""
     reason = get_runtime("onnxruntime").available()
     if reason is not None:
         pytest.skip(reason)
-    return Workbench("lenet5-mnist")
 
 
 def test_a_result_on_onnxruntime_is_measured_there_and_cached(wb):

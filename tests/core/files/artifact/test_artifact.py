@@ -336,9 +336,8 @@ def test_unknown_module_changes_are_refused_at_save():
 @pytest.mark.parametrize(
     "recipe", [_recipe(0.5, 4), _recipe(0.9, 2, "asymmetric", "per_tensor")], ids=["50pct-4bit", "90pct-2bit-asym"]
 )
-def test_resnet20_pretrained_round_trip(recipe):
-    wb = Workbench("resnet20-cifar10")
-    comp = wb.compress(recipe)
+def test_resnet20_pretrained_round_trip(resnet20, recipe):
+    comp = resnet20.compress(recipe)
     data, loaded = _round_trip(comp, "resnet20-cifar10")
     _assert_same_model(loaded, comp, (3, 32, 32))
     assert len(data) < 0.75 * measure.zlib_size(comp.model)  # measured 0.51 and 0.56
@@ -374,10 +373,9 @@ def test_int8_models_round_trip(model_id, recipe, tmp_path):
 
 @pytest.mark.data
 @pytest.mark.slow  # int8 calibration of ResNet-20 and its rebuild on load
-def test_structured_int8_resnet20_round_trip(tmp_path):
+def test_structured_int8_resnet20_round_trip(tmp_path, resnet20):
     pytest.importorskip("compress_core.engine.int8")
-    wb = Workbench("resnet20-cifar10")
-    comp = wb.compress(_recipe(0.5, 8, kind="structured", int8=True))
+    comp = resnet20.compress(_recipe(0.5, 8, kind="structured", int8=True))
     data, loaded = _round_trip(comp, "resnet20-cifar10")
     got, want = _outputs(loaded.model, (3, 32, 32)), _outputs(comp.model, (3, 32, 32))
     assert torch.allclose(got, want, atol=1e-5, rtol=0) and torch.equal(got.argmax(1), want.argmax(1))

@@ -10,7 +10,6 @@ import hashlib
 import pytest
 
 from compress_core.base.recipe import PruneSpec, QuantSpec, Recipe
-from compress_core.bench.workbench import Workbench
 from compress_core.files.artifact import artifact_bytes
 
 # Computed at 19b2f25, before the core moved into subpackages.
@@ -38,13 +37,8 @@ PINNED = {
 }
 
 
-@pytest.fixture(scope="module")
-def lenet5() -> Workbench:
-    return Workbench("lenet5-mnist")
-
-
 @pytest.mark.parametrize("name", list(PINNED))
-def test_the_artefact_bytes_stay_exactly_the_same(lenet5, name):
+def test_the_artefact_bytes_stay_exactly_the_same(wb, name):
     recipe, sha256 = PINNED[name]
-    data = artifact_bytes(lenet5.compress(recipe), "lenet5-mnist")
+    data = artifact_bytes(wb.compress(recipe), "lenet5-mnist")
     assert hashlib.sha256(data).hexdigest() == sha256, f"{name}: {len(data):,} bytes, not the pinned file"
