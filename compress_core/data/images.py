@@ -160,6 +160,27 @@ def _mapping(names: list[str], categories: list[str] | None) -> tuple[list[tuple
     return mapped, labelled, notes
 
 
+def _read(
+    root: Path, groups: list[list[Path]], labels: list[int], size: tuple[int, int, str], strict: bool
+) -> tuple[list[torch.Tensor], list[int], list[str], list[str]]:
+    """Decode every image of every group (label per group), in order: (tensors, labels, relative paths, skips).
+    ``size`` is (resize, input_size, interpolation); an unreadable image is skipped, or raises when ``strict``."""
+    xs, ys, files, skipped = [], [], [], []
+    for label, group in zip(labels, groups):
+        for p in group:
+            rel = p.relative_to(root).as_posix()
+            try:
+                xs.append(_decode(p, *size))
+            except Exception as exc:
+                if strict:
+                    raise ValueError(f"cannot read image {p}: {exc}") from None
+                skipped.append(f"{rel}: {exc}")
+                continue
+            ys.append(label)
+            files.append(rel)
+    return xs, ys, files, skipped
+
+
 def load_image_folder(
     path: str | Path,
     input_size: int = 224,
@@ -181,19 +202,8 @@ def load_image_folder(
     total = sum(len(g) for g in groups)
     _check_count(root, total, DEFAULT_LIMIT if limit is None else limit, input_size)
     mapped, labelled, notes = _mapping(names, categories)
-    xs, ys, files, skipped = [], [], [], []
-    for (idx, _), group in zip(mapped, groups):
-        for p in group:
-            rel = p.relative_to(root).as_posix()
-            try:
-                xs.append(_decode(p, resize, input_size, interpolation))
-            except Exception as exc:
-                if strict:
-                    raise ValueError(f"cannot read image {p}: {exc}") from None
-                skipped.append(f"{rel}: {exc}")
-                continue
-            ys.append(idx if labelled else -1)
-            files.append(rel)
+    labels = [idx if labelled else -1 for idx, _ in mapped]
+    xs, ys, files, skipped = _read(root, groups, labels, (resize, input_size, interpolation), strict)
     if skipped:
         warnings.warn(
             f"skipped {len(skipped)} unreadable image(s) in {root}: {'; '.join(skipped[:3])}"
@@ -203,21 +213,10 @@ def load_image_folder(
         notes.append(f"skipped {len(skipped)} unreadable image(s)")
     if not xs:
         raise ValueError(f"none of the {total} images in {root} could be read; first error: {skipped[0]}")
-    digest = hashlib.sha256(
-        repr(
-            (
-                files,
-                ys,
-                input_size,
-                resize,
-                interpolation,
-                [(p.stat().st_size, p.stat().st_mtime_ns) for g in groups for p in g],
-            )
-        ).encode()
-    )
-    name = f"imagefolder-{root.name or 'root'}-{len(files)}-{digest.hexdigest()[:8]}"
+    stats = [(p.stat().st_size, p.stat().st_mtime_ns) for g in groups for p in g]
+    digest = hashlib.sha256(repr((files, ys, input_size, resize, interpolation, stats)).encode())
     return ImageFolderSet(
-        name=name,
+        name=f"imagefolder-{root.name or 'root'}-{len(files)}-{digest.hexdigest()[:8]}",
         x=torch.stack(xs),
         y=torch.tensor(ys, dtype=torch.int64),
         labelled=labelled,
