@@ -12,8 +12,10 @@ import math
 import sys
 from typing import Any
 
-from compress_core.base.recipe import CRITERIA, RECOVERY_LEVELS
 from compress_core.base.records import EVAL_MODES
+from compress_core.cli.common import keys
+from compress_core.engine.prune.criteria import CRITERIA
+from compress_core.engine.recover import LEVELS
 
 _SKIP_IN_JSON = ("uniform_rows",)  # the whole grid: the dashboard's chart reads it, the CLI leaves it out
 
@@ -62,10 +64,10 @@ def add_solve_parser(sub: Any) -> None:
     s.add_argument("--kinds", default="unstructured", help="pruning kinds, comma list: unstructured,structured")
     s.add_argument("--sparsities", help="per-layer sparsities besides 0, comma list (default: a grid 0.3-0.97)")
     s.add_argument("--uniform-sparsities", help="the uniform grid's sparsities besides 0 (default 0.5-0.95)")
-    s.add_argument("--criterion", choices=CRITERIA, default="l1")
+    s.add_argument("--criterion", choices=keys(CRITERIA), default="l1")
     s.add_argument(
         "--recovery",
-        choices=(*RECOVERY_LEVELS, "auto"),
+        choices=(*keys(LEVELS), "auto"),
         default="auto",
         help="auto: bn where the model has BatchNorm, else none",
     )

@@ -61,7 +61,7 @@ def _images_under(folder: Path) -> list[Path]:
 def class_index(folder_name: str, categories: list[str] | None = None) -> tuple[int, str]:
     """The model class index for a class folder name, or -1, and the reason in words."""
     imagenet = categories is None
-    if imagenet:
+    if categories is None:
         from compress_core.models.torchvision_zoo import categories as imagenet_categories
 
         categories = imagenet_categories()
@@ -91,7 +91,8 @@ def _layout(root: Path) -> tuple[list[str], list[list[Path]]]:
         raise ValueError(
             f"{root} mixes {len(top_images)} image(s) at the top level (e.g. {top_images[0].name}) with class "
             f"sub-folders ({', '.join(n for n, _ in per_class[:3])}): move the loose images into a class folder, "
-            "or use a folder holding only images (unlabelled)")
+            "or use a folder holding only images (unlabelled)"
+        )
     if per_class:
         return [n for n, _ in per_class], [imgs for _, imgs in per_class]
     return [""], [top_images]
@@ -104,8 +105,8 @@ def _decode(path: Path, resize: int, input_size: int, interpolation: str) -> tor
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as img:
-            img = img.convert("RGB")  # forces a full decode: truncated files fail here
+        with Image.open(path) as opened:
+            img = opened.convert("RGB")  # forces a full decode: truncated files fail here
     t = F.pil_to_tensor(img)
     t = F.resize(t, [resize], interpolation=InterpolationMode(interpolation), antialias=True)
     t = F.center_crop(t, [input_size, input_size])
@@ -128,9 +129,67 @@ def _check_args(root: Path, input_size: int, resize: int, limit: int | None, int
         raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}; got {interpolation!r}")
 
 
-def load_image_folder(path: str | Path, input_size: int = 224, resize: int = 256, limit: int | None = None,
-                      categories: list[str] | None = None, interpolation: str = "bilinear",
-                      strict: bool = False) -> ImageFolderSet:
+def _check_count(root: Path, total: int, cap: int, input_size: int) -> None:
+    """A folder with no image, or with more than ``cap``, raises before anything is decoded."""
+    if total == 0:
+        raise ValueError(
+            f"no images in {root}: expected files ending in {', '.join(IMAGE_SUFFIXES)}, either "
+            "directly in the folder or in one sub-folder per class"
+        )
+    if total > cap:
+        mb = total * 3 * input_size * input_size * 4 / 2**20
+        raise ValueError(
+            f"{root} holds {total:,} images, more than the limit of {cap:,} ({mb:,.0f} MB as "
+            f"3x{input_size}x{input_size} float32); pass limit={total} if memory allows, or use a "
+            "smaller folder"
+        )
+
+
+def _mapping(names: list[str], categories: list[str] | None) -> tuple[list[tuple[int, str]], bool, list[str]]:
+    """(class index and reason per class folder, whether every folder maps, the decisions in words)."""
+    labelled_layout = names != [""]
+    mapped = [class_index(n, categories) if labelled_layout else (-1, "no class folders") for n in names]
+    labelled = labelled_layout and all(i >= 0 for i, _ in mapped)
+    notes = [
+        f"class folder {n!r} -> {i} ({why})" if i >= 0 else f"class folder {n!r} unmapped: {why}"
+        for n, (i, why) in zip(names, mapped)
+        if labelled_layout
+    ]
+    if not labelled:
+        notes.append("unlabelled: accuracy cannot be measured; evaluation reports agreement with the dense model")
+    return mapped, labelled, notes
+
+
+def _read(
+    root: Path, groups: list[list[Path]], labels: list[int], size: tuple[int, int, str], strict: bool
+) -> tuple[list[torch.Tensor], list[int], list[str], list[str]]:
+    """Decode every image of every group (label per group), in order: (tensors, labels, relative paths, skips).
+    ``size`` is (resize, input_size, interpolation); an unreadable image is skipped, or raises when ``strict``."""
+    xs, ys, files, skipped = [], [], [], []
+    for label, group in zip(labels, groups):
+        for p in group:
+            rel = p.relative_to(root).as_posix()
+            try:
+                xs.append(_decode(p, *size))
+            except Exception as exc:
+                if strict:
+                    raise ValueError(f"cannot read image {p}: {exc}") from None
+                skipped.append(f"{rel}: {exc}")
+                continue
+            ys.append(label)
+            files.append(rel)
+    return xs, ys, files, skipped
+
+
+def load_image_folder(
+    path: str | Path,
+    input_size: int = 224,
+    resize: int = 256,
+    limit: int | None = None,
+    categories: list[str] | None = None,
+    interpolation: str = "bilinear",
+    strict: bool = False,
+) -> ImageFolderSet:
     """Load every image under ``path`` (see the module docstring for layouts, mapping and errors).
 
     ``categories`` are the model's class names in index order (``None``: ImageNet-1K, for the
@@ -141,47 +200,32 @@ def load_image_folder(path: str | Path, input_size: int = 224, resize: int = 256
     _check_args(root, input_size, resize, limit, interpolation)
     names, groups = _layout(root)
     total = sum(len(g) for g in groups)
-    cap = DEFAULT_LIMIT if limit is None else limit
-    if total == 0:
-        raise ValueError(f"no images in {root}: expected files ending in {', '.join(IMAGE_SUFFIXES)}, either "
-                         "directly in the folder or in one sub-folder per class")
-    if total > cap:
-        mb = total * 3 * input_size * input_size * 4 / 2**20
-        raise ValueError(f"{root} holds {total:,} images, more than the limit of {cap:,} ({mb:,.0f} MB as "
-                         f"3x{input_size}x{input_size} float32); pass limit={total} if memory allows, or use a "
-                         "smaller folder")
-    labelled_layout = names != [""]
-    mapped = [class_index(n, categories) if labelled_layout else (-1, "no class folders") for n in names]
-    labelled = labelled_layout and all(i >= 0 for i, _ in mapped)
-    notes = [f"class folder {n!r} -> {i} ({why})" if i >= 0 else f"class folder {n!r} unmapped: {why}"
-             for n, (i, why) in zip(names, mapped) if labelled_layout]
-    if not labelled:
-        notes.append("unlabelled: accuracy cannot be measured; evaluation reports agreement with the dense model")
-    xs, ys, files, skipped = [], [], [], []
-    for (idx, _), group in zip(mapped, groups):
-        for p in group:
-            rel = p.relative_to(root).as_posix()
-            try:
-                xs.append(_decode(p, resize, input_size, interpolation))
-            except Exception as exc:
-                if strict:
-                    raise ValueError(f"cannot read image {p}: {exc}") from None
-                skipped.append(f"{rel}: {exc}")
-                continue
-            ys.append(idx if labelled else -1)
-            files.append(rel)
+    _check_count(root, total, DEFAULT_LIMIT if limit is None else limit, input_size)
+    mapped, labelled, notes = _mapping(names, categories)
+    labels = [idx if labelled else -1 for idx, _ in mapped]
+    xs, ys, files, skipped = _read(root, groups, labels, (resize, input_size, interpolation), strict)
     if skipped:
-        warnings.warn(f"skipped {len(skipped)} unreadable image(s) in {root}: {'; '.join(skipped[:3])}"
-                      + (" ..." if len(skipped) > 3 else ""), stacklevel=2)
+        warnings.warn(
+            f"skipped {len(skipped)} unreadable image(s) in {root}: {'; '.join(skipped[:3])}"
+            + (" ..." if len(skipped) > 3 else ""),
+            stacklevel=2,
+        )
         notes.append(f"skipped {len(skipped)} unreadable image(s)")
     if not xs:
         raise ValueError(f"none of the {total} images in {root} could be read; first error: {skipped[0]}")
-    digest = hashlib.sha256(repr((files, ys, input_size, resize, interpolation,
-                                  [(p.stat().st_size, p.stat().st_mtime_ns) for g in groups for p in g])).encode())
-    name = f"imagefolder-{root.name or 'root'}-{len(files)}-{digest.hexdigest()[:8]}"
-    return ImageFolderSet(name=name, x=torch.stack(xs), y=torch.tensor(ys, dtype=torch.int64), labelled=labelled,
-                          classes=tuple(names), class_indices=tuple(i for i, _ in mapped), files=tuple(files),
-                          skipped=tuple(skipped), notes=tuple(notes))
+    stats = [(p.stat().st_size, p.stat().st_mtime_ns) for g in groups for p in g]
+    digest = hashlib.sha256(repr((files, ys, input_size, resize, interpolation, stats)).encode())
+    return ImageFolderSet(
+        name=f"imagefolder-{root.name or 'root'}-{len(files)}-{digest.hexdigest()[:8]}",
+        x=torch.stack(xs),
+        y=torch.tensor(ys, dtype=torch.int64),
+        labelled=labelled,
+        classes=tuple(names),
+        class_indices=tuple(i for i, _ in mapped),
+        files=tuple(files),
+        skipped=tuple(skipped),
+        notes=tuple(notes),
+    )
 
 
 def imagenet_wnids() -> list[str]:

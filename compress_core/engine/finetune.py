@@ -33,6 +33,7 @@ import copy
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -74,27 +75,48 @@ def training_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
-                      temperature: float, alpha: float) -> torch.Tensor:
+def distillation_loss(
+    student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float, alpha: float
+) -> torch.Tensor:
     """``alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)) + (1 - alpha) * CE(student, labels)``."""
     t = temperature
-    soft = F.kl_div(F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1),
-                    reduction="batchmean", log_target=True)
+    soft = F.kl_div(
+        F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1), reduction="batchmean", log_target=True
+    )
     return alpha * t * t * soft + (1.0 - alpha) * F.cross_entropy(student, labels)
 
 
-def finetune_(model: nn.Module, ft: FinetuneSpec, dataset: str, masks: dict[str, torch.Tensor] | None = None,
-              teacher: nn.Module | None = None, progress: Progress | None = None, *, epochs: float | None = None,
-              cycle: int = 1, sparsity: float | None = None) -> list[dict]:
+def finetune_(
+    model: nn.Module,
+    ft: FinetuneSpec,
+    dataset: str,
+    masks: dict[str, torch.Tensor] | None = None,
+    teacher: nn.Module | None = None,
+    progress: Progress | None = None,
+    *,
+    epochs: float | None = None,
+    cycle: int = 1,
+    sparsity: float | None = None,
+) -> list[dict]:
     """Fine-tune ``model`` in place per ``ft`` (``epochs`` overrides ``ft.epochs``: one cycle of a
     schedule), keeping the zeros of ``masks``; returns the log rows (per epoch, then a summary)."""
     return _finetune(model, ft, dataset, masks, teacher, progress, epochs, cycle, sparsity, {}, "mean")
 
 
-def finetune_codebooks_(model: nn.Module, qcodes: dict[str, QTensor], ft: FinetuneSpec, dataset: str,
-                        masks: dict[str, torch.Tensor] | None = None, teacher: nn.Module | None = None,
-                        progress: Progress | None = None, *, epochs: float | None = None, cycle: int = 1,
-                        sparsity: float | None = None, reduce: str = "mean") -> list[dict]:
+def finetune_codebooks_(
+    model: nn.Module,
+    qcodes: dict[str, QTensor],
+    ft: FinetuneSpec,
+    dataset: str,
+    masks: dict[str, torch.Tensor] | None = None,
+    teacher: nn.Module | None = None,
+    progress: Progress | None = None,
+    *,
+    epochs: float | None = None,
+    cycle: int = 1,
+    sparsity: float | None = None,
+    reduce: str = "mean",
+) -> list[dict]:
     """Fine-tune ``model`` with every k-means layer of ``qcodes`` (those with a codebook) tied to its
     codebook; the other layers train as in ``finetune_`` (``masks`` kept). Updates the entries of
     ``qcodes`` in place (new codebooks, same codes) and leaves each tied weight equal to its
@@ -103,32 +125,39 @@ def finetune_codebooks_(model: nn.Module, qcodes: dict[str, QTensor], ft: Finetu
         raise ValueError(f"reduce must be 'mean' or 'sum'; got {reduce!r}")
     modules = dict(model.named_modules())
     tied = {n: q for n, q in qcodes.items() if q.codebook is not None}
-    missing = [n for n, q in tied.items() if n not in modules or getattr(modules[n], "weight", None) is None
-               or modules[n].weight.shape != q.codes.shape]
+    missing = [
+        n
+        for n, q in tied.items()
+        if n not in modules or getattr(modules[n], "weight", None) is None or modules[n].weight.shape != q.codes.shape
+    ]
     if missing:
         raise ValueError(f"k-means codes do not match the model's layers: {', '.join(missing)}")
     return _finetune(model, ft, dataset, masks, teacher, progress, epochs, cycle, sparsity, tied, reduce)
 
 
-def _finetune(model: nn.Module, ft: FinetuneSpec, dataset: str, masks: dict[str, torch.Tensor] | None,
-              teacher: nn.Module | None, progress: Progress | None, epochs: float | None, cycle: int,
-              sparsity: float | None, tied: dict[str, QTensor], reduce: str) -> list[dict]:
+def _finetune(
+    model: nn.Module,
+    ft: FinetuneSpec,
+    dataset: str,
+    masks: dict[str, torch.Tensor] | None,
+    teacher: nn.Module | None,
+    progress: Progress | None,
+    epochs: float | None,
+    cycle: int,
+    sparsity: float | None,
+    tied: dict[str, QTensor],
+    reduce: str,
+) -> list[dict]:
     if ft.distill and teacher is None:
         raise ValueError("distillation needs the dense teacher model; pass teacher= (Workbench does this)")
     epochs = ft.epochs if epochs is None else epochs
-    train = data_mod.load(dataset, "train")
-    samples = min(ft.max_samples or len(train), len(train))
-    if samples < ft.batch_size:
-        raise ValueError(f"fine-tuning would see {samples} training images per epoch, fewer than one batch of "
-                         f"{ft.batch_size}: raise finetune max_samples or lower batch_size")
+    train, samples = _train_split(dataset, ft)
     held = _heldout(dataset)
     before = _accuracy(model, held)
     device = training_device()
     t0 = time.perf_counter()
     model.to(device)
-    masks = masks or {}
-    keep = [(m.weight, masks[n].to(device, m.weight.dtype)) for n, m in model.named_modules()
-            if n in masks and n not in tied]
+    keep = _keep_masks(model, masks or {}, tied, device)
     ties = {n: _Tie(m.weight, tied[n], device, reduce) for n, m in model.named_modules() if n in tied}
     loss_fn = _loss_fn(ft, teacher, device) if ft.distill and teacher is not None else None
     try:
@@ -140,18 +169,54 @@ def _finetune(model: nn.Module, ft: FinetuneSpec, dataset: str, masks: dict[str,
         model.to("cpu")
     seconds = time.perf_counter() - t0
     extra = {"codebook_layers": len(ties), "centroid_update": reduce} if tied else {}
-    return [*({"kind": "epoch", "cycle": cycle, **row} for row in log), {
-        "kind": "summary", "cycle": cycle, "sparsity": sparsity, "epochs": float(epochs),
-        "train_set": train.name, "samples_per_epoch": samples, "distill": ft.distill, "lr": ft.lr,
-        "batch_size": ft.batch_size, "device": device.type, "seconds": round(seconds, 3),
-        "loss": log[-1]["loss"] if log else None, "heldout_set": held.name if held else None,
-        "accuracy_before": before, "accuracy_after": _accuracy(model, held), **extra}]
+    return [
+        *({"kind": "epoch", "cycle": cycle, **row} for row in log),
+        {
+            "kind": "summary",
+            "cycle": cycle,
+            "sparsity": sparsity,
+            "epochs": float(epochs),
+            "train_set": train.name,
+            "samples_per_epoch": samples,
+            "distill": ft.distill,
+            "lr": ft.lr,
+            "batch_size": ft.batch_size,
+            "device": device.type,
+            "seconds": round(seconds, 3),
+            "loss": log[-1]["loss"] if log else None,
+            "heldout_set": held.name if held else None,
+            "accuracy_before": before,
+            "accuracy_after": _accuracy(model, held),
+            **extra,
+        },
+    ]
+
+
+def _train_split(dataset: str, ft: FinetuneSpec) -> tuple[data_mod.TensorSet, int]:
+    """The training split and how many of its images an epoch sees (at least one batch, or a ValueError)."""
+    train = data_mod.load(dataset, "train")
+    samples = min(ft.max_samples or len(train), len(train))
+    if samples < ft.batch_size:
+        raise ValueError(
+            f"fine-tuning would see {samples} training images per epoch, fewer than one batch of "
+            f"{ft.batch_size}: raise finetune max_samples or lower batch_size"
+        )
+    return train, samples
+
+
+def _keep_masks(
+    model: nn.Module, masks: dict[str, torch.Tensor], tied: dict[str, QTensor], device: torch.device
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(weight, keep-mask on ``device``) of every masked layer whose weights are not tied to a codebook."""
+    weights = {n: cast(torch.Tensor, m.weight) for n, m in model.named_modules() if n in masks and n not in tied}
+    return [(w, masks[n].to(device, w.dtype)) for n, w in weights.items()]
 
 
 @torch.no_grad()
 def _round_bias_(module: nn.Module) -> None:
-    if getattr(module, "bias", None) is not None:
-        module.bias.copy_(module.bias.half().float())
+    bias = getattr(module, "bias", None)
+    if isinstance(bias, torch.Tensor):
+        bias.copy_(bias.half().float())
 
 
 class _Tie:
@@ -159,6 +224,7 @@ class _Tie:
     after-step update (centroid += mean/sum of its members' updates; members reset to it)."""
 
     def __init__(self, weight: torch.Tensor, q: QTensor, device: torch.device, reduce: str) -> None:
+        assert q.codebook is not None, "a tied layer is a k-means layer: it has a codebook"
         k, self.shape = q.codebook.shape[-1], tuple(q.codebook.shape)
         self.weight = weight
         self.centroids = q.codebook.detach().to(device, torch.float32).reshape(-1, k).clone()
@@ -189,8 +255,18 @@ class _Tie:
         return self.centroids.cpu().reshape(self.shape)
 
 
-def _fit(model: nn.Module, train, ft: FinetuneSpec, epochs: float, device: torch.device, masks, loss_fn,
-         progress: Progress | None, dataset: str, ties: Sequence[_Tie] = ()) -> list[dict]:
+def _fit(
+    model: nn.Module,
+    train,
+    ft: FinetuneSpec,
+    epochs: float,
+    device: torch.device,
+    masks,
+    loss_fn,
+    progress: Progress | None,
+    dataset: str,
+    ties: Sequence[_Tie] = (),
+) -> list[dict]:
     def reapply_masks() -> None:
         with torch.no_grad():
             for weight, keep in masks:
@@ -200,10 +276,22 @@ def _fit(model: nn.Module, train, ft: FinetuneSpec, epochs: float, device: torch
 
     reapply_masks()  # the weights already obey the masks; this makes it certain before training
     augment, augment_px = AUGMENT.get(dataset, ("shift", 0))
-    return fit(model, train.x.to(device), train.y.to(device), epochs=epochs, lr=ft.lr, batch_size=ft.batch_size,
-               seed=ft.seed, max_samples=ft.max_samples, loss_fn=loss_fn,
-               after_step=reapply_masks if masks or ties else None,
-               progress=progress, augment=augment, augment_px=augment_px, max_grad_norm=MAX_GRAD_NORM)
+    return fit(
+        model,
+        train.x.to(device),
+        train.y.to(device),
+        epochs=epochs,
+        lr=ft.lr,
+        batch_size=ft.batch_size,
+        seed=ft.seed,
+        max_samples=ft.max_samples,
+        loss_fn=loss_fn,
+        after_step=reapply_masks if masks or ties else None,
+        progress=progress,
+        augment=augment,
+        augment_px=augment_px,
+        max_grad_norm=MAX_GRAD_NORM,
+    )
 
 
 def _loss_fn(ft: FinetuneSpec, teacher: nn.Module, device: torch.device):

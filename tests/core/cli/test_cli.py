@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from compress_core.cli.main import CONTRACT_KEYS, main
+from compress_core.cli.evaluate import CONTRACT_KEYS
+from compress_core.cli.main import main
 from tests.conftest import ROOT
 
 

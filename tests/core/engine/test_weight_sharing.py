@@ -175,8 +175,8 @@ def test_dense_layers_with_fp32_codebooks_round_trip():
     chunks = []
     rec = encode_codebook("w", q.dequantize(), q, chunks)
     assert rec["layout"] == "dense" and rec["q"]["codebook"] == "float32"
-    rd = artifact.codec.Reader(memoryview(b"".join(chunks)))
-    value, got = artifact.codec.decode(rd, rec, "w")
+    rd = artifact.decoding.Reader(memoryview(b"".join(chunks)))
+    value, got = artifact.decoding.decode(rd, rec, "w")
     assert torch.equal(value, q.dequantize()) and torch.equal(got.codebook, q.codebook)
 
 
