@@ -102,7 +102,7 @@ def recipe_code(
         imports.append("from torch.nn.utils import prune")
     body = ["    " + line if line else "" for line in _body(recipe, t, imports)]
     ours = [i for i in imports if "compress_core" in i]
-    if SCATTER + "  # option-A shortcuts" in ours:
+    if SCATTER in ours:
         ours = [i for i in ours if i != "from compress_core.engine.prune.scatter import ChannelScatter"]
     theirs = sorted((i for i in imports if "compress_core" not in i), key=lambda i: (i.startswith("from"), i))
     imports = [*theirs, *ours]

@@ -172,7 +172,7 @@ def structured_lines(p: PruneSpec, t: Target, imports: list[str]) -> list[str]:
         ]
     build = "dg = tp.DependencyGraph().build_dependency(model, example_inputs=example)"
     if t.pad_shortcuts:
-        imports.append(SCATTER + "  # option-A shortcuts")
+        imports.append(SCATTER)  # the comment lines below say why
         lines += [
             "# Option-A shortcuts (F.pad) look element-wise to torch-pruning, which would join the 16-, 32- and",
             "# 64-channel residual streams into one wrong group: PruneScope swaps each for ChannelScatter (the",
