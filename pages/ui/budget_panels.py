@@ -140,6 +140,7 @@ def results(model_id: str) -> None:
 
 def _summary(sol: Solution) -> None:
     r, u = sol.result, sol.uniform_best
+    assert r is not None  # the caller shows the no-answer message instead
     c1, c2, c3 = st.columns(3)
     gain = None if u is None else f"{100 * (r['accuracy'] - u['accuracy']):+.2f} pp vs uniform"
     c1.metric("Answer: top-1 accuracy", f"{r['accuracy']:.2%}", gain)
@@ -157,6 +158,7 @@ def _summary(sol: Solution) -> None:
 
 
 def _predicted_table(sol: Solution) -> pd.DataFrame:
+    measured = sol.result or {}
     rows = []
     for key, what in (
         ("accuracy", "top-1 accuracy"),
@@ -164,7 +166,7 @@ def _predicted_table(sol: Solution) -> pd.DataFrame:
         ("macs", "MACs"),
         ("latency_ms_p50", "latency p50 (ms)"),
     ):
-        p, m, e = sol.predicted.get(key), sol.result.get(key), sol.prediction_error.get(key)
+        p, m, e = sol.predicted.get(key), measured.get(key), sol.prediction_error.get(key)
         rows.append({"quantity": what, "predicted": p, "measured": m, "error (measured - predicted)": e})
     return pd.DataFrame(rows)
 

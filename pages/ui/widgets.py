@@ -129,7 +129,7 @@ def metric_cards(res: dict, latency: Callable[[], None] | None = None) -> None:
     a, p, s, t = st.columns(4)
     with a.container(border=True):
         drop_pp = (res["accuracy"] - res["dense_accuracy"]) * 100
-        delta = "same as dense" if abs(drop_pp) < 0.05 else f"{drop_pp:+.1f} pp vs dense"
+        delta: str | None = "same as dense" if abs(drop_pp) < 0.05 else f"{drop_pp:+.1f} pp vs dense"
         st.metric("Top-1 accuracy", f"{res['accuracy'] * 100:.1f} %", delta, **_delta_style(delta, "normal"))
         agree = f" · agrees with dense on {res['agreement']:.1%}" if res.get("agreement") is not None else ""
         recovered = recovery_text(res)
@@ -206,7 +206,7 @@ def latency_card(res: dict, title: str = "CPU latency (p50)", note: str = "") ->
     noisy = bool(res.get("latency_noisy"))
     if speedup:
         change = (1 / speedup - 1) * 100
-        delta = "same as dense" if abs(change) < 0.5 else f"{change:+.0f} % vs dense"
+        delta: str | None = "same as dense" if abs(change) < 0.5 else f"{change:+.0f} % vs dense"
     else:
         delta = _pct_change(lat, res.get("dense_latency_ms_p50"))
     if noisy:
