@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import tempfile
@@ -31,26 +33,35 @@ def onnx_bytes(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
         model = model.graph
     else:
         model = model.eval()
-    with tempfile.TemporaryDirectory() as tmp:
+    try:
+        return export(model, torch.zeros(batch, *input_shape))
+    except Exception as exc:
+        first = next((line for line in str(exc).splitlines() if line.strip()), "no detail")
+        raise ValueError(
+            f"{type(exc).__name__}: {ANSI.sub('', first).strip()[:200]} "
+            "(torch.onnx.export could not convert this model)"
+        ) from exc
+
+
+def export(model: nn.Module, example: torch.Tensor, dynamic_batch: bool = False) -> bytes:
+    """The one ONNX exporter: ``torch.onnx.export(dynamo=True)`` of ``model`` on ``example``, weights inside
+    the file, input ``input`` and output ``logits``; with ``dynamic_batch`` the first dimension is the
+    symbolic ``batch`` (the runtimes' files, ``deploy.runtimes.onnx_file``). The exporter's own exception
+    goes on; its warnings and printed progress are kept off the caller's output."""
+    dynamic = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
         path = os.path.join(tmp, "model.onnx")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    model,
-                    (torch.zeros(batch, *input_shape),),
-                    path,
-                    dynamo=True,
-                    external_data=False,
-                    input_names=["input"],
-                    output_names=["logits"],
-                    verbose=False,
-                )
-        except Exception as exc:
-            first = next((line for line in str(exc).splitlines() if line.strip()), "no detail")
-            raise ValueError(
-                f"{type(exc).__name__}: {ANSI.sub('', first).strip()[:200]} "
-                "(torch.onnx.export could not convert this model)"
-            ) from exc
+        torch.onnx.export(
+            model,
+            (example,),
+            path,
+            dynamo=True,
+            external_data=False,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_shapes=dynamic,
+            verbose=False,
+        )
         with open(path, "rb") as fh:
             return fh.read()

@@ -1,6 +1,6 @@
 """ONNX export with a dynamic batch dimension, shared by the ONNX Runtime and OpenVINO adapters.
 
-``torch.onnx.export(dynamo=True)`` (the exporter ``compress_core.files.onnx`` uses too) with the
+``compress_core.files.onnx.export`` (the one ONNX exporter, ``torch.onnx.export(dynamo=True)``) with the
 weights inside the file; the graph's input is ``input`` (batch dimension ``batch``) and its output
 ``logits``. Exporting a ResNet takes seconds, so the last few exports are kept, keyed by the
 model's content (class, ``repr``, every state tensor's bytes) and input shape: deploying the same
@@ -9,19 +9,15 @@ model to two runtimes, or fp32 then int8, exports it once.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
-import os
-import tempfile
 import threading
-import warnings
 from collections import OrderedDict
 
 import torch
 from torch import nn
 
 from compress_core.deploy.runtimes.base import unsupported
+from compress_core.files import onnx
 
 _CACHE: OrderedDict[tuple, bytes] = OrderedDict()
 _CACHE_SIZE = 6
@@ -42,23 +38,7 @@ def content_key(model: nn.Module, input_shape: tuple[int, ...]) -> tuple:
 
 
 def _export(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
-    example = torch.zeros(EXAMPLE_BATCH, *input_shape)
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        path = os.path.join(tmp, "model.onnx")
-        torch.onnx.export(
-            model,
-            (example,),
-            path,
-            dynamo=True,
-            external_data=False,
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_shapes=({0: torch.export.Dim("batch")},),
-            verbose=False,
-        )
-        with open(path, "rb") as fh:
-            return fh.read()
+    return onnx.export(model, torch.zeros(EXAMPLE_BATCH, *input_shape), dynamic_batch=True)
 
 
 def onnx_model(model: nn.Module, input_shape: tuple[int, ...], runtime: str) -> bytes:
