@@ -1,1 +1,2 @@
-"""The bottom layer: plain records, the Recipe, threads, paired timing, lanes, paths and the machine's description (torch and nothing of ours)."""
+"""The bottom layer: plain records, the Recipe, measurement settings, threads, paired timing, lanes, paths and
+the machine's description (torch and nothing of ours)."""

@@ -29,6 +29,7 @@ from compress_core.base.recipe import (
     Recipe,
 )
 from compress_core.base.records import EVAL_MODES
+from compress_core.base.settings import MeasureSettings
 from compress_core.cli.models import CliError, workbench_for
 from compress_core.cli.solve import add_solve_parser, cmd_solve
 
@@ -243,8 +244,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
             save_artifact(comp, wb.artifact_id, args.save)
         result = _on_runtime(args, wb, recipe, comp) if args.runtime or args.save_deploy else wb.evaluate(
-            recipe, mode=args.eval, latency_batch=args.batch, compressed=comp,
-            latency_budget_s=args.latency_budget, measure_latency=not args.no_latency)
+            recipe, _measure_settings(args), compressed=comp)
     out = result.to_dict()
     if args.json:  # NaN (accuracy on unlabelled images) is not JSON: write null
         print(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}))
@@ -267,13 +267,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _on_runtime(args: argparse.Namespace, wb, recipe: Recipe, comp):
     """``evaluate --runtime`` (default torch) on that runtime's session; ``--save-deploy``: its file(s)."""
-    from compress_core.deploy import evaluate_on, save_deploy
+    from compress_core.deploy import RuntimeBench
 
-    rt = args.runtime or "torch"
+    rt, rb = args.runtime or "torch", RuntimeBench.of(wb)
     if args.save_deploy:  # first: a path that cannot be written fails before the measurement
-        written = save_deploy(wb, recipe, rt, args.save_deploy, args.batch, comp=comp)
+        written = rb.save(recipe, rt, args.save_deploy, args.batch, comp=comp)
         print(f"deploy       wrote {', '.join(written)}", file=sys.stderr)
-    return evaluate_on(wb, recipe, rt, args.eval, args.batch, None, args.latency_budget, comp, not args.no_latency)
+    return rb.on_runtime(recipe, rt, _measure_settings(args), compressed=comp)
+
+
+def _measure_settings(args: argparse.Namespace) -> MeasureSettings:
+    return MeasureSettings(args.eval, args.batch, None, args.latency_budget, not args.no_latency)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from functools import cache
 
 from compress_core.base.recipe import Recipe
 from compress_core.base.records import check_eval_mode
+from compress_core.base.settings import MeasureSettings
 
 ShouldStop = Callable[[], bool]
 
@@ -55,6 +56,10 @@ class Settings:
         budget = self.latency_budget_s
         if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget) or budget <= 0:
             raise ValueError(f"latency_budget_s must be a positive number of seconds; got {budget!r}")
+
+    def measure(self, threads: int | None = None) -> MeasureSettings:
+        """The settings each config is measured with (``threads``: this process's torch threads when None)."""
+        return MeasureSettings(self.mode, self.latency_batch, threads, self.latency_budget_s)
 
     @property
     def store_mode(self) -> str:
