@@ -51,6 +51,8 @@ class MeasureSettings:
 def settings_of(settings: MeasureSettings | None, legacy: dict[str, Any], where: str) -> MeasureSettings:
     """``settings`` (default ``MeasureSettings()``) with the old-style keyword arguments applied
     (``LEGACY``: ``mode=``, ``latency_batch=``, ...); a TypeError names an unknown one, as Python would."""
+    if settings is not None and not isinstance(settings, MeasureSettings):  # e.g. a mode where settings go
+        raise TypeError(f"{where}() takes MeasureSettings; got {type(settings).__name__} {settings!r}")
     unknown = sorted(set(legacy) - set(LEGACY))
     if unknown:
         raise TypeError(f"{where}() got an unexpected keyword argument {unknown[0]!r}")
