@@ -260,14 +260,12 @@ def artifact_file(model_id: str, recipe_json: str) -> bytes:
 
 def store_frame(model_id: str, mode: str, runtime: str = "torch") -> pd.DataFrame:
     """Stored sweep results of this model and eval mode (latency at batch 1) on ``runtime``, oldest first."""
-    from compress_core.study.executors import store_mode
-
-    mode = store_mode(mode, runtime)
     from compress_core.study.store import ResultStore
 
     with ResultStore() as store:
         df = store.frame(model_id)
-    return df[(df["mode"] == mode) & (df["latency_batch"] == LATENCY_BATCH)].reset_index(drop=True)
+    keep = (df["mode"] == mode) & (df["runtime"] == runtime) & (df["latency_batch"] == LATENCY_BATCH)
+    return df[keep].reset_index(drop=True)
 
 
 def run_sweep(

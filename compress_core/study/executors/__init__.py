@@ -10,7 +10,7 @@ anything else is a Ray address. ``sweep.run_sweep`` and ``sweep.measure_recipes`
 
 from __future__ import annotations
 
-from compress_core.study.executors.base import WHERE_FIELDS, Executor, Outcome, Settings, stamped, store_mode, where
+from compress_core.study.executors.base import WHERE_FIELDS, Executor, Outcome, Settings, stamped, where
 from compress_core.study.executors.local import InProcessExecutor
 from compress_core.study.executors.ray_exec import ADDRESS_ENV, INSTALL_HINT, RayExecutor, ray_address, ray_missing
 
@@ -28,7 +28,6 @@ __all__ = [
     "ray_address",
     "ray_missing",
     "stamped",
-    "store_mode",
     "where",
 ]
 

@@ -61,16 +61,6 @@ class Settings:
         """The settings each config is measured with (``threads``: this process's torch threads when None)."""
         return MeasureSettings(self.mode, self.latency_batch, threads, self.latency_budget_s)
 
-    @property
-    def store_mode(self) -> str:
-        """The results store's mode key: the eval mode, with ``@runtime`` for a deployment runtime, so rows
-        measured on another runtime never overwrite (or stand in for) eager PyTorch's."""
-        return store_mode(self.mode, self.runtime)
-
-
-def store_mode(mode: str, runtime: str = "torch") -> str:
-    return mode if runtime == "torch" else f"{mode}@{runtime}"
-
 
 @dataclass(frozen=True)
 class Outcome:

@@ -16,7 +16,6 @@ from compress_core.base.records import Progress
 from compress_core.base.settings import MeasureSettings
 from compress_core.bench.workbench import Workbench
 from compress_core.deploy.bench import RuntimeBench
-from compress_core.study.executors import store_mode
 from compress_core.study.solver.budget import Budget, SearchSpace, meets, violations
 from compress_core.study.solver.reuse import final_held, timed_here
 from compress_core.study.store import ResultStore
@@ -70,10 +69,9 @@ def measure_all(
         **extra,
     )
     runtime = extra.get("runtime", "torch")
-    key = store_mode(mode, runtime)  # rows measured on a deployment runtime are stored under their own mode
     out, settings = [], MeasureSettings(mode, budget.batch)
     for r in recipes:
-        res = store.get(wb.model_id, r.to_json(), key, budget.batch) if store is not None else None
+        res = store.get(wb.model_id, r.to_json(), mode, budget.batch, runtime) if store is not None else None
         if res is not None and not timed_here(res, budget):  # timed on another thread count: time it here
             res = None
             if tally is not None:
