@@ -1,7 +1,7 @@
 """Measure a saved artefact file the way Explore measures a recipe.
 
 ``evaluate_artifact(path)`` loads a ``.psz`` file (``compress_core.files.artifact``) and runs the loaded
-model through a ``pipeline.Workbench`` whose size is the file's size on disk: accuracy against the
+model through a ``Workbench`` whose size is the file's size on disk: accuracy against the
 dense model, parameters, MACs and latency, as one ``records.Result``.
 """
 

@@ -358,7 +358,7 @@ class Workbench:
         (``timing.better``: quiet beats noisy, then the smaller spread) for it and its structure.
 
         ``previous`` is the result to improve on (default: the cached one, else a fresh evaluation)."""
-        s = settings_of(settings, legacy, "remeasure").resolved()
+        s = settings_of(settings, legacy, "remeasure").replace(latency=True).resolved()  # it times: always
         if previous is not None:
             self.remember(previous, s)
         old = self.evaluate(recipe, s, progress)
