@@ -202,7 +202,7 @@ def masked_size_bytes(model_id: str, recipe_json: str) -> int:
     return inspect.state_dict_size_bytes(compressed(model_id, Recipe.from_json(recipe_json)))
 
 
-def _progress_in_place(label: str) -> tuple[Progress, Callable[[], None]]:
+def _progress_in_place(label: str) -> tuple[Progress, Callable[[], object]]:
     """A progress bar created here (inside a cached function it replays as nothing: it is emptied)."""
     slot = st.empty()
     bar = slot.progress(0.0, text=label)

@@ -200,7 +200,7 @@ def latency_card(model_id: str, recipe: Recipe, mode: str, res: dict) -> None:
             st.rerun()  # landed on a tick: one full rerun, so the other panels see it; the timer stops
         if key == "torch":
             widgets.latency_card(res, "Latency p50 · PyTorch eager", "" if why.startswith("selected") else why)
-        elif rt is None:
+        elif rt is None or key is None:  # a result comes only with its runtime's key
             where = "finding the fastest runtime" if key is None else f"measuring on {label(key)}"
             widgets.latency_card(
                 res,
