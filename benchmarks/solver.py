@@ -32,9 +32,10 @@ import torch
 from compress_core.base import machine
 from compress_core.base.paths import cache_dir
 from compress_core.base.recipe import Recipe
+from compress_core.base.settings import MeasureSettings
 from compress_core.base.threads import configure_threads
 from compress_core.bench.workbench import Workbench
-from compress_core.study.executors import store_mode
+from compress_core.deploy import RuntimeBench
 from compress_core.study.solver import Budget, SearchSpace, solve
 from compress_core.study.solver.reuse import describe
 from compress_core.study.store import ResultStore
@@ -46,11 +47,10 @@ def dense_latency(wb: Workbench, store: ResultStore, runtime: str = "torch") -> 
     """The dense latency the solver itself compares with: its stored row on ``runtime`` when there is one timed
     at this thread count (a fresh timing on this shared machine can differ from it by half), else a new
     measurement (which the store keeps)."""
-    key = store_mode("quick", runtime)
-    row = store.get(wb.model_id, Recipe().to_json(), key, 1)
+    row = store.get(wb.model_id, Recipe().to_json(), "quick", 1, runtime)
     if row is None or not row.get("latency_ms_p50") or row.get("latency_threads") != torch.get_num_threads():
-        fresh = wb.evaluate(Recipe(), "quick", runtime=runtime).to_dict()
-        row = store.put(wb.model_id, Recipe().to_json(), key, 1, fresh)
+        fresh = RuntimeBench.of(wb).evaluate(Recipe(), runtime, MeasureSettings("quick")).to_dict()
+        row = store.put(wb.model_id, Recipe().to_json(), "quick", 1, fresh, runtime=runtime)
         if row.get("latency_threads") != torch.get_num_threads():  # the store kept an older timing
             row = fresh
     return float(row["latency_ms_p50"])
@@ -64,7 +64,7 @@ def latency_runtimes(wb: Workbench, names: str, threads: int) -> list[tuple[str,
     out: dict[str, str] = {}
     for name in (n.strip() for n in names.split(",") if n.strip()):
         if name == "auto":
-            key, why = fastest_runtime(wb, batch=1, threads=threads)
+            key, why = fastest_runtime(RuntimeBench.of(wb), batch=1, threads=threads)
         else:
             reason = available().get(name, f"unknown runtime; choose auto or one of {', '.join(available())}")
             if reason is not None:

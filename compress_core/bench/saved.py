@@ -1,7 +1,7 @@
 """Measure a saved artefact file the way Explore measures a recipe.
 
 ``evaluate_artifact(path)`` loads a ``.psz`` file (``compress_core.files.artifact``) and runs the loaded
-model through a ``pipeline.Workbench`` whose size is the file's size on disk: accuracy against the
+model through a ``Workbench`` whose size is the file's size on disk: accuracy against the
 dense model, parameters, MACs and latency, as one ``records.Result``.
 """
 
@@ -11,6 +11,7 @@ import os
 from dataclasses import replace
 
 from compress_core.base.records import SIZE_ARTIFACT, Compressed, Result
+from compress_core.base.settings import MeasureSettings
 from compress_core.bench.workbench import Workbench
 from compress_core.files.artifact import load_artifact
 
@@ -36,14 +37,8 @@ def evaluate_artifact(
     """Load the file and measure the loaded model (accuracy vs the dense model, size on disk, latency)."""
     loaded = load_artifact(path)
     wb = _FileWorkbench(loaded.model_id, os.path.getsize(path))
-    result = wb.evaluate(
-        loaded.recipe,
-        mode=mode,
-        latency_batch=latency_batch,
-        latency_budget_s=latency_budget_s,
-        measure_latency=measure_latency,
-        compressed=loaded.to_compressed(),
-    )
+    settings = MeasureSettings(mode, latency_batch, None, latency_budget_s, measure_latency)
+    result = wb.evaluate(loaded.recipe, settings, compressed=loaded.to_compressed())
     if not loaded.meta.get("float_weights", True) and isinstance(loaded.meta.get("params_nonzero"), int):
         result = replace(
             result,

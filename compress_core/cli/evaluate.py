@@ -11,6 +11,7 @@ from typing import Any
 
 from compress_core.base.recipe import Recipe
 from compress_core.base.records import EVAL_MODES
+from compress_core.base.settings import MeasureSettings
 from compress_core.cli.common import keys, positive_int, progress_bar
 from compress_core.cli.models import CliError, workbench_for
 from compress_core.cli.recipe_args import add_recipe_args, recipe_from_args
@@ -103,14 +104,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         result = (
             _on_runtime(args, wb, recipe, comp)
             if args.runtime or args.save_deploy
-            else wb.evaluate(
-                recipe,
-                mode=args.eval,
-                latency_batch=args.batch,
-                compressed=comp,
-                latency_budget_s=args.latency_budget,
-                measure_latency=not args.no_latency,
-            )
+            else wb.evaluate(recipe, _measure_settings(args), compressed=comp)
         )
     out = result.to_dict()
     if args.json:  # NaN (accuracy on unlabelled images) is not JSON: write null
@@ -149,10 +143,14 @@ def _print_result(out: dict[str, Any]) -> None:
 
 def _on_runtime(args: argparse.Namespace, wb: Any, recipe: Recipe, comp: Any) -> Any:
     """``evaluate --runtime`` (default torch) on that runtime's session; ``--save-deploy``: its file(s)."""
-    from compress_core.deploy import evaluate_on, save_deploy
+    from compress_core.deploy import RuntimeBench
 
-    rt = args.runtime or "torch"
+    rt, rb = args.runtime or "torch", RuntimeBench.of(wb)
     if args.save_deploy:  # first: a path that cannot be written fails before the measurement
-        written = save_deploy(wb, recipe, rt, args.save_deploy, args.batch, comp=comp)
+        written = rb.save(recipe, rt, args.save_deploy, args.batch, comp=comp)
         print(f"deploy       wrote {', '.join(written)}", file=sys.stderr)
-    return evaluate_on(wb, recipe, rt, args.eval, args.batch, None, args.latency_budget, comp, not args.no_latency)
+    return rb.on_runtime(recipe, rt, _measure_settings(args), compressed=comp)
+
+
+def _measure_settings(args: argparse.Namespace) -> MeasureSettings:
+    return MeasureSettings(args.eval, args.batch, None, args.latency_budget, not args.no_latency)

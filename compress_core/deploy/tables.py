@@ -5,41 +5,47 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+import torch
 
 from compress_core.base.recipe import MAX_SPARSITY, Recipe
 from compress_core.base.records import Progress
-from compress_core.deploy.results import runtime_result
-from compress_core.deploy.runtimes import RuntimeUnsupported
-from compress_core.deploy.sessions import (
-    ACROSS_COLUMNS,
-    RUNTIME_KEYS,
-    STAIRCASE,
-    Bench,
-    available,
-    latency_on,
-    resolve_threads,
-    session,
-    vs_eager,
-)
+from compress_core.base.settings import MeasureSettings
+from compress_core.deploy.bench import RuntimeBench
+from compress_core.deploy.runtimes import RUNTIMES, RuntimeUnsupported, available_runtimes
 from compress_core.engine import measure
+
+RUNTIME_KEYS = tuple(RUNTIMES)
+STAIRCASE = (1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25)  # fractions of channels kept
+ACROSS_COLUMNS = [
+    "runtime",
+    "latency_ms_p50",
+    "latency_ms_iqr",
+    "speedup",
+    "speedup_vs_eager",
+    "accuracy",
+    "agreement",
+    "deploy_file_bytes",
+    "latency_kernels",
+    "deploy_s",
+    "error",
+]
+
+
+def available() -> dict[str, str | None]:
+    """Every runtime key with None (usable here) or the one-line reason it is not."""
+    return available_runtimes()
 
 
 # -- tables -----------------------------------------------------------------------------------------
 def across_runtimes(
-    wb: Bench,
-    recipe: Recipe,
-    mode: str = "quick",
-    batch: int = 1,
-    threads: int | None = None,
-    budget_s: float = 0.3,
-    progress: Progress | None = None,
+    rb: RuntimeBench, recipe: Recipe, settings: MeasureSettings | None = None, progress: Progress | None = None
 ) -> pd.DataFrame:
     """One row per registered runtime: the recipe's latency, speed-ups, accuracy and file bytes there."""
     rows = []
     for i, key in enumerate(RUNTIME_KEYS):
         if progress is not None:
             progress(i / len(RUNTIME_KEYS), f"{key}")
-        r = runtime_result(wb, recipe, key, mode, batch, threads, budget_s)
+        r = rb.result(recipe, key, settings)
         rows.append(
             {c: r.get(c) if c != "deploy_s" else (r.get("seconds") or {}).get("deploy_s") for c in ACROSS_COLUMNS}
             | {"runtime": key}
@@ -48,7 +54,7 @@ def across_runtimes(
 
 
 def staircase(
-    wb: Bench,
+    rb: RuntimeBench,
     recipe: Recipe,
     runtime: str,
     fractions: tuple[float, ...] = STAIRCASE,
@@ -62,7 +68,8 @@ def staircase(
     runtime's dense fp32, kernels, error. Structured recipes only."""
     if recipe.prune.kind != "structured":
         raise ValueError(f"a latency staircase needs a structured recipe (channels removed); got {recipe.label()}")
-    threads = resolve_threads(threads)
+    threads = threads or torch.get_num_threads()
+    wb = rb.wb
     dense_macs = measure.count_macs(wb.model, tuple(wb.spec.input_shape))
     rows = []
     for i, f in enumerate(fractions):
@@ -78,8 +85,8 @@ def staircase(
             if runtime == "torch":
                 pair, kernels = wb.latency_of(comp.model, comp.kernels, batch, threads, budget_s)
             else:
-                dep = session(wb, r, runtime, batch, threads, comp)
-                pair, kernels = latency_on(wb, r, dep, comp, runtime, budget_s), dep.kernels
+                dep = rb.session(r, runtime, batch, threads, comp)
+                pair, kernels = rb.timings.latency_on(r.quant.int8, dep, comp, runtime, budget_s), dep.kernels
             row.update(
                 latency_ms_p50=pair.ms_p50,
                 latency_ms_iqr=pair.ms_iqr,
@@ -106,10 +113,12 @@ def staircase(
     return pd.DataFrame(rows, columns=cols)
 
 
-def fastest_runtime(wb: Bench, batch: int = 1, threads: int | None = None, budget_s: float = 0.3) -> tuple[str, str]:
+def fastest_runtime(
+    rb: RuntimeBench, batch: int = 1, threads: int | None = None, budget_s: float = 0.3
+) -> tuple[str, str]:
     """(runtime key, a sentence why): the runtime whose dense fp32 runs fastest here at ``batch`` and
     ``threads``, each timed paired with eager PyTorch dense fp32 once per process."""
-    threads = resolve_threads(threads)
+    threads = threads or torch.get_num_threads()
     speed: dict[str, float] = {}
     skipped = []
     for key, reason in available().items():
@@ -117,7 +126,7 @@ def fastest_runtime(wb: Bench, batch: int = 1, threads: int | None = None, budge
             skipped.append(f"{key} not usable ({reason})")
             continue
         try:
-            speed[key] = vs_eager(wb, key, batch, threads, budget_s)[0]
+            speed[key] = rb.timings.vs_eager(key, batch, threads, budget_s)[0]
         except RuntimeUnsupported as exc:
             skipped.append(str(exc))
     best = max(speed, key=lambda k: speed[k])

@@ -18,6 +18,7 @@ import torch
 
 from compress_core.base.recipe import PruneSpec, QuantSpec, Recipe
 from compress_core.base.records import Progress
+from compress_core.base.settings import MeasureSettings
 from compress_core.bench.workbench import Workbench
 from compress_core.engine import measure
 from compress_core.engine.prune import PRUNERS
@@ -71,12 +72,12 @@ def layer_sensitivity(
         name, s = recipe.prune.layer_sparsity[0]
         if progress is not None:
             progress(i / len(recipes), f"pruning {name} to {s:.0%}")
-        res = wb.evaluate(recipe, mode=mode, measure_latency=False)
+        res = wb.evaluate(recipe, MeasureSettings(mode, latency=False))
         module = dict(layers)[name]
         rows.append(
             {
                 "layer": name,
-                "params": module.weight.numel(),
+                "params": module.weight.numel(),  # type: ignore[operator]  # nn.Module attributes type as Tensor | Module
                 "sparsity": s,
                 "accuracy": res.accuracy,
                 "accuracy_drop": res.dense_accuracy - res.accuracy,
@@ -104,14 +105,14 @@ def bit_sensitivity(
     layers = prunable_layers(work, skip=())
     rows, total, done = [], len(layers) * len(specs), 0
     for name, module in layers:
-        original = module.weight.detach().clone()
+        original = module.weight.detach().clone()  # type: ignore[operator]  # as above
         for spec in specs:
             if progress is not None:
                 progress(done / total, f"quantizing {name} to {spec.bits} bits")
             quantize_weights_([(name, module)], spec)
             acc = measure.accuracy(measure.predictions(work, data), data.y, reference)
             with torch.no_grad():
-                module.weight.copy_(original)
+                module.weight.copy_(original)  # type: ignore[operator]  # as above
             rows.append(
                 {
                     "layer": name,

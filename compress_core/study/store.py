@@ -1,7 +1,10 @@
 """Results on disk: one SQLite table of measured Results, so sweeps resume instead of recomputing.
 
-Each row is keyed by (model_id, recipe_json, mode, latency_batch) and holds the whole
-``pipeline.Result`` as JSON, a few indexed columns for querying, and ``created_at``.
+Each row is keyed by (model_id, recipe_json, mode, runtime, latency_batch) and holds the whole
+``Result`` as JSON, a few indexed columns for querying, and ``created_at``. The mode is the evaluation set
+(``quick``/``full``), the runtime the one latency and accuracy were measured on (``torch``: eager PyTorch).
+Schema version 1 wrote the runtime into the mode (``quick@openvino``); such a file is migrated to version 2
+when it is opened, in one transaction, every row kept.
 
 Re-measuring. Accuracy, parameters and sizes are deterministic; latency is not. ``put`` over an
 existing row therefore keeps the *better-quality* latency measurement of the two (``timing.better``:
@@ -38,95 +41,13 @@ from compress_core.base.recipe import Recipe
 from compress_core.base.records import EVAL_MODES
 from compress_core.base.timing import LATENCY_FIELDS, better
 from compress_core.study.executors.base import WHERE_FIELDS
+from compress_core.study.rows import COLUMNS, ID_COLUMNS, result_row, rows_frame
 
-SCHEMA_VERSION = 1
+__all__ = ["COLUMNS", "ID_COLUMNS", "MODES", "SCHEMA_VERSION", "ResultStore", "StoreError", "result_row", "rows_frame"]
+
+SCHEMA_VERSION = 2  # 2: a runtime column; version 1 named it in the mode (``quick@openvino``), migrated on open
 MODES = EVAL_MODES
 
-# The wide table shared by ``ResultStore.frame`` and ``sweep.run_sweep``: one row per recipe.
-ID_COLUMNS = [
-    "model",
-    "recipe_json",
-    "label",
-    "kind",
-    "criterion",
-    "scope",
-    "sparsity",
-    "bits",
-    "int8",
-    "recovery",
-    "mode",
-]
-FLOAT_COLUMNS = [
-    "accuracy",
-    "accuracy_oneshot",  # without the recipe's post-training recovery (None when it has none)
-    "recovery_s",
-    "accuracy_ci_low",
-    "accuracy_ci_high",
-    "agreement",
-    "dense_accuracy",
-    "compression_ratio",
-    "latency_ms_p50",
-    "latency_ms_iqr",
-    "dense_latency_ms_p50",
-    "speedup",
-    "speedup_spread",
-    "latency_load",
-]
-INT_COLUMNS = [
-    "eval_samples",
-    "params_total",
-    "params_nonzero",
-    "dense_params",
-    "macs",
-    "dense_macs",
-    "size_bytes",
-    "dense_size_bytes",
-    "latency_batch",
-    "latency_threads",
-    "dense_artifact_bytes",
-    "attempts",
-]
-# Where a row was measured (``executors.where``); rows stored before these existed read as missing.
-WHERE_COLUMNS = list(WHERE_FIELDS)
-TEXT_COLUMNS = ["eval_set", "size_method", "latency_kernels", "simulated", "latency_note", *WHERE_COLUMNS]
-BOOL_COLUMNS = ["int8", "latency_noisy", "cached"]
-COLUMNS = [
-    *ID_COLUMNS,
-    "eval_set",
-    "eval_samples",
-    "accuracy",
-    "accuracy_oneshot",
-    "recovery_s",
-    "accuracy_ci_low",
-    "accuracy_ci_high",
-    "agreement",
-    "dense_accuracy",
-    "params_total",
-    "params_nonzero",
-    "dense_params",
-    "macs",
-    "dense_macs",
-    "size_bytes",
-    "dense_size_bytes",
-    "size_method",
-    "compression_ratio",
-    "latency_ms_p50",
-    "latency_ms_iqr",
-    "latency_batch",
-    "latency_threads",
-    "latency_kernels",
-    "dense_latency_ms_p50",
-    "speedup",
-    "simulated",
-    "speedup_spread",
-    "latency_noisy",
-    "latency_load",
-    "latency_note",
-    "dense_artifact_bytes",
-    *WHERE_COLUMNS,
-    "attempts",
-    "cached",
-]
 # A latency measurement and where it was taken are kept or replaced together (``ResultStore.put``).
 _MEASURED_TOGETHER = (*LATENCY_FIELDS, "latency_threads", *WHERE_FIELDS)
 
@@ -135,6 +56,7 @@ CREATE TABLE IF NOT EXISTS results (
     model_id TEXT NOT NULL,
     recipe_json TEXT NOT NULL,
     mode TEXT NOT NULL,
+    runtime TEXT NOT NULL DEFAULT 'torch',
     latency_batch INTEGER NOT NULL,
     kind TEXT,
     sparsity REAL,
@@ -144,10 +66,28 @@ CREATE TABLE IF NOT EXISTS results (
     latency_ms_p50 REAL,
     result_json TEXT NOT NULL,
     created_at TEXT NOT NULL,
-    PRIMARY KEY (model_id, recipe_json, mode, latency_batch)
+    PRIMARY KEY (model_id, recipe_json, mode, runtime, latency_batch)
 );
-CREATE INDEX IF NOT EXISTS results_by_model ON results (model_id, mode, kind);
+CREATE INDEX IF NOT EXISTS results_by_model ON results (model_id, mode, runtime, kind);
 """
+_STORED = (
+    "model_id, recipe_json, mode, runtime, latency_batch, kind, sparsity, bits, accuracy, size_bytes, "
+    "latency_ms_p50, result_json, created_at"
+)
+# Version 1 rows, with the runtime split off the mode: ``quick@openvino`` -> (``quick``, ``openvino``).
+_FROM_V1 = (
+    """
+INSERT INTO results ("""
+    + _STORED
+    + """)
+SELECT model_id, recipe_json,
+    CASE WHEN instr(mode, '@') > 0 THEN substr(mode, 1, instr(mode, '@') - 1) ELSE mode END,
+    CASE WHEN instr(mode, '@') > 0 THEN substr(mode, instr(mode, '@') + 1) ELSE 'torch' END,
+    latency_batch, kind, sparsity, bits, accuracy, size_bytes, latency_ms_p50, result_json, created_at
+FROM results_v1 ORDER BY rowid
+"""
+)
+_WHERE_KEY = "model_id=? AND recipe_json=? AND mode=? AND runtime=? AND latency_batch=?"
 _KEY_COLUMNS = {"model_id", "recipe_json", "mode", "latency_batch", "result_json", "created_at"}
 
 
@@ -155,51 +95,12 @@ class StoreError(ValueError):
     """The results store cannot be opened, written or read; the message says which file and what to do."""
 
 
-def result_row(result: dict, recipe_json: str, mode: str, cached: bool) -> dict:
-    """Flatten a ``Result.to_dict()`` into one row of the wide table (``COLUMNS``)."""
-    recipe = Recipe.from_json(recipe_json)
-    row = {
-        "model": result.get("model"),
-        "recipe_json": recipe_json,
-        "label": recipe.label(),
-        "kind": recipe.prune.kind,
-        "criterion": recipe.prune.criterion,
-        "scope": recipe.prune.scope,
-        "sparsity": recipe.prune.sparsity,
-        "bits": recipe.quant.bits,
-        "int8": recipe.quant.int8,
-        "recovery": recipe.recovery,
-        "mode": mode,
-    }
-    for name in FLOAT_COLUMNS + INT_COLUMNS + TEXT_COLUMNS:
-        row[name] = result.get(name)
-    row["simulated"] = "; ".join(result.get("simulated") or [])
-    row["latency_note"] = result.get("latency_note") or ""
-    row["latency_noisy"] = bool(result.get("latency_noisy"))
-    row["cached"] = bool(cached)
-    return row
-
-
-def rows_frame(rows: list[dict]) -> pd.DataFrame:
-    """The wide DataFrame with fixed columns and dtypes (missing measurements are NaN)."""
-    df = pd.DataFrame(rows, columns=COLUMNS)
-    for name in [*FLOAT_COLUMNS, "sparsity"]:
-        df[name] = pd.to_numeric(df[name], errors="coerce").astype("float64")
-    for name in [*INT_COLUMNS, "bits"]:
-        df[name] = pd.to_numeric(df[name], errors="coerce")
-        if not df[name].isna().any():
-            df[name] = df[name].astype("int64")
-    for name in BOOL_COLUMNS:
-        df[name] = df[name].fillna(False).astype(bool)
-    return df
-
-
 def _finite_or_none(value: object) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 class ResultStore:
-    """Measured Results keyed by (model_id, recipe_json, mode, latency_batch). Thread-safe."""
+    """Measured Results keyed by (model_id, recipe_json, mode, runtime, latency_batch). Thread-safe."""
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path).expanduser() if path is not None else cache_dir() / "results.sqlite"
@@ -245,7 +146,7 @@ class ResultStore:
             self._conn.execute("PRAGMA busy_timeout = 30000")
             # Read-only checks first, so a file that is not ours is refused before anything is written.
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
+            if version not in (0, 1, SCHEMA_VERSION):
                 raise StoreError(
                     f"{self.path} was written by a newer PruneScope (schema {version}, this build reads "
                     f"{SCHEMA_VERSION}); it was left untouched: set COMPRESS_CACHE_DIR to another folder"
@@ -261,7 +162,29 @@ class ResultStore:
             if str(mode).lower() != "wal":
                 raise self._unwritable(f"the file system refused write-ahead logging (journal mode {mode})")
             self._conn.execute("PRAGMA synchronous = FULL")
+            if columns and "runtime" not in columns:
+                self._migrate_v1()
             self._conn.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+
+    def _migrate_v1(self) -> None:
+        """A version-1 table (the runtime inside the mode) rewritten as version 2 in one transaction: every row
+        kept, in its order. Re-checked under the write lock, so two processes opening one file migrate it once."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if "runtime" not in {r[1] for r in conn.execute("PRAGMA table_info(results)")}:
+                conn.execute("ALTER TABLE results RENAME TO results_v1")
+                conn.execute("DROP INDEX IF EXISTS results_by_model")  # it moved with the table
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(_FROM_V1)
+                conn.execute("DROP TABLE results_v1")
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def _run(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self._lock:
@@ -273,31 +196,35 @@ class ResultStore:
                 raise self._error(exc) from None
 
     @staticmethod
-    def _key(model_id: str, recipe_json: str, mode: str, latency_batch: int) -> tuple[str, str, str, int]:
+    def _key(
+        model_id: str, recipe_json: str, mode: str, latency_batch: int, runtime: str = "torch"
+    ) -> tuple[str, str, str, str, int]:
         if not isinstance(model_id, str) or not model_id:
             raise ValueError(f"model_id must be a non-empty string; got {model_id!r}")
         from compress_core.deploy.runtimes import RUNTIMES  # here, not at the top: the runtimes package imports torch
 
-        eval_mode, _, runtime = mode.partition("@") if isinstance(mode, str) else (mode, "", "")
-        if eval_mode not in MODES or (runtime and runtime not in RUNTIMES):
-            raise ValueError(
-                f"mode must be one of {', '.join(MODES)}, optionally @runtime ({', '.join(RUNTIMES)}); got {mode!r}"
-            )
+        if mode not in MODES:
+            said = f" (the runtime is its own argument: runtime={mode.partition('@')[2]!r})" if "@" in str(mode) else ""
+            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}{said}")
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}")
         if isinstance(latency_batch, bool) or not isinstance(latency_batch, int) or latency_batch < 1:
             raise ValueError(f"latency_batch must be a positive integer; got {latency_batch!r}")
         canonical = Recipe.from_json(recipe_json).to_json()  # equal recipes share one key
-        return model_id, canonical, mode, latency_batch
+        return model_id, canonical, mode, runtime, latency_batch
 
     # -- API ----------------------------------------------------------------------------------
-    def put(self, model_id: str, recipe_json: str, mode: str, latency_batch: int, result: dict) -> dict:
+    def put(
+        self, model_id: str, recipe_json: str, mode: str, latency_batch: int, result: dict, runtime: str = "torch"
+    ) -> dict:
         """Insert or replace one finished result, keeping the better latency measurement of the new
         and the stored one (module docstring); committed (durable) when this returns. Returns the row
         as stored."""
-        key = self._key(model_id, recipe_json, mode, latency_batch)
+        key = self._key(model_id, recipe_json, mode, latency_batch, runtime)
         if not isinstance(result, dict):
             raise ValueError(f"result must be a dict (Result.to_dict()); got {type(result).__name__}")
         with self._lock:
-            old = self.get(model_id, recipe_json, mode, latency_batch)
+            old = self.get(model_id, recipe_json, mode, latency_batch, runtime)
             if old is not None and not better(result, old):
                 result = {
                     **{k: v for k, v in result.items() if k not in _MEASURED_TOGETHER},
@@ -306,12 +233,12 @@ class ResultStore:
             self._write(key, result)
         return result
 
-    def _write(self, key: tuple[str, str, str, int], result: dict) -> None:
+    def _write(self, key: tuple[str, str, str, str, int], result: dict) -> None:
         recipe = Recipe.from_json(key[1])
         payload = json.dumps(result, sort_keys=True)
         created = datetime.now(UTC).isoformat(timespec="microseconds")
         self._run(
-            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO results ({_STORED}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 *key,
                 recipe.prune.kind,
@@ -325,32 +252,30 @@ class ResultStore:
             ),
         )
 
-    def get(self, model_id: str, recipe_json: str, mode: str, latency_batch: int) -> dict | None:
+    def get(
+        self, model_id: str, recipe_json: str, mode: str, latency_batch: int, runtime: str = "torch"
+    ) -> dict | None:
         rows = self._run(
-            "SELECT result_json FROM results WHERE model_id=? AND recipe_json=? AND mode=? AND latency_batch=?",
-            self._key(model_id, recipe_json, mode, latency_batch),
+            f"SELECT result_json FROM results WHERE {_WHERE_KEY}",
+            self._key(model_id, recipe_json, mode, latency_batch, runtime),
         )
         return self._decode(rows[0][0]) if rows else None
 
-    def has(self, model_id: str, recipe_json: str, mode: str, latency_batch: int) -> bool:
-        return bool(
-            self._run(
-                "SELECT 1 FROM results WHERE model_id=? AND recipe_json=? AND mode=? AND latency_batch=?",
-                self._key(model_id, recipe_json, mode, latency_batch),
-            )
-        )
+    def has(self, model_id: str, recipe_json: str, mode: str, latency_batch: int, runtime: str = "torch") -> bool:
+        key = self._key(model_id, recipe_json, mode, latency_batch, runtime)
+        return bool(self._run(f"SELECT 1 FROM results WHERE {_WHERE_KEY}", key))
 
     def frame(self, model_id: str | None = None) -> pd.DataFrame:
         """Every stored result (of one model, if given) as the wide table, oldest first."""
-        sql = "SELECT recipe_json, mode, result_json FROM results"
+        sql = "SELECT recipe_json, mode, runtime, result_json FROM results"
         params: tuple = ()
         if model_id is not None:
             sql, params = sql + " WHERE model_id=?", (model_id,)
         rows = []
-        for rj, mode, text in self._run(sql + " ORDER BY created_at, rowid", params):
+        for rj, mode, runtime, text in self._run(sql + " ORDER BY created_at, rowid", params):
             result = self._decode(text)
             try:
-                rows.append(result_row(result, rj, mode, cached=True))
+                rows.append(result_row(result, rj, mode, cached=True, runtime=runtime))
             except ValueError as exc:  # e.g. a recipe written by another version
                 raise StoreError(
                     f"{self.path} holds a result for {result.get('model')!r} whose recipe this build "

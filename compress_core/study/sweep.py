@@ -108,7 +108,7 @@ def _outcomes(
     todo = []
     for i, recipe in enumerate(recipes):
         stored = (
-            store.get(model_id, recipe.to_json(), settings.store_mode, settings.latency_batch)
+            store.get(model_id, recipe.to_json(), settings.mode, settings.latency_batch, settings.runtime)
             if store is not None
             else None
         )
@@ -130,7 +130,8 @@ def _outcomes(
             for out in stream:
                 i = todo[out.index]
                 if out.result is not None and store is not None:
-                    store.put(model_id, recipes[i].to_json(), settings.store_mode, settings.latency_batch, out.result)
+                    key = (model_id, recipes[i].to_json(), settings.mode, settings.latency_batch)
+                    store.put(*key, out.result, runtime=settings.runtime)
                 yield i, out.result, False, out.error
     finally:
         if owned:
@@ -164,8 +165,8 @@ def run_sweep(
     (``"local"``, ``"auto"``, ``"host:6379"``, ``"ray://host:10001"``) or an ``executors.Executor``
     (left open for the caller to reuse). Configs lost to dying workers after every retry have no row;
     ``df.attrs["failed"]`` lists them (``recipe_json``, ``label``, ``error``, ``attempts``).
-    ``runtime``: measure on that deployment runtime (``Workbench.evaluate``'s); its rows are stored under
-    the mode ``quick@onnxruntime`` etc. (``executors.store_mode``), apart from eager PyTorch's.
+    ``runtime``: measure on that deployment runtime (``deploy.RuntimeBench.evaluate``); its rows say so in
+    their ``runtime`` column and are stored under it, apart from eager PyTorch's.
     """
     settings = _settings(model_id, mode, latency_batch, latency_budget_s, workbench, executor, runtime)
     recipes = list(recipes)
@@ -179,7 +180,7 @@ def run_sweep(
             if result is None:
                 failed.append({"recipe_json": recipe_json, "label": recipes[i].label(), "error": error})
                 continue
-            rows[i] = result_row(result, recipe_json, settings.store_mode, cached=cached)
+            rows[i] = result_row(result, recipe_json, settings.mode, cached=cached, runtime=settings.runtime)
             if on_result is not None:
                 on_result(len(rows), len(recipes), rows[i])
     df = rows_frame([rows[i] for i in sorted(rows)])

@@ -20,6 +20,7 @@ import streamlit as st
 
 from compress_core.base.recipe import Recipe
 from compress_core.base.records import Progress
+from compress_core.base.settings import MeasureSettings
 from compress_core.base.threads import configure_threads
 from compress_core.bench import layers as inspect
 from compress_core.bench.workbench import Compressed, Workbench
@@ -31,7 +32,8 @@ from . import catalogue
 log = logging.getLogger("prunescope.app")
 LATENCY_BUDGET_S = 0.2  # per measured structure; latency is reused between recipes of equal structure
 # Every result the dashboard shows is timed at batch 1 on the process's torch threads (``startup_threads``);
-# ``evaluate``, ``peek`` and ``remember`` must agree on both, since the Workbench keys its cache by them.
+# ``evaluate``, ``peek`` and ``remember`` must agree on both, since the Workbench keys its cache by them:
+# they all measure with ``settings(mode)``.
 LATENCY_BATCH = 1
 # Every position of Explore's sparsity slider (step 5 %): the background fill of the curve is
 # also a prefetch, so once it is done every slider position of this method is instant.
@@ -72,9 +74,14 @@ def warm_up(model_id: str, mode: str) -> None:
     _warm().add((model_id, mode))
 
 
+def settings(mode: str) -> MeasureSettings:
+    """How the dashboard measures in ``mode``: batch ``LATENCY_BATCH``, ``LATENCY_BUDGET_S`` per structure."""
+    return MeasureSettings(mode, LATENCY_BATCH, budget_s=LATENCY_BUDGET_S)
+
+
 def peek(model_id: str, recipe: Recipe, mode: str) -> dict | None:
     """The result if it was computed already (by any session), else None. Never computes."""
-    hit = workbench(model_id).peek(recipe, mode, latency_batch=LATENCY_BATCH)
+    hit = workbench(model_id).peek(recipe, settings(mode))
     return None if hit is None else hit.to_dict()
 
 
@@ -87,18 +94,7 @@ def result(model_id: str, recipe: Recipe, mode: str, progress: Progress | None =
     """``Result.to_dict()`` for the recipe, computed once per (model, recipe, mode) per process. With
     ``oneshot=False`` a recipe with recovery comes back without its one-shot accuracy unless that is cached
     (``Workbench.evaluate``): Explore shows the recovered cards first and asks for it afterwards."""
-    return (
-        workbench(model_id)
-        .evaluate(
-            recipe,
-            mode=mode,
-            latency_batch=LATENCY_BATCH,
-            latency_budget_s=LATENCY_BUDGET_S,
-            progress=progress,
-            oneshot=oneshot,
-        )
-        .to_dict()
-    )
+    return workbench(model_id).evaluate(recipe, settings(mode), progress, oneshot=oneshot).to_dict()
 
 
 def oneshot_missing(recipe: Recipe, res: dict) -> bool:
@@ -112,11 +108,7 @@ def remeasure(model_id: str, recipe: Recipe, mode: str, progress: Progress | Non
     from compress_core.study.executors import stamped
     from compress_core.study.store import ResultStore
 
-    res = (
-        workbench(model_id)
-        .remeasure(recipe, mode=mode, latency_batch=LATENCY_BATCH, latency_budget_s=LATENCY_BUDGET_S, progress=progress)
-        .to_dict()
-    )
+    res = workbench(model_id).remeasure(recipe, settings(mode), progress).to_dict()
     try:
         with ResultStore() as store:
             if store.has(model_id, recipe.to_json(), mode, LATENCY_BATCH):  # stamped: measured on this server
@@ -129,7 +121,7 @@ def remeasure(model_id: str, recipe: Recipe, mode: str, progress: Progress | Non
 def remember(model_id: str, mode: str, stored: dict) -> None:
     """Share a result measured elsewhere (a stored sweep row) with Explore, its curve and Compare."""
     try:
-        workbench(model_id).remember(stored, mode, latency_batch=LATENCY_BATCH)
+        workbench(model_id).remember(stored, settings(mode))
     except (KeyError, TypeError, ValueError):  # a row written by another version: measured again when asked
         log.warning("stored result of %s not reused", model_id, exc_info=True)
 
@@ -210,7 +202,7 @@ def masked_size_bytes(model_id: str, recipe_json: str) -> int:
     return inspect.state_dict_size_bytes(compressed(model_id, Recipe.from_json(recipe_json)))
 
 
-def _progress_in_place(label: str) -> tuple[Progress, Callable[[], None]]:
+def _progress_in_place(label: str) -> tuple[Progress, Callable[[], object]]:
     """A progress bar created here (inside a cached function it replays as nothing: it is emptied)."""
     slot = st.empty()
     bar = slot.progress(0.0, text=label)
@@ -268,14 +260,12 @@ def artifact_file(model_id: str, recipe_json: str) -> bytes:
 
 def store_frame(model_id: str, mode: str, runtime: str = "torch") -> pd.DataFrame:
     """Stored sweep results of this model and eval mode (latency at batch 1) on ``runtime``, oldest first."""
-    from compress_core.study.executors import store_mode
-
-    mode = store_mode(mode, runtime)
     from compress_core.study.store import ResultStore
 
     with ResultStore() as store:
         df = store.frame(model_id)
-    return df[(df["mode"] == mode) & (df["latency_batch"] == LATENCY_BATCH)].reset_index(drop=True)
+    keep = (df["mode"] == mode) & (df["runtime"] == runtime) & (df["latency_batch"] == LATENCY_BATCH)
+    return df[keep].reset_index(drop=True)
 
 
 def run_sweep(

@@ -2,11 +2,11 @@
 runtime charts (latency staircase, the same recipe on every runtime).
 
 Exporting and compiling a new structure for ONNX Runtime, OpenVINO or ExecuTorch takes longer than a
-slider move may, so runtime results are computed by one worker *process* per server (``_jobs``; see
-``compress_core.deploy.worker`` for why not a thread), never in the script thread: until a result
-lands, the latency card shows the eager PyTorch number marked *provisional*, and a fragment polls the
-job (``POLL_S``) and then triggers one full rerun so every panel (the size chart's deployable file)
-sees it. The numbers come from ``compress_core.deploy``; this module only schedules and places them.
+slider move may, so runtime results are computed by one worker *process* per server (``_jobs``, a
+``compress_core.deploy.worker.RuntimeJobs``: its docstring says why not a thread), never in the script
+thread: until a result lands, the latency card shows the eager PyTorch number marked *provisional*, and
+a fragment polls the job (``POLL_S``) and then triggers one full rerun so every panel (the size chart's
+deployable file) sees it. The numbers come from ``compress_core.deploy``; this module only schedules and places them.
 Uploaded models stay on eager PyTorch here (the worker rebuilds zoo models only); the CLI measures
 them on every runtime (``evaluate --upload FILE --runtime R``).
 """
@@ -14,28 +14,22 @@ them on every runtime (``evaluate --upload FILE --runtime R``).
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
-import signal
-import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from concurrent.futures import Future
+from contextlib import AbstractContextManager
 
 import streamlit as st
 
 from compress_core import deploy as deployment
 from compress_core.base.recipe import Recipe
-from compress_core.deploy import worker as remote_runtime
 from compress_core.deploy.runtimes import RUNTIMES
+from compress_core.deploy.worker import RuntimeJobs
 from compress_core.present import plots
 
 from . import cache, catalogue, state
 
 log = logging.getLogger("prunescope.app")
 POLL_S = 1.0
-WORKER_NICE = 10  # the runtime worker's scheduling priority below the server's
 AUTO = "auto"
 LABELS = {AUTO: "Fastest here (measured)", **RUNTIMES.labels()}  # each runtime's label is its registered class's
 DEFAULT_ENV = "PRUNESCOPE_DEFAULT_RUNTIME"  # the selector's default: auto (the fastest measured) or a runtime key
@@ -43,76 +37,14 @@ SHORT = {"torch": "PyTorch eager", "onnxruntime": "ONNX RT", "openvino": "OpenVI
 UPLOADS = "uploaded models are measured on eager PyTorch here; use evaluate --upload FILE --runtime R"
 
 
-class _Jobs:
-    """One worker process; each job once per key (later calls get the same future, its result or its error
-    kept: a job that failed is not retried on every rerun). Jobs lost with a dead worker run again."""
-
-    def __init__(self) -> None:
-        self._pool = self._new_pool()
-        self._futures: dict[tuple, Future] = {}
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _new_pool() -> ProcessPoolExecutor:
-        # niced: on a small machine the user's next slider move wins the CPU over a background export
-        return ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=os.nice, initargs=(WORKER_NICE,)
-        )
-
-    def submit(self, key: tuple, fn: Callable, *args: object) -> Future:
-        with self._lock:
-            fut = self._futures.get(key)
-            if fut is None or (fut.done() and isinstance(fut.exception(), BrokenProcessPool)):
-                try:
-                    fut = self._pool.submit(fn, *args)
-                except (BrokenProcessPool, RuntimeError):  # the worker died (e.g. out of memory): start another
-                    self._pool = self._new_pool()
-                    fut = self._pool.submit(fn, *args)
-                self._futures[key] = fut
-                if len(self._futures) > 512:  # forget the oldest finished jobs (the worker still caches them)
-                    for k in [k for k, f in self._futures.items() if f.done()][:256]:
-                        self._futures.pop(k, None)
-            return fut
-
-    def pause(self) -> list[int]:
-        """Stop the worker process (SIGSTOP) while the user's own measurement runs; returns what to resume."""
-        procs = getattr(self._pool, "_processes", None) or {}  # the executor's worker processes by pid
-        paused = []
-        for pid in list(procs):
-            try:
-                os.kill(pid, signal.SIGSTOP)
-                paused.append(pid)
-            except (OSError, AttributeError):  # gone already, or no signals here (Windows)
-                continue
-        return paused
-
-    @staticmethod
-    def resume(pids: list[int]) -> None:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except OSError:
-                continue
-
-
 @st.cache_resource(max_entries=1, show_spinner=False)
-def _jobs() -> _Jobs:
-    return _Jobs()
+def _jobs() -> RuntimeJobs:
+    return RuntimeJobs()
 
 
-@contextmanager
-def foreground() -> Iterator[None]:
-    """Around the user's own measurement (a slider move): the runtime worker is paused, so on a small
-    machine the move gets every core and the background export carries on afterwards."""
-    if not hasattr(signal, "SIGSTOP"):
-        yield
-        return
-    jobs = _jobs()
-    pids = jobs.pause()
-    try:
-        yield
-    finally:
-        jobs.resume(pids)
+def foreground() -> AbstractContextManager[None]:
+    """Around the user's own measurement (a slider move): the runtime worker is paused (``RuntimeJobs.paused``)."""
+    return _jobs().paused()
 
 
 def label(key: str) -> str:
@@ -163,10 +95,6 @@ def selector(model_id: str) -> None:
     )
 
 
-def _fastest(model_id: str) -> Future:
-    return _jobs().submit(("fastest", model_id), remote_runtime.fastest_runtime, model_id, cache.LATENCY_BATCH)
-
-
 def resolved(model_id: str) -> tuple[str | None, str]:
     """(runtime key, why) for the selection; (None, message) while 'fastest' is still being measured."""
     choice = st.session_state.get(state.W_RUNTIME, default_choice())
@@ -177,7 +105,7 @@ def resolved(model_id: str) -> tuple[str | None, str]:
         return choice, f"selected: {label(choice)}"
     if catalogue.is_upload(model_id):
         return "torch", f"PyTorch eager ({UPLOADS})"
-    fut = _fastest(model_id)
+    fut = _jobs().fastest(model_id, cache.LATENCY_BATCH)
     if not fut.done():
         return None, "timing every runtime's dense model once to find the fastest…"
     try:
@@ -188,18 +116,13 @@ def resolved(model_id: str) -> tuple[str | None, str]:
     return key, f"fastest here: {why}"
 
 
-def _job(model_id: str, recipe: Recipe, runtime: str, mode: str) -> Future:
-    args = (model_id, recipe.to_json(), runtime, mode, cache.LATENCY_BATCH)
-    return _jobs().submit(("result", *args), remote_runtime.runtime_result, *args)
-
-
 def current(model_id: str, recipe: Recipe, mode: str) -> tuple[dict | None, str | None, str]:
     """(runtime result or None while pending, runtime key or None, why) for Explore's recipe; starts the
     background job when needed. Eager PyTorch results are the Workbench's own (no job)."""
     key, why = resolved(model_id)
     if key is None or key == "torch":
         return None, key, why
-    fut = _job(model_id, recipe, key, mode)
+    fut: Future = _jobs().result(model_id, recipe, key, mode, cache.LATENCY_BATCH)
     if fut.done():
         try:
             return fut.result(), key, why
@@ -224,26 +147,19 @@ def deploy_bytes(model_id: str, recipe: Recipe, mode: str) -> tuple[str, int] | 
     return label(key or "torch"), int(res["deploy_file_bytes"])
 
 
-def _wait(key: tuple, fn: Callable, *args: object):
-    """Run a job on the worker and wait for it (a button's measurement, under a spinner)."""
-    return _jobs().submit(key, fn, *args).result()
-
-
 def staircase_frame(model_id: str, recipe: Recipe, runtime: str):
-    args = (model_id, recipe.to_json(), runtime, cache.LATENCY_BATCH)
-    return _wait(("staircase", *args), remote_runtime.staircase, *args)
+    """The latency staircase, measured on the worker (a button's measurement, waited for under a spinner)."""
+    return _jobs().staircase(model_id, recipe, runtime, cache.LATENCY_BATCH).result()
 
 
 def across_frame(model_id: str, recipe: Recipe, mode: str):
-    args = (model_id, recipe.to_json(), mode, cache.LATENCY_BATCH)
-    df = _wait(("across", *args), remote_runtime.across_runtimes, *args)
+    df = _jobs().across(model_id, recipe, mode, cache.LATENCY_BATCH).result()
     return df.assign(runtime_label=df["runtime"].map(label))
 
 
 def deploy_files(model_id: str, recipe: Recipe, runtime: str) -> dict[str, bytes] | str:
     """The deployable file(s) of the recipe on ``runtime`` (Export), or the runtime's one-line refusal."""
-    args = (model_id, recipe.to_json(), runtime, cache.LATENCY_BATCH)
-    return _wait(("files", *args), remote_runtime.deploy_files, *args)
+    return _jobs().files(model_id, recipe, runtime, cache.LATENCY_BATCH).result()
 
 
 def _measured_note(rt: dict, key: str, why: str) -> str:
@@ -279,7 +195,7 @@ def latency_card(model_id: str, recipe: Recipe, mode: str, res: dict) -> None:
             st.rerun()  # landed on a tick: one full rerun, so the other panels see it; the timer stops
         if key == "torch":
             widgets.latency_card(res, "Latency p50 · PyTorch eager", "" if why.startswith("selected") else why)
-        elif rt is None:
+        elif rt is None or key is None:  # a result comes only with its runtime's key
             where = "finding the fastest runtime" if key is None else f"measuring on {label(key)}"
             widgets.latency_card(
                 res,

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import pytest
 
 from compress_core.base.recipe import Recipe
+from compress_core.base.settings import MeasureSettings
 from pages.ui import cache, explore_panels, widgets
 
 from .conftest import new_app, texts, url_recipe
@@ -18,7 +19,7 @@ from .conftest import new_app, texts, url_recipe
 
 def _plain(recipe: Recipe):
     """The same recipe's own evaluation without recovery (what the one-shot number is), if measured."""
-    return cache.workbench("lenet5-mnist").peek(recipe.with_recovery("none"), "quick", measure_latency=False)
+    return cache.workbench("lenet5-mnist").peek(recipe.with_recovery("none"), MeasureSettings(latency=False))
 
 
 def test_the_cards_come_first_and_the_one_shot_fills_in_after(app, monkeypatch: pytest.MonkeyPatch):

@@ -51,6 +51,7 @@ def test_a_sweep_on_a_deployment_runtime_is_stored_and_shown_apart(app, tmp_path
     assert "on ONNX Runtime" in texts(app.success)
     assert "Showing the rows measured on ONNX Runtime" in texts(app.caption)
     with ResultStore() as store:
-        assert set(store.frame("lenet5-mnist")["mode"]) == {"quick@onnxruntime"}
+        stored = store.frame("lenet5-mnist")
+        assert set(stored["mode"]) == {"quick"} and set(stored["runtime"]) == {"onnxruntime"}
     app.selectbox(key="sweep_runtime").set_value("torch").run()  # eager PyTorch's rows: none measured yet
     assert "No stored results for this model" in texts(app.info)

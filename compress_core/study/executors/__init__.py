@@ -18,7 +18,6 @@ from compress_core.study.executors.base import (
     Settings,
     register,
     stamped,
-    store_mode,
     where,
 )
 from compress_core.study.executors.local import InProcessExecutor
@@ -39,7 +38,6 @@ __all__ = [
     "ray_missing",
     "register",
     "stamped",
-    "store_mode",
     "where",
 ]
 

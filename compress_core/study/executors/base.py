@@ -32,6 +32,7 @@ from functools import cache
 from compress_core.base.recipe import Recipe
 from compress_core.base.records import check_eval_mode
 from compress_core.base.registry import Registry
+from compress_core.base.settings import MeasureSettings
 
 ShouldStop = Callable[[], bool]
 
@@ -61,15 +62,9 @@ class Settings:
         if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget) or budget <= 0:
             raise ValueError(f"latency_budget_s must be a positive number of seconds; got {budget!r}")
 
-    @property
-    def store_mode(self) -> str:
-        """The results store's mode key: the eval mode, with ``@runtime`` for a deployment runtime, so rows
-        measured on another runtime never overwrite (or stand in for) eager PyTorch's."""
-        return store_mode(self.mode, self.runtime)
-
-
-def store_mode(mode: str, runtime: str = "torch") -> str:
-    return mode if runtime == "torch" else f"{mode}@{runtime}"
+    def measure(self, threads: int | None = None) -> MeasureSettings:
+        """The settings each config is measured with (``threads``: this process's torch threads when None)."""
+        return MeasureSettings(self.mode, self.latency_batch, threads, self.latency_budget_s)
 
 
 @dataclass(frozen=True)

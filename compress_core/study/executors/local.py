@@ -11,6 +11,7 @@ from collections.abc import Callable, Generator, Sequence
 
 from compress_core.base.recipe import Recipe
 from compress_core.bench.workbench import Workbench
+from compress_core.deploy.bench import RuntimeBench
 from compress_core.deploy.runtimes.base import RuntimeUnsupported
 from compress_core.study.executors.base import Executor, Outcome, Settings, ShouldStop, register, stamped
 
@@ -41,13 +42,7 @@ class InProcessExecutor(Executor):
             if should_stop is not None and should_stop():
                 return
             try:
-                result = self.bench(model_id).evaluate(
-                    recipe,
-                    mode=settings.mode,
-                    latency_batch=settings.latency_batch,
-                    latency_budget_s=settings.latency_budget_s,
-                    runtime=settings.runtime,
-                )
+                result = RuntimeBench.of(self.bench(model_id)).evaluate(recipe, settings.runtime, settings.measure())
             except RuntimeUnsupported as exc:  # this runtime cannot take this config: a failed row, not a dead sweep
                 yield Outcome(index, None, error=str(exc))
                 continue

@@ -17,6 +17,7 @@ from compress_core.base.lru import LRU
 from compress_core.base.recipe import Recipe
 from compress_core.base.threads import configure_threads
 from compress_core.bench.workbench import Workbench
+from compress_core.deploy.bench import RuntimeBench
 from compress_core.deploy.runtimes.base import RuntimeUnsupported
 from compress_core.study.executors.base import Settings, stamped
 
@@ -40,18 +41,11 @@ def measure_group(
     asked for, so workers sharing a machine do not oversubscribe it); ``(index, stamped result, "")`` each,
     or ``(index, None, why)`` for a config the sweep's runtime cannot take (the others still measured)."""
     configure_threads(threads)
-    wb = bench(model_id)
+    rb, measure = RuntimeBench.of(bench(model_id)), settings.measure(torch.get_num_threads())
     out: list[tuple[int, dict | None, str]] = []
     for index, recipe_json in items:
         try:
-            result = wb.evaluate(
-                Recipe.from_json(recipe_json),
-                mode=settings.mode,
-                latency_batch=settings.latency_batch,
-                threads=torch.get_num_threads(),
-                latency_budget_s=settings.latency_budget_s,
-                runtime=settings.runtime,
-            )
+            result = rb.evaluate(Recipe.from_json(recipe_json), settings.runtime, measure)
         except RuntimeUnsupported as exc:
             out.append((index, None, str(exc)))
             continue

@@ -13,8 +13,9 @@ import inspect
 
 from compress_core.base.recipe import Recipe
 from compress_core.base.records import Progress
+from compress_core.base.settings import MeasureSettings
 from compress_core.bench.workbench import Workbench
-from compress_core.study.executors import store_mode
+from compress_core.deploy.bench import RuntimeBench
 from compress_core.study.solver.budget import Budget, SearchSpace, meets, violations
 from compress_core.study.solver.reuse import final_held, timed_here
 from compress_core.study.store import ResultStore
@@ -68,17 +69,16 @@ def measure_all(
         **extra,
     )
     runtime = extra.get("runtime", "torch")
-    key = store_mode(mode, runtime)  # rows measured on a deployment runtime are stored under their own mode
-    out = []
+    out, settings = [], MeasureSettings(mode, budget.batch)
     for r in recipes:
-        res = store.get(wb.model_id, r.to_json(), key, budget.batch) if store is not None else None
+        res = store.get(wb.model_id, r.to_json(), mode, budget.batch, runtime) if store is not None else None
         if res is not None and not timed_here(res, budget):  # timed on another thread count: time it here
             res = None
             if tally is not None:
                 tally["retimed"] = tally.get("retimed", 0) + 1
         if res is None:
-            hit = wb.peek(r, mode, budget.batch) if runtime == "torch" else None
-            res = hit.to_dict() if hit is not None else wb.evaluate(r, mode, budget.batch, runtime=runtime).to_dict()
+            hit = wb.peek(r, settings) if runtime == "torch" else None
+            res = (hit if hit is not None else RuntimeBench.of(wb).evaluate(r, runtime, settings)).to_dict()
         out.append(res)
     return out
 

@@ -1,7 +1,7 @@
 """What the results store already holds that the solver can use instead of measuring it again.
 
-The store is keyed by (model, recipe JSON, mode, latency batch); the mode names the runtime
-(``quick@openvino``, ``executors.store_mode``) and the recipe holds its recovery. So a stored row, a
+The store is keyed by (model, recipe JSON, mode, runtime, latency batch) and the recipe holds its
+recovery. So a stored row, a
 sweep's (``run_sweep``, the Sweep page) or an earlier solve's, stands in for one of the solver's
 measurements exactly when it is the same recipe with the same recovery, measured on the same evaluation
 set, on the same runtime, at the same batch, and, under a latency limit, timed on as many threads as this
@@ -27,7 +27,6 @@ from __future__ import annotations
 import torch
 
 from compress_core.base.recipe import Recipe
-from compress_core.study.executors import store_mode
 from compress_core.study.solver.budget import Budget, SearchSpace
 from compress_core.study.store import ResultStore
 from compress_core.study.sweep import grid
@@ -73,16 +72,15 @@ def stored_uniform(
     at its batch, other than ``known``; sorted by kind, scope, sparsity and bits (not by when they were stored)."""
     if store is None:
         return []
-    key = store_mode(mode, budget.runtime)
     frame = store.frame(model_id)
     seen = {r.to_json() for r in known}
     out: dict[str, Recipe] = {}
-    for text in frame.loc[frame["mode"] == key, "recipe_json"]:
+    for text in frame.loc[(frame["mode"] == mode) & (frame["runtime"] == budget.runtime), "recipe_json"]:
         recipe = Recipe.from_json(text)
         canonical = recipe.to_json()
         if canonical in seen or canonical in out or not is_uniform(recipe, space, recovery):
             continue
-        row = store.get(model_id, canonical, key, budget.batch)
+        row = store.get(model_id, canonical, mode, budget.batch, budget.runtime)
         if row is not None and timed_here(row, budget):
             out[canonical] = recipe
     ordered = sorted(
@@ -98,10 +96,9 @@ def final_held(
     uniform rows), usable as it is."""
     if store is None:
         return []
-    key = store_mode(mode, budget.runtime)
     out = []
     for i in indices:
-        row = store.get(model_id, recipes[i].to_json(), key, budget.batch)
+        row = store.get(model_id, recipes[i].to_json(), mode, budget.batch, budget.runtime)
         if row is not None and timed_here(row, budget):
             out.append(i)
     return out

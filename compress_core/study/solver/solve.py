@@ -12,7 +12,7 @@
    test set). Every measurement goes through ``run_sweep`` into the ``ResultStore`` when one is given, so a
    repeated solve reads them back; the one-layer profile rows go to a store file of their own beside it.
    A sweep's rows are read the same way (``reuse``): grid rows it measured with the same recipe, recovery,
-   mode (``quick@runtime`` on a deployment runtime) and batch are not measured again, and its other uniform
+   mode, runtime and batch are not measured again, and its other uniform
    rows of the search space join the grid, the noise map and the latency fit. ``Solution.reuse`` counts them.
 
 Same inputs, same recipe: every step is seeded or exhaustive, ties broken by order.

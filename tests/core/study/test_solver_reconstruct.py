@@ -9,6 +9,7 @@ import copy
 import torch
 
 from compress_core.base.recipe import PruneSpec, QuantSpec, Recipe
+from compress_core.base.settings import MeasureSettings
 from compress_core.bench.workbench import Workbench
 from compress_core.engine.prune.layers import prunable_layers
 from compress_core.engine.recover import recover_
@@ -54,6 +55,7 @@ def test_reconstruct_fits_each_layer_on_its_own_bits_and_is_not_worse():
 def test_a_mixed_bit_recipe_evaluates_with_reconstruct():
     wb = Workbench(MODEL)
     recipe = _mixed(wb)
-    none = wb.evaluate(recipe, "full", measure_latency=False)
-    rec = wb.evaluate(recipe.with_recovery("reconstruct"), "full", measure_latency=False)
+    full = MeasureSettings("full", latency=False)
+    none = wb.evaluate(recipe, full)
+    rec = wb.evaluate(recipe.with_recovery("reconstruct"), full)
     assert rec.accuracy >= none.accuracy - 0.003

@@ -49,7 +49,7 @@ def test_rows_of_another_mode_runtime_batch_or_recovery_are_not_reused(tmp_path)
     mine = grid(["unstructured"], [0.8], [4])[0]
     with ResultStore(tmp_path / "r.sqlite") as store:
         store.put(MODEL, mine.to_json(), "full", 1, _row(0.5))  # another evaluation set
-        store.put(MODEL, mine.to_json(), "quick@onnxruntime", 1, _row(0.5))  # another runtime
+        store.put(MODEL, mine.to_json(), "quick", 1, _row(0.5), runtime="onnxruntime")  # another runtime
         store.put(MODEL, mine.to_json(), "quick", 8, _row(0.5))  # another latency batch
         store.put(MODEL, mine.with_recovery("reconstruct").to_json(), "quick", 1, _row(0.5))  # another recovery
         store.put("lenet300-mnist", mine.to_json(), "quick", 1, _row(0.5))  # another model
@@ -60,7 +60,7 @@ def test_rows_of_another_mode_runtime_batch_or_recovery_are_not_reused(tmp_path)
         assert stored_uniform(store, MODEL, SPACE, "none", budget, []) == [mine]
         assert stored_uniform(store, MODEL, SPACE, "none", budget, [mine]) == []  # already in the grid
         on_ort = Budget(max_size_bytes=10_000, runtime="onnxruntime")
-        assert held(store, MODEL, [mine], "quick", on_ort) == 1  # the runtime's own rows: quick@onnxruntime
+        assert held(store, MODEL, [mine], "quick", on_ort) == 1  # the runtime's own rows
 
 
 def test_under_a_latency_limit_rows_timed_on_other_threads_are_not_reused(tmp_path):

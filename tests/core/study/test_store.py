@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -272,3 +273,85 @@ def test_frame_carries_the_noisy_verdict_and_spread(store):
     df = store.frame("lenet5-mnist")
     assert df["latency_noisy"].tolist() == [True, False] and df["latency_noisy"].dtype == bool
     assert df["speedup_spread"].iloc[0] == 0.2 and df["latency_note"].iloc[0].startswith("machine busy")
+
+
+# The version-1 schema exactly as compress_core/study/store.py wrote it: the runtime inside the mode.
+_V1_SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    model_id TEXT NOT NULL,
+    recipe_json TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    latency_batch INTEGER NOT NULL,
+    kind TEXT,
+    sparsity REAL,
+    bits INTEGER,
+    accuracy REAL,
+    size_bytes INTEGER,
+    latency_ms_p50 REAL,
+    result_json TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (model_id, recipe_json, mode, latency_batch)
+);
+CREATE INDEX IF NOT EXISTS results_by_model ON results (model_id, mode, kind);
+"""
+
+
+def _v1_file(path, rows: list[tuple[str, str, str, int, float]]) -> None:
+    """A results file as version 1 wrote it: (model, recipe JSON, mode such as ``quick@openvino``, batch, accuracy)."""
+    con = sqlite3.connect(path)
+    con.executescript(f"BEGIN; {_V1_SCHEMA} PRAGMA user_version = 1; COMMIT;")
+    for i, (model, rj, mode, batch, acc) in enumerate(rows):
+        runtime = mode.partition("@")[2] or "torch"
+        payload = json.dumps({**_result(acc), "runtime": runtime}, sort_keys=True)
+        con.execute(
+            "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (model, rj, mode, batch, "unstructured", 0.5, 32, acc, 1000, None, payload, f"2026-01-01T00:00:{i:02d}"),
+        )
+    con.commit()
+    con.close()
+
+
+def test_a_version_1_file_is_migrated_on_open_and_loses_no_row(tmp_path):
+    path = tmp_path / "results.sqlite"
+    rows = [
+        ("lenet5-mnist", HALF.to_json(), "quick", 1, 0.91),
+        ("lenet5-mnist", HALF.to_json(), "quick@openvino", 1, 0.92),  # the same recipe on another runtime
+        ("lenet5-mnist", HALF.to_json(), "full@onnxruntime", 1, 0.93),
+        ("lenet5-mnist", HALF.to_json(), "quick@openvino", 8, 0.94),  # and at another batch
+        ("lenet5-mnist", DENSE.to_json(), "full", 1, 0.95),
+        ("lenet300-mnist", DENSE.to_json(), "quick@executorch", 1, 0.96),
+    ]
+    _v1_file(path, rows)
+    with ResultStore(path) as store:
+        assert len(store) == len(rows)
+        for model, rj, old_mode, batch, acc in rows:
+            mode, _, runtime = old_mode.partition("@")
+            got = store.get(model, rj, mode, batch, runtime or "torch")
+            assert got is not None and got["accuracy"] == acc and got["runtime"] == (runtime or "torch"), old_mode
+        frame = store.frame()
+        assert list(frame["accuracy"]) == [r[4] for r in rows], "every row, in the order it was written"
+        assert list(frame["mode"]) == ["quick", "quick", "full", "quick", "full", "quick"]
+        assert list(frame["runtime"]) == ["torch", "openvino", "onnxruntime", "openvino", "torch", "executorch"]
+        assert not store.has("lenet5-mnist", HALF.to_json(), "quick", 8), "the eager row at batch 8 never existed"
+        store.put("lenet5-mnist", DENSE.to_json(), "quick", 1, _result(0.97), runtime="openvino")  # writes work
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert "runtime" in {r[1] for r in con.execute("PRAGMA table_info(results)")}
+    assert {r[0] for r in con.execute("SELECT name FROM sqlite_master")} >= {"results", "results_by_model"}
+    assert "results_v1" not in {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+    con.close()
+    with ResultStore(path) as store:  # opening a migrated file again changes nothing
+        assert len(store) == len(rows) + 1
+        runtimes = ["torch", "openvino", "onnxruntime", "openvino", "torch", "executorch"]
+        assert list(store.frame()["runtime"]) == [*runtimes, "openvino"]
+
+
+def test_the_runtime_is_part_of_the_key_and_not_of_the_mode(store):
+    store.put("lenet5-mnist", HALF.to_json(), "quick", 1, _result(0.9), runtime="onnxruntime")
+    assert not store.has("lenet5-mnist", HALF.to_json(), "quick", 1)  # eager PyTorch's row is another one
+    assert store.get("lenet5-mnist", HALF.to_json(), "quick", 1, "onnxruntime") == _result(0.9)
+    assert list(store.frame()["runtime"]) == ["onnxruntime"] and list(store.frame()["mode"]) == ["quick"]
+    with pytest.raises(ValueError, match="runtime='openvino'"):
+        store.put("lenet5-mnist", HALF.to_json(), "quick@openvino", 1, _result(0.9))
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        store.get("lenet5-mnist", HALF.to_json(), "quick", 1, "tpu")
