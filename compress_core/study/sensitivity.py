@@ -77,7 +77,7 @@ def layer_sensitivity(
         rows.append(
             {
                 "layer": name,
-                "params": module.weight.numel(),  # type: ignore[operator]  # nn.Module attributes type as Tensor | Module
+                "params": module.weight.numel(),
                 "sparsity": s,
                 "accuracy": res.accuracy,
                 "accuracy_drop": res.dense_accuracy - res.accuracy,
@@ -105,14 +105,14 @@ def bit_sensitivity(
     layers = prunable_layers(work, skip=())
     rows, total, done = [], len(layers) * len(specs), 0
     for name, module in layers:
-        original = module.weight.detach().clone()  # type: ignore[operator]  # as above
+        original = module.weight.detach().clone()
         for spec in specs:
             if progress is not None:
                 progress(done / total, f"quantizing {name} to {spec.bits} bits")
             quantize_weights_([(name, module)], spec)
             acc = measure.accuracy(measure.predictions(work, data), data.y, reference)
             with torch.no_grad():
-                module.weight.copy_(original)  # type: ignore[operator]  # as above
+                module.weight.copy_(original)
             rows.append(
                 {
                     "layer": name,

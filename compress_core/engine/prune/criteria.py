@@ -44,7 +44,7 @@ from compress_core.engine.prune.group_stats import (
     stats_importance,
     taylor_stats,
 )
-from compress_core.engine.prune.layers import Layers
+from compress_core.engine.prune.layers import Layers, Prunable
 
 
 class Criterion:
@@ -172,7 +172,9 @@ class Taylor(Criterion):
             for x, y in calib.labelled:
                 model.zero_grad(set_to_none=True)
                 F.cross_entropy(model(x), y).backward()
-                for s, (_, m) in zip(scores, layers, strict=True):
+                for s, (name, m) in zip(scores, layers, strict=True):
+                    if m.weight.grad is None:
+                        raise ValueError(f"taylor needs a gradient for {name}, which the loss does not reach")
                     s += (m.weight.detach() * m.weight.grad).abs()
         finally:
             model.zero_grad(set_to_none=True)
@@ -257,12 +259,12 @@ def _input_norms(model: nn.Module, layers: Layers, batches: Sequence[torch.Tenso
     return {n: torch.stack(v).sum(0).sqrt() for n, v in seen.items()}
 
 
-def _wanda(m: nn.Module, norm: torch.Tensor) -> torch.Tensor:
+def _wanda(m: Prunable, norm: torch.Tensor) -> torch.Tensor:
     """|w| times the norm of the input it multiplies."""
     return _per_input(m, m.weight.detach().abs(), norm)
 
 
-def _per_input(m: nn.Module, w: torch.Tensor, per_feature: torch.Tensor) -> torch.Tensor:
+def _per_input(m: Prunable, w: torch.Tensor, per_feature: torch.Tensor) -> torch.Tensor:
     """``w`` scaled by a value per input feature (grouped convs: the inputs each group sees)."""
     if isinstance(m, nn.Conv2d):
         groups = m.groups

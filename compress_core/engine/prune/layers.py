@@ -8,7 +8,7 @@ from torch import nn
 
 PRUNABLE = (nn.Conv2d, nn.Linear)
 Prunable = nn.Conv2d | nn.Linear  # the type of a PRUNABLE layer: its ``weight`` is a Tensor
-Layers = Sequence[tuple[str, nn.Module]]
+Layers = Sequence[tuple[str, Prunable]]
 
 
 def prunable_layers(model: nn.Module, skip: Sequence[str] = ()) -> list[tuple[str, Prunable]]:
