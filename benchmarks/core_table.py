@@ -20,6 +20,7 @@ import time
 import compress_core  # noqa: F401
 from compress_core import models
 from compress_core.base.recipe import PruneSpec, QuantSpec, Recipe
+from compress_core.base.settings import MeasureSettings
 from compress_core.base.threads import configure_threads
 from compress_core.bench.workbench import Workbench
 
@@ -43,7 +44,7 @@ def dense_table(mode: str) -> None:
         if not models.available(model_id):
             print(f"| {model_id} | (weights not available) | | | | |")
             continue
-        r = Workbench(model_id).evaluate(Recipe(), mode=mode, measure_latency=False)
+        r = Workbench(model_id).evaluate(Recipe(), MeasureSettings(mode=mode, latency=False))
         ref = f"{spec.reference_accuracy:.2%}" if spec.reference_accuracy else "-"
         print(
             f"| {model_id} | {r.eval_set} | {r.eval_samples:,} | {r.accuracy:.2%} "
@@ -60,7 +61,7 @@ def recipe_table(model_id: str, mode: str, batch: int, threads: int, budget: flo
     )
     print("| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |")
     for recipe in RECIPES:
-        r = wb.evaluate(recipe, mode=mode, latency_batch=batch, threads=threads, latency_budget_s=budget)
+        r = wb.evaluate(recipe, MeasureSettings(mode=mode, batch=batch, threads=threads, budget_s=budget))
         print(
             f"| {r.recipe_label} | {r.accuracy:.2%} ({r.accuracy_ci_low:.2%}–{r.accuracy_ci_high:.2%}) | "
             f"{r.agreement:.2%} | {r.params_nonzero:,} / {r.params_total:,} | {r.size_bytes:,} | {r.size_method} | "

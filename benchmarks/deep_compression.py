@@ -28,6 +28,7 @@ from pathlib import Path
 import compress_core  # noqa: F401
 from compress_core.base.recipe import FinetuneSpec, PruneSpec, QuantSpec, Recipe
 from compress_core.base.records import Compressed, Result
+from compress_core.base.settings import MeasureSettings
 from compress_core.base.threads import configure_threads
 from compress_core.bench.workbench import Workbench
 from compress_core.engine.finetune import CODEBOOK_SHARE, codebook_spec, finetune_codebooks_
@@ -66,7 +67,7 @@ def kmeans_rows(
     comp = Compressed(model=fm, float_model=fm, recipe=recipe, masks=dict(tuned.masks), simulated=list(tuned.simulated))
     t0 = time.perf_counter()
     quantize_stage(comp, quant)
-    ptq = wb.evaluate(recipe, mode=mode, measure_latency=False, compressed=comp)
+    ptq = wb.evaluate(recipe, MeasureSettings(mode=mode, latency=False), compressed=comp)
     lines = [
         row(
             wb.model_id,
@@ -79,7 +80,7 @@ def kmeans_rows(
     ]
     t0 = time.perf_counter()
     finetune_codebooks_(comp.float_model, comp.qcodes, after, wb.spec.dataset, comp.masks, wb.model)
-    final = wb.evaluate(recipe, mode=mode, measure_latency=False, compressed=comp)
+    final = wb.evaluate(recipe, MeasureSettings(mode=mode, latency=False), compressed=comp)
     lines.append(
         row(
             wb.model_id,
@@ -136,7 +137,7 @@ def main() -> None:
     for item in args.plan.split(","):
         model_id, sparsity, bits_list = item.split(":")
         wb = Workbench(model_id)
-        dense = wb.evaluate(Recipe(), mode=args.eval, measure_latency=False)
+        dense = wb.evaluate(Recipe(), MeasureSettings(mode=args.eval, latency=False))
         print(
             f"| {model_id} | dense fp32 (anchor {ANCHOR[model_id]}) | {dense.accuracy:.2%} "
             f"({dense.accuracy_ci_low:.2%}–{dense.accuracy_ci_high:.2%}) | – | {dense.params_nonzero:,} | "
@@ -154,7 +155,7 @@ def main() -> None:
         ]
         for name, recipe in steps:
             t0 = time.perf_counter()
-            r = wb.evaluate(recipe, mode=args.eval, measure_latency=False)
+            r = wb.evaluate(recipe, MeasureSettings(mode=args.eval, latency=False))
             print(row(model_id, name, r, dense, "–", time.perf_counter() - t0), flush=True)
         for bits in bits_list.split("/"):
             lines, final = kmeans_rows(wb, prune, ft, int(bits), args.codebook_share, args.eval, dense)

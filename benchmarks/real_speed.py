@@ -29,6 +29,7 @@ import compress_core  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 import torch
 
 from compress_core.base.recipe import PruneSpec, QuantSpec, Recipe
+from compress_core.base.settings import MeasureSettings
 from compress_core.bench.workbench import Compressed, Result, Workbench
 from compress_core.engine import measure
 
@@ -64,10 +65,7 @@ def speed_table(wb: Workbench, comps: dict[str, Compressed], batch: int, args: a
     for name, comp in comps.items():
         r = wb.evaluate(
             comp.recipe,
-            mode=args.eval,
-            latency_batch=batch,
-            threads=args.threads,
-            latency_budget_s=args.budget,
+            MeasureSettings(mode=args.eval, batch=batch, threads=args.threads, budget_s=args.budget),
             compressed=comp,
         )
         print(fmt_row(name, r), flush=True)

@@ -25,6 +25,7 @@ import compress_core  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 # isort: split
 from compress_core.base import machine
 from compress_core.base.recipe import PruneSpec, Recipe
+from compress_core.base.settings import MeasureSettings
 from compress_core.bench.workbench import Workbench
 from compress_core.engine import recover
 
@@ -39,7 +40,7 @@ def header() -> None:
 
 def slider_moves(model_id: str) -> None:
     wb = Workbench(model_id)
-    wb.evaluate(Recipe(), mode="quick", latency_budget_s=BUDGET_S)
+    wb.evaluate(Recipe(), MeasureSettings(mode="quick", budget_s=BUDGET_S))
     levels = recover.usable_levels(wb.model)
     print(f"**{wb.spec.name}** (default: `{recover.default_level(wb.model)}`)\n")
     print("| recovery | kind (scope) | move p50 s | range s | accuracy at 30 % | at 50 % |")
@@ -50,7 +51,7 @@ def slider_moves(model_id: str) -> None:
             for s in STOPS:
                 r = Recipe(prune=PruneSpec(kind=kind, scope=scope, sparsity=s, residual=residual), recovery=level)
                 t0 = time.perf_counter()
-                res = wb.evaluate(r, mode="quick", latency_budget_s=BUDGET_S)
+                res = wb.evaluate(r, MeasureSettings(mode="quick", budget_s=BUDGET_S))
                 secs.append(time.perf_counter() - t0)
                 acc[s] = res.accuracy
             what = kind if kind == "unstructured" else "structured (layer, inner)"
@@ -74,7 +75,7 @@ def structured_defaults(model_id: str) -> None:
             cells = []
             for s in (0.3, 0.5):
                 p = PruneSpec(kind="structured", scope=scope, sparsity=s, residual=residual)
-                res = wb.evaluate(Recipe(prune=p, recovery=level), mode="quick", measure_latency=False)
+                res = wb.evaluate(Recipe(prune=p, recovery=level), MeasureSettings(mode="quick", latency=False))
                 cells.append(res)
             kept = "pruned" if residual else "kept (inner only)"
             print(

@@ -44,6 +44,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import compress_core  # noqa: E402,F401  (sets OMP_WAIT_POLICY before torch loads)
 from compress_core.base import machine  # noqa: E402
+from compress_core.base.settings import MeasureSettings  # noqa: E402
 
 TARGETS_S = {"lenet5-mnist": 0.3, "resnet20-cifar10": 1.5, "resnet56-cifar10": 2.0}
 # Sparsities in percent, in an order that jumps around; none is visited twice.
@@ -238,13 +239,13 @@ def _evaluate_alone(model_id: str, recovery: str, n: int = 3) -> float:
     from compress_core.engine.recover.bn import dense_statistics
 
     wb = Workbench(model_id)
-    wb.evaluate(_move_recipe(0, "none"), latency_budget_s=0.2)
+    wb.evaluate(_move_recipe(0, "none"), MeasureSettings(budget_s=0.2))
     if recovery == "bn":
         dense_statistics(wb.model, wb.recovery_images())
     times = []
     for pct in (12, 37, 62)[:n]:
         t0 = time.perf_counter()
-        wb.evaluate(_move_recipe(pct, recovery), latency_budget_s=0.2, oneshot=False)
+        wb.evaluate(_move_recipe(pct, recovery), MeasureSettings(budget_s=0.2), oneshot=False)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 

@@ -16,6 +16,7 @@ import time
 
 import compress_core  # noqa: F401
 from compress_core.base.recipe import FinetuneSpec, PruneSpec, Recipe
+from compress_core.base.settings import MeasureSettings
 from compress_core.base.threads import configure_threads
 from compress_core.bench.workbench import Workbench
 
@@ -73,18 +74,12 @@ def main() -> None:
         comp = wb.compress(recipe)
         b1 = wb.evaluate(
             recipe,
-            mode="full",
-            latency_batch=1,
-            threads=args.latency_threads,
-            latency_budget_s=args.budget,
+            MeasureSettings(mode="full", batch=1, threads=args.latency_threads, budget_s=args.budget),
             compressed=comp,
         )
         b128 = wb.evaluate(
             recipe,
-            mode="full",
-            latency_batch=128,
-            threads=args.latency_threads,
-            latency_budget_s=args.budget,
+            MeasureSettings(mode="full", batch=128, threads=args.latency_threads, budget_s=args.budget),
             compressed=comp,
         )
         wall = time.perf_counter() - t0

@@ -40,6 +40,7 @@ import compress_core  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 from compress_core import models
 from compress_core.base.machine import environment
 from compress_core.base.recipe import FinetuneSpec, Recipe
+from compress_core.base.settings import MeasureSettings
 from compress_core.base.threads import configure_threads
 from compress_core.bench.workbench import Workbench
 from compress_core.study.executors import RayExecutor, ray_missing
@@ -58,7 +59,7 @@ def naive_loop(model_id: str, recipes: list[Recipe], mode: str, batch: int, budg
     accuracies, seconds = [], []
     for recipe in recipes:
         wb = Workbench(model_id, model=models.load(model_id))  # nothing cached between configs
-        r = wb.evaluate(recipe, mode=mode, latency_batch=batch, latency_budget_s=budget)
+        r = wb.evaluate(recipe, MeasureSettings(mode=mode, batch=batch, budget_s=budget))
         accuracies.append(r.accuracy)
         seconds.append(r.seconds)
     return accuracies, seconds
@@ -97,7 +98,7 @@ def phase_text(seconds: list[dict]) -> str:
 
 
 def bench(model_id: str, recipes: list[Recipe], mode: str, batch: int, budget: float) -> list[dict]:
-    Workbench(model_id).evaluate(Recipe(), mode=mode, latency_batch=batch, latency_budget_s=budget)  # warm-up
+    Workbench(model_id).evaluate(Recipe(), MeasureSettings(mode=mode, batch=batch, budget_s=budget))  # warm-up
     with tempfile.TemporaryDirectory() as tmp:
         store = ResultStore(Path(tmp) / "results.sqlite")
         shared = timed_run(lambda: shared_sweep(model_id, recipes, mode, batch, budget, store))
@@ -182,7 +183,7 @@ def warm_worker(model_id: str, recipe_json: str, mode: str, budget: float) -> in
     """On a Ray worker: load the model and datasets into this process by measuring one recipe on a
     throwaway Workbench (the in-process runs get the same warm-up); the worker's PID."""
     configure_threads(1)
-    Workbench(model_id).evaluate(Recipe.from_json(recipe_json), mode=mode, latency_budget_s=budget)
+    Workbench(model_id).evaluate(Recipe.from_json(recipe_json), MeasureSettings(mode=mode, budget_s=budget))
     return os.getpid()
 
 
@@ -214,7 +215,7 @@ def ray_run(model_id: str, recipes: list[Recipe], args: argparse.Namespace, warm
 def ray_compare(model_id: str, recipes: list[Recipe], sweep: str, args: argparse.Namespace) -> list[dict]:
     """In-process (1 and 2 threads, a fresh Workbench each) vs Ray with ``args.ray_workers`` 1-CPU workers."""
     warm = [r for r in recipes if r.finetune is not None][:1] or recipes[:1]
-    Workbench(model_id).evaluate(warm[0], mode=args.eval, latency_budget_s=args.budget)  # datasets into memory
+    Workbench(model_id).evaluate(warm[0], MeasureSettings(mode=args.eval, budget_s=args.budget))  # datasets into memory
     runs = []
     for threads in (1, 2):
         configure_threads(threads)

@@ -16,15 +16,6 @@ import torch
 
 from compress_core.base.recipe import Recipe
 
-# The keyword arguments the measurement calls took before they took settings, and the field each names.
-LEGACY = {
-    "mode": "mode",
-    "latency_batch": "batch",
-    "threads": "threads",
-    "latency_budget_s": "budget_s",
-    "measure_latency": "latency",
-}
-
 
 @dataclass(frozen=True)
 class MeasureSettings:
@@ -48,14 +39,11 @@ class MeasureSettings:
         return dataclasses.replace(self, **changes)
 
 
-def settings_of(settings: MeasureSettings | None, legacy: dict[str, Any], where: str) -> MeasureSettings:
-    """``settings`` (default ``MeasureSettings()``) with the old-style keyword arguments applied
-    (``LEGACY``: ``mode=``, ``latency_batch=``, ...); a TypeError names an unknown one, as Python would."""
-    if settings is not None and not isinstance(settings, MeasureSettings):  # e.g. a mode where settings go
+def checked(settings: MeasureSettings | None, where: str) -> MeasureSettings:
+    """``settings``, or ``MeasureSettings()`` for None; a TypeError naming ``where`` for anything else (a mode
+    string passed where the settings go, as the calls took before they took settings)."""
+    if settings is None:
+        return MeasureSettings()
+    if not isinstance(settings, MeasureSettings):
         raise TypeError(f"{where}() takes MeasureSettings; got {type(settings).__name__} {settings!r}")
-    unknown = sorted(set(legacy) - set(LEGACY))
-    if unknown:
-        raise TypeError(f"{where}() got an unexpected keyword argument {unknown[0]!r}")
-    base = settings if settings is not None else MeasureSettings()
-    changes = {LEGACY[k]: v for k, v in legacy.items() if v is not None}
-    return base.replace(**changes) if changes else base
+    return settings

@@ -13,7 +13,6 @@ import copy
 import dataclasses
 import threading
 import time
-from typing import Any
 
 import torch
 from torch import nn
@@ -31,7 +30,7 @@ from compress_core.base.records import (
     Result,
     span,
 )
-from compress_core.base.settings import MeasureSettings, settings_of
+from compress_core.base.settings import MeasureSettings, checked
 from compress_core.bench.latency import PairedLatency, Timed
 from compress_core.bench.parts import accuracies, eval_notes, expensive, fields_of, predict
 from compress_core.data import sets as data_mod
@@ -185,7 +184,6 @@ class Workbench:
         *,
         compressed: Compressed | None = None,
         oneshot: bool = True,
-        **legacy: Any,
     ) -> Result:
         """Measure ``recipe`` on eager PyTorch with ``settings`` (cached by ``settings.key(recipe)``). ``progress``
         hears every stage, including one report per evaluation batch (``measure.EVAL_BATCH`` images), per BatchNorm
@@ -193,10 +191,8 @@ class Workbench:
         dashboard does, to yield to the user's next move). Other runtimes: ``deploy.RuntimeBench``.
         With post-training recovery, ``accuracy_oneshot`` is the accuracy of the same recipe without it (its own
         cached evaluation, ``with_oneshot``); ``oneshot=False`` leaves it None unless that is known already, so
-        that a caller can show the recovered numbers first and ask for the one-shot one afterwards.
-        The old keyword arguments (``mode=``, ``latency_batch=``, ``threads=``, ``latency_budget_s=``,
-        ``measure_latency=``) still set the matching fields of ``settings``."""
-        s = settings_of(settings, legacy, "evaluate").resolved()
+        that a caller can show the recovered numbers first and ask for the one-shot one afterwards."""
+        s = checked(settings, "evaluate").resolved()
         key = s.key(recipe)
         if compressed is None and (hit := self._results.get(key)) is not None:
             return self.with_oneshot(recipe, hit, s.mode, oneshot, progress, key)
@@ -312,10 +308,10 @@ class Workbench:
         pair, kernels = self.latency_of(comp.model, comp.kernels, s.batch, _threads(s), s.budget_s, progress)
         return fields_of(pair, kernels)
 
-    def peek(self, recipe: Recipe, settings: MeasureSettings | None = None, **legacy: Any) -> Result | None:
+    def peek(self, recipe: Recipe, settings: MeasureSettings | None = None) -> Result | None:
         """The cached Result of ``evaluate`` with these settings (its one-shot accuracy where that is
         cached too), or None; never computes anything."""
-        s = settings_of(settings, legacy, "peek")
+        s = checked(settings, "peek")
         key = s.key(recipe)
         hit = self._results.get(key)
         return None if hit is None else self.with_oneshot(recipe, hit, s.mode, compute=False, key=key)
@@ -332,7 +328,7 @@ class Workbench:
             cache.put(key, comp)
         return comp
 
-    def remember(self, result: Result | dict, settings: MeasureSettings | None = None, **legacy: Any) -> None:
+    def remember(self, result: Result | dict, settings: MeasureSettings | None = None) -> None:
         """Put a Result measured elsewhere (a stored sweep row) into the cache ``peek`` and ``evaluate`` read.
         A row written before a field existed gets that field's default."""
         if isinstance(result, dict):
@@ -343,7 +339,7 @@ class Workbench:
                     for f in dataclasses.fields(Result)
                 }
             )
-        self._results.put(settings_of(settings, legacy, "remember").key(Recipe.from_dict(result.recipe)), result)
+        self._results.put(checked(settings, "remember").key(Recipe.from_dict(result.recipe)), result)
 
     def remeasure(
         self,
@@ -352,13 +348,12 @@ class Workbench:
         progress: Progress | None = None,
         *,
         previous: Result | dict | None = None,
-        **legacy: Any,
     ) -> Result:
         """Time ``recipe`` against the dense model again and keep the better-quality measurement
         (``timing.better``: quiet beats noisy, then the smaller spread) for it and its structure.
 
         ``previous`` is the result to improve on (default: the cached one, else a fresh evaluation)."""
-        s = settings_of(settings, legacy, "remeasure").replace(latency=True).resolved()  # it times: always
+        s = checked(settings, "remeasure").replace(latency=True).resolved()  # it times: always
         if previous is not None:
             self.remember(previous, s)
         old = self.evaluate(recipe, s, progress)

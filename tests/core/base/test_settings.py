@@ -1,5 +1,5 @@
 """MeasureSettings is the Workbench's cache key: equal settings share a Result, the timing budget does not
-split it, unresolved threads mean this process's, and the old keyword arguments still say the same thing."""
+split it, unresolved threads mean this process's, and the measurement calls take settings and nothing else."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from compress_core.base.recipe import PruneSpec, Recipe
-from compress_core.base.settings import MeasureSettings, settings_of
+from compress_core.base.settings import MeasureSettings
 
 HALF = Recipe(PruneSpec("unstructured", "l1", "global", 0.5))
 
@@ -22,13 +22,11 @@ def test_the_key_is_recipe_mode_batch_threads_and_latency_not_the_budget():
     assert len({MeasureSettings(), MeasureSettings(), MeasureSettings(batch=2)}) == 2  # frozen, hashable
 
 
-def test_old_keyword_arguments_set_the_matching_fields():
-    got = settings_of(
-        None, {"mode": "full", "latency_batch": 4, "latency_budget_s": 1.0, "measure_latency": False}, "f"
-    )
-    assert got == MeasureSettings("full", 4, None, 1.0, False)
-    assert settings_of(MeasureSettings(batch=2), {"threads": 1}, "f") == MeasureSettings(batch=2, threads=1)
-    with pytest.raises(TypeError, match="unexpected keyword argument 'runtime'"):
-        settings_of(None, {"runtime": "openvino"}, "evaluate")
+def test_the_measurement_calls_take_settings_and_refuse_the_old_keywords(wb):
+    assert wb.peek(HALF, MeasureSettings(latency=False)) is None  # nothing measured yet
     with pytest.raises(TypeError, match="takes MeasureSettings"):
-        settings_of("quick", {}, "peek")  # type: ignore[arg-type]  # the mistake this guards against
+        wb.evaluate(HALF, "quick")  # type: ignore[arg-type]  # the mistake this guards against
+    with pytest.raises(TypeError, match="unexpected keyword argument 'runtime'"):
+        wb.evaluate(HALF, runtime="openvino")  # type: ignore[call-arg]  # the runtime bench measures runtimes
+    with pytest.raises(TypeError, match="unexpected keyword argument 'latency_batch'"):
+        wb.peek(HALF, latency_batch=4)  # type: ignore[call-arg]  # settings carry the batch

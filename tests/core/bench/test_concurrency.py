@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from compress_core.base.recipe import PruneSpec, QuantSpec, Recipe
+from compress_core.base.settings import MeasureSettings
 from compress_core.bench.workbench import Workbench
 
 RECIPES = [
@@ -55,13 +56,13 @@ def _facts(result) -> dict:
 
 def test_eight_threads_on_one_workbench_get_the_sequential_results():
     alone = Workbench("lenet5-mnist")
-    expected = [_facts(alone.evaluate(r, measure_latency=False)) for r in RECIPES]
+    expected = [_facts(alone.evaluate(r, MeasureSettings(latency=False))) for r in RECIPES]
 
     shared = Workbench("lenet5-mnist")
     before_bytes = _snapshot(shared.model)
     before = {k: v.clone() for k, v in shared.model.state_dict().items()}
     with ThreadPoolExecutor(max_workers=len(RECIPES)) as pool:
-        futures = [pool.submit(shared.evaluate, r, measure_latency=False) for r in RECIPES]
+        futures = [pool.submit(shared.evaluate, r, MeasureSettings(latency=False)) for r in RECIPES]
         got = [_facts(f.result(timeout=600)) for f in futures]
 
     for recipe, want, have in zip(RECIPES, expected, got):
@@ -102,7 +103,7 @@ def test_int8_conversion_does_not_break_a_concurrent_evaluation():
         try:
             assert INSIDE.wait(60), "tracing never started"
             evaluating = pool.submit(
-                wb.evaluate, Recipe(PruneSpec("unstructured", "l1", "global", 0.5)), measure_latency=False
+                wb.evaluate, Recipe(PruneSpec("unstructured", "l1", "global", 0.5)), MeasureSettings(latency=False)
             )
             with contextlib.suppress(TimeoutError):
                 evaluating.result(timeout=2)  # fails at once when broken; a fix may make it wait for the trace

@@ -6,19 +6,22 @@ import pytest
 import torch
 
 from compress_core.base.recipe import PruneSpec, QuantSpec, Recipe
+from compress_core.base.settings import MeasureSettings
 from compress_core.bench.workbench import Workbench
 
 
 def test_dense_recipe_reproduces_the_dense_model(wb):
-    r = wb.evaluate(Recipe(), measure_latency=False)
+    r = wb.evaluate(Recipe(), MeasureSettings(latency=False))
     assert r.accuracy == r.dense_accuracy and r.agreement == 1.0
     assert r.params_nonzero == r.params_total == r.dense_params == 61_706
     assert r.macs == r.dense_macs and r.eval_samples == 1000
 
 
 def test_pruning_and_quantization_change_the_measured_numbers(wb):
-    base = wb.evaluate(Recipe(), measure_latency=False)
-    r = wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.9), QuantSpec(4)), measure_latency=False)
+    base = wb.evaluate(Recipe(), MeasureSettings(latency=False))
+    r = wb.evaluate(
+        Recipe(PruneSpec("unstructured", "l1", "global", 0.9), QuantSpec(4)), MeasureSettings(latency=False)
+    )
     assert r.params_total == base.params_total
     assert r.params_nonzero < 0.15 * r.params_total
     assert r.size_bytes < base.size_bytes / 4
@@ -28,8 +31,10 @@ def test_pruning_and_quantization_change_the_measured_numbers(wb):
 
 
 def test_heavy_compression_costs_accuracy(wb):
-    mild = wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.3)), measure_latency=False)
-    harsh = wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.95), QuantSpec(1)), measure_latency=False)
+    mild = wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.3)), MeasureSettings(latency=False))
+    harsh = wb.evaluate(
+        Recipe(PruneSpec("unstructured", "l1", "global", 0.95), QuantSpec(1)), MeasureSettings(latency=False)
+    )
     assert mild.accuracy > harsh.accuracy + 0.05
     assert mild.agreement > harsh.agreement
 
@@ -39,18 +44,18 @@ def test_the_shared_model_is_never_changed(wb):
     for r in [
         Recipe(PruneSpec("unstructured", c, "global", 0.8), QuantSpec(2)) for c in ("l1", "taylor", "activation")
     ]:
-        wb.evaluate(r, measure_latency=False)
+        wb.evaluate(r, MeasureSettings(latency=False))
     for k, v in wb.model.state_dict().items():
         assert torch.equal(v, before[k]), k
 
 
 def test_results_are_cached_per_recipe(wb):
     r = Recipe(PruneSpec("unstructured", "l1", "global", 0.42))
-    assert wb.evaluate(r, measure_latency=False) is wb.evaluate(r, measure_latency=False)
+    assert wb.evaluate(r, MeasureSettings(latency=False)) is wb.evaluate(r, MeasureSettings(latency=False))
 
 
 def test_unstructured_latency_is_shared_with_dense_and_recorded(wb):
-    r = wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.5)), latency_budget_s=0.05, threads=1)
+    r = wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.5)), MeasureSettings(budget_s=0.05, threads=1))
     assert r.latency_ms_p50 > 0 and r.latency_threads == 1 and r.latency_batch == 1
     assert r.latency_kernels == "fp32"
     assert r.speedup == 1.0, "masked weights run on the same dense kernels: the same measurement is reused"
@@ -58,18 +63,20 @@ def test_unstructured_latency_is_shared_with_dense_and_recorded(wb):
 
 
 def test_global_order_is_reused_across_sparsities(wb):
-    wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.1)), measure_latency=False)
+    wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.1)), MeasureSettings(latency=False))
     n = len(wb._scores)
     for s in (0.2, 0.4, 0.6, 0.8):
-        wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", s)), measure_latency=False)
+        wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", s)), MeasureSettings(latency=False))
     assert len(wb._scores) == n
 
 
 @pytest.mark.data
 def test_resnet20_quick_eval_end_to_end(resnet20):
-    dense = resnet20.evaluate(Recipe(), measure_latency=False)
+    dense = resnet20.evaluate(Recipe(), MeasureSettings(latency=False))
     assert dense.eval_samples == 1000 and 0.88 < dense.accuracy < 0.96
-    r = resnet20.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.5), QuantSpec(8)), measure_latency=False)
+    r = resnet20.evaluate(
+        Recipe(PruneSpec("unstructured", "l1", "global", 0.5), QuantSpec(8)), MeasureSettings(latency=False)
+    )
     assert r.agreement > 0.9 and r.params_nonzero < 0.55 * r.params_total
 
 
@@ -123,14 +130,14 @@ def test_large_batch_latency_keeps_the_faster_memory_format_and_says_which(monke
     monkeypatch.setattr(pipeline.timing, "paired", _fake_paired(cl_ms))
     wb = Workbench("lenet5-mnist")
     pruned = Recipe(PruneSpec("structured", "l1", "layer", 0.5))
-    big = wb.evaluate(pruned, latency_batch=64, threads=1)
+    big = wb.evaluate(pruned, MeasureSettings(batch=64, threads=1))
     assert big.latency_kernels == label and big.latency_ms_p50 == min(cl_ms, 10.0)
-    small = wb.evaluate(pruned, latency_batch=1, threads=1)
+    small = wb.evaluate(pruned, MeasureSettings(batch=1, threads=1))
     assert small.latency_kernels == "fp32" and small.latency_ms_p50 == 10.0, "batch 1 is timed contiguous only"
 
 
 def test_latency_is_paired_with_the_dense_model_in_the_same_window(wb):
-    r = wb.evaluate(Recipe(PruneSpec("structured", "l1", "layer", 0.5)), latency_budget_s=0.05, threads=1)
+    r = wb.evaluate(Recipe(PruneSpec("structured", "l1", "layer", 0.5)), MeasureSettings(budget_s=0.05, threads=1))
     assert r.dense_latency_ms_p50 > 0 and r.latency_ms_p50 > 0
     assert r.speedup_spread is not None and r.speedup_spread >= 0
     assert isinstance(r.latency_noisy, bool) and r.latency_load is not None
@@ -141,7 +148,7 @@ def test_latency_is_paired_with_the_dense_model_in_the_same_window(wb):
 
 
 def test_the_dense_model_is_its_own_baseline_for_size_and_speed(wb):
-    r = wb.evaluate(Recipe(), latency_budget_s=0.05, threads=1)
+    r = wb.evaluate(Recipe(), MeasureSettings(budget_s=0.05, threads=1))
     assert r.size_bytes == r.dense_artifact_bytes, "dense means the same file format on every card"
     assert r.speedup == 1.0 and r.dense_latency_ms_p50 == r.latency_ms_p50
 
@@ -160,24 +167,24 @@ def test_remeasure_keeps_the_better_quality_latency(monkeypatch):
         return timing.summarise([5.0] * 7, [9.0] * 7, [1.8] * 7, 1, 0.1, 2)
 
     monkeypatch.setattr(pipeline.timing, "paired", noisy)
-    first = wb.evaluate(recipe, threads=1)
+    first = wb.evaluate(recipe, MeasureSettings(threads=1))
     assert first.latency_noisy and "load 9.0" in first.latency_note
     monkeypatch.setattr(pipeline.timing, "paired", quiet)
-    second = wb.remeasure(recipe, threads=1)
+    second = wb.remeasure(recipe, MeasureSettings(threads=1))
     assert not second.latency_noisy and second.speedup == pytest.approx(1.8)
-    assert wb.peek(recipe, threads=1) is second
+    assert wb.peek(recipe, MeasureSettings(threads=1)) is second
     monkeypatch.setattr(pipeline.timing, "paired", noisy)
-    third = wb.remeasure(recipe, threads=1)
+    third = wb.remeasure(recipe, MeasureSettings(threads=1))
     assert third is second, "a noisier re-measurement never replaces a quiet one"
 
 
 def test_remember_accepts_a_row_stored_before_the_paired_fields_existed(wb):
-    old = wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.33)), measure_latency=False).to_dict()
+    old = wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.33)), MeasureSettings(latency=False)).to_dict()
     for name in ("speedup_spread", "latency_noisy", "latency_load", "latency_note", "dense_artifact_bytes"):
         old.pop(name)
     fresh = Workbench("lenet5-mnist")
-    fresh.remember(old, measure_latency=False)
-    hit = fresh.peek(Recipe(PruneSpec("unstructured", "l1", "global", 0.33)), measure_latency=False)
+    fresh.remember(old, MeasureSettings(latency=False))
+    hit = fresh.peek(Recipe(PruneSpec("unstructured", "l1", "global", 0.33)), MeasureSettings(latency=False))
     assert hit is not None and hit.speedup_spread is None and hit.latency_note == ""
 
 
@@ -186,8 +193,8 @@ def test_evaluation_reports_progress_in_chunks_and_can_be_abandoned():
     seen = []
     wb.evaluate(
         Recipe(PruneSpec("unstructured", "l1", "global", 0.61)),
+        MeasureSettings(budget_s=0.05),
         progress=lambda f, m: seen.append(m),
-        latency_budget_s=0.05,
     )
     assert sum("images" in m for m in seen) >= 5 and any("timing" in m for m in seen)
 

@@ -22,6 +22,7 @@ from torch import nn
 from compress_core import models
 from compress_core.base.paths import MissingFileError, locate
 from compress_core.base.recipe import PruneSpec, QuantSpec, Recipe
+from compress_core.base.settings import MeasureSettings
 from compress_core.bench.workbench import Workbench
 from compress_core.data import sets as data_mod
 from compress_core.data.images import load_image_folder
@@ -401,14 +402,14 @@ def test_read_only_cache_dir_is_reported(tmp_path, monkeypatch):
 
 
 def test_zero_sparsity_changes_nothing(wb):
-    r = wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.0)), measure_latency=False)
+    r = wb.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.0)), MeasureSettings(latency=False))
     assert r.params_nonzero == r.params_total == 61_706 and r.accuracy == r.dense_accuracy and r.agreement == 1.0
 
 
 def test_ninety_nine_percent_sparsity_keeps_exactly_one_percent(wb):
     spec = PruneSpec("unstructured", "l1", "global", 0.99)
     n = sum(m.weight.numel() for _, m in prunable_layers(wb.model, spec.skip))
-    r = wb.evaluate(Recipe(spec), measure_latency=False)
+    r = wb.evaluate(Recipe(spec), MeasureSettings(latency=False))
     assert r.params_total == 61_706 and r.params_nonzero == r.params_total - round(0.99 * n)
     assert 0.0 <= r.accuracy <= r.dense_accuracy
 

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+from compress_core.base.settings import MeasureSettings
 from compress_core.study.sensitivity import bit_sensitivity, layer_sensitivity, ratios_from_sensitivity
 
 LAYERS = ["conv1", "conv2", "fc1", "fc2", "fc3"]
@@ -106,7 +107,7 @@ def test_ratios_from_a_real_table_are_usable_as_layer_sparsity(wb):
     from compress_core.base.recipe import PruneSpec, Recipe
 
     recipe = Recipe(prune=PruneSpec(kind="unstructured", scope="layer", skip=(), layer_sparsity=tuple(ratios.items())))
-    assert wb.evaluate(recipe, measure_latency=False).accuracy > 0.5
+    assert wb.evaluate(recipe, MeasureSettings(latency=False)).accuracy > 0.5
 
 
 def test_ratios_reject_a_table_without_the_columns():

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from compress_core.base.recipe import Recipe
+from compress_core.base.settings import MeasureSettings
 from compress_core.bench.workbench import Workbench
 from compress_core.data.sets import TensorSet
 from compress_core.models.spec import ModelSpec
@@ -162,7 +163,7 @@ def test_toy_solve_matches_the_brute_force_optimum():
     best = 0.0
     for combo in itertools.product(options, repeat=2):
         r = recipe_of("unstructured", dict(zip(layers, combo, strict=True)), space, "bn")  # auto: BatchNorm -> bn
-        res = wb.evaluate(r, measure_latency=False).to_dict()
+        res = wb.evaluate(r, MeasureSettings(latency=False)).to_dict()
         if res["size_bytes"] <= budget.max_size_bytes:
             best = max(best, res["accuracy"])
     assert sol.feasible and sol.result["size_bytes"] <= budget.max_size_bytes

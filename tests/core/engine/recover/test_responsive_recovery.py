@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from compress_core.base.recipe import PruneSpec, Recipe
+from compress_core.base.settings import MeasureSettings
 from compress_core.bench.workbench import Workbench
 from compress_core.engine.recover import bn, recover_
 from compress_core.models.cifar_resnet import CifarResNet
@@ -126,23 +127,23 @@ def test_the_bn_level_reports_progress_and_can_be_abandoned_leaving_dense_untouc
 
 def test_the_one_shot_accuracy_is_the_same_recipe_evaluated_without_recovery():
     wb = Workbench("lenet5-mnist")
-    first = wb.evaluate(LENET, measure_latency=False, oneshot=False)
+    first = wb.evaluate(LENET, MeasureSettings(latency=False), oneshot=False)
     assert first.accuracy_oneshot is None, "asked for later: not measured with the recovered result"
-    assert wb.peek(LENET.with_recovery("none"), measure_latency=False) is None
-    full = wb.evaluate(LENET, measure_latency=False)
-    plain = wb.peek(LENET.with_recovery("none"), measure_latency=False)
+    assert wb.peek(LENET.with_recovery("none"), MeasureSettings(latency=False)) is None
+    full = wb.evaluate(LENET, MeasureSettings(latency=False))
+    plain = wb.peek(LENET.with_recovery("none"), MeasureSettings(latency=False))
     assert plain is not None and full.accuracy_oneshot == plain.accuracy
     assert full.accuracy == first.accuracy and full.recovery_s == first.recovery_s
-    cached = wb.peek(LENET, measure_latency=False)
+    cached = wb.peek(LENET, MeasureSettings(latency=False))
     assert cached is not None and cached.accuracy_oneshot == plain.accuracy
-    fresh = Workbench("lenet5-mnist").evaluate(LENET, measure_latency=False)
+    fresh = Workbench("lenet5-mnist").evaluate(LENET, MeasureSettings(latency=False))
     assert fresh.accuracy_oneshot == plain.accuracy, "deferred or not, the same number"
 
 
 def test_a_one_shot_already_measured_is_attached_without_asking():
     wb = Workbench("lenet5-mnist")
-    plain = wb.evaluate(LENET.with_recovery("none"), measure_latency=False)
-    res = wb.evaluate(LENET, measure_latency=False, oneshot=False)
+    plain = wb.evaluate(LENET.with_recovery("none"), MeasureSettings(latency=False))
+    res = wb.evaluate(LENET, MeasureSettings(latency=False), oneshot=False)
     assert res.accuracy_oneshot == plain.accuracy
 
 
@@ -151,7 +152,7 @@ def test_evaluate_reports_the_recovery_before_the_evaluation():
     messages: list[str] = []
     wb.evaluate(
         Recipe(PruneSpec("unstructured", "l1", "global", 0.5), recovery="bn"),
-        measure_latency=False,
+        MeasureSettings(latency=False),
         progress=lambda f, m: messages.append(m),
     )
     recovery = [i for i, m in enumerate(messages) if m.startswith("recovery: ")]

@@ -14,6 +14,7 @@ from torch import nn
 
 from compress_core import models
 from compress_core.base.recipe import PruneSpec, QuantSpec, Recipe
+from compress_core.base.settings import MeasureSettings
 from compress_core.bench import saved
 from compress_core.bench.workbench import Workbench
 from compress_core.engine import measure
@@ -173,7 +174,7 @@ def test_evaluate_artifact_measures_the_loaded_file(tmp_path):
     comp = wb.compress(recipe)
     path = tmp_path / "lenet5.psz"
     save_artifact(comp, "lenet5-mnist", path)
-    want = wb.evaluate(recipe, compressed=comp, measure_latency=False)
+    want = wb.evaluate(recipe, MeasureSettings(latency=False), compressed=comp)
     got = saved.evaluate_artifact(path, measure_latency=False)
     assert got.size_bytes == path.stat().st_size and got.size_method == artifact.SIZE_METHOD
     assert (got.accuracy, got.agreement, got.params_nonzero, got.macs) == (
@@ -363,7 +364,7 @@ def test_int8_models_round_trip(model_id, recipe, tmp_path):
     # Stated tolerance: 1e-5 on the logits (the same int8 codes, scales and kernels run; measured 0.0).
     assert torch.allclose(got, want, atol=1e-5, rtol=0) and torch.equal(got.argmax(1), want.argmax(1))
     result = saved.evaluate_artifact(path, measure_latency=False)
-    reference = wb.evaluate(recipe, compressed=comp, measure_latency=False)
+    reference = wb.evaluate(recipe, MeasureSettings(latency=False), compressed=comp)
     assert (result.accuracy, result.params_nonzero, result.latency_kernels) == (
         reference.accuracy,
         reference.params_nonzero,

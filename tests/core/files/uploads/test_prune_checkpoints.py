@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from compress_core.base.recipe import Recipe
+from compress_core.base.settings import MeasureSettings
 from compress_core.bench.workbench import Workbench
 from compress_core.files.uploads import UploadError, load_upload, prunable, upload_spec
 from compress_core.models import load
@@ -61,7 +62,7 @@ def _torch_save(obj) -> bytes:
 
 
 def _accuracy(model_id: str, model: nn.Module, spec=None) -> float:
-    return Workbench(model_id, model=model, spec=spec).evaluate(Recipe(), measure_latency=False).accuracy
+    return Workbench(model_id, model=model, spec=spec).evaluate(Recipe(), MeasureSettings(latency=False)).accuracy
 
 
 def _check_upload(model_id: str, method: str, fmt: str = "pt") -> None:

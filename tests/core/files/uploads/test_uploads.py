@@ -15,6 +15,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from compress_core.base.recipe import PruneSpec, QuantSpec, Recipe
+from compress_core.base.settings import MeasureSettings
 from compress_core.bench.workbench import Workbench, apply_recipe
 from compress_core.files.uploads import UploadError, load_upload, prunable, upload_spec
 from compress_core.models import load
@@ -181,8 +182,8 @@ def test_an_opaque_upload_evaluates_in_the_workbench_like_the_original(lenet, x)
     ep = torch.export.export(Scaled().eval(), (x[:2],), dynamic_shapes=({0: torch.export.Dim("batch")},))
     u = load_upload(_bytes(torch.export.save, ep), "scaled.pt2")
     wb = Workbench("upload-scaled", model=u.model, spec=upload_spec(u, "upload-scaled", "mnist", 10))
-    ref = Workbench("lenet5-mnist", model=lenet).evaluate(Recipe(), measure_latency=False)
-    r = wb.evaluate(Recipe(), measure_latency=False)
+    ref = Workbench("lenet5-mnist", model=lenet).evaluate(Recipe(), MeasureSettings(latency=False))
+    r = wb.evaluate(Recipe(), MeasureSettings(latency=False))
     assert r.accuracy == ref.accuracy and r.params_total == ref.params_total
 
 
