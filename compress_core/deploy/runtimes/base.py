@@ -30,6 +30,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -218,6 +219,19 @@ class Deployed(ABC):
         )
 
 
+class DeployJob(NamedTuple):
+    """What ``Runtime.deploy`` hands an adapter's ``_deploy``: the model (eval mode, not to be modified), one
+    sample's shape, the batch and threads of the session, whether to quantize to int8 and its calibration
+    batches. It unpacks in this order: ``model, input_shape, batch, threads, int8, calib = job``."""
+
+    model: nn.Module
+    input_shape: tuple[int, ...]
+    batch: int
+    threads: int
+    int8: bool
+    calib: list[torch.Tensor]
+
+
 class Runtime(ABC):
     """One runtime. Subclasses set ``key``, ``name``, ``suffix``, their vocabulary (``label``,
     ``description``, ``needs``) and implement the four methods."""
@@ -235,15 +249,7 @@ class Runtime(ABC):
         """None when usable here, else a one-line reason (e.g. how to install it)."""
 
     @abstractmethod
-    def _deploy(
-        self,
-        model: nn.Module,
-        input_shape: tuple[int, ...],
-        batch: int,
-        threads: int,
-        int8: bool,
-        calib: list[torch.Tensor],
-    ) -> Deployed: ...
+    def _deploy(self, job: DeployJob) -> Deployed: ...
 
     @abstractmethod
     def _load(self, path: Path, input_shape: tuple[int, ...], batch: int, threads: int) -> Deployed: ...
@@ -266,7 +272,7 @@ class Runtime(ABC):
         model.eval()
         try:
             with torch.no_grad():
-                return self._deploy(model, tuple(input_shape), batch, threads, int8, list(calib or []))
+                return self._deploy(DeployJob(model, tuple(input_shape), batch, threads, int8, list(calib or [])))
         finally:
             model.train(was_training)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from compress_core.deploy.runtimes.base import Deployed, Runtime, first_line, missing, register, unsupported
+from compress_core.deploy.runtimes.base import Deployed, DeployJob, Runtime, first_line, missing, register, unsupported
 
 NAME = "executorch"
 EXAMPLE_BATCH = 2
@@ -160,15 +160,8 @@ class ExecuTorchRuntime(Runtime):
             return "this executorch build has no XNNPACK backend"
         return missing("torchao")
 
-    def _deploy(
-        self,
-        model: nn.Module,
-        input_shape: tuple[int, ...],
-        batch: int,
-        threads: int,
-        int8: bool,
-        calib: list[torch.Tensor],
-    ) -> Deployed:
+    def _deploy(self, job: DeployJob) -> Deployed:
+        model, input_shape, batch, threads, int8, calib = job
         source = _step("PT2E int8 (XNNPACKQuantizer)", _pt2e_int8, model, input_shape, calib) if int8 else model
         example = (torch.zeros(batch, *input_shape),)
         program = _step("torch.export", torch.export.export, source, example)

@@ -32,9 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from compress_core.deploy.runtimes.base import Deployed, Runtime, missing, register, unsupported
+from compress_core.deploy.runtimes.base import Deployed, DeployJob, Runtime, missing, register, unsupported
 from compress_core.deploy.runtimes.onnx_file import onnx_model
 
 NAME = "openvino"
@@ -166,15 +165,8 @@ class OpenVINORuntime(Runtime):
             return f"openvino-cpu {float_label}"
         return "openvino-cpu int8 (nncf)" + ("" if self.precision == "f32" else f", float ops {float_label}")
 
-    def _deploy(
-        self,
-        model: nn.Module,
-        input_shape: tuple[int, ...],
-        batch: int,
-        threads: int,
-        int8: bool,
-        calib: list[torch.Tensor],
-    ) -> Deployed:
+    def _deploy(self, job: DeployJob) -> Deployed:
+        model, input_shape, batch, threads, int8, calib = job
         data = onnx_model(model, input_shape, NAME)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.onnx"

@@ -22,9 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from compress_core.deploy.runtimes.base import Deployed, Runtime, cpu_flags, missing, register, unsupported
+from compress_core.deploy.runtimes.base import Deployed, DeployJob, Runtime, cpu_flags, missing, register, unsupported
 from compress_core.deploy.runtimes.onnx_file import onnx_model
 
 NAME = "onnxruntime"
@@ -146,15 +145,8 @@ class OnnxRuntime(Runtime):
             return "onnx is not installed (needed to export): pip install onnx onnxscript"
         return reason
 
-    def _deploy(
-        self,
-        model: nn.Module,
-        input_shape: tuple[int, ...],
-        batch: int,
-        threads: int,
-        int8: bool,
-        calib: list[torch.Tensor],
-    ) -> Deployed:
+    def _deploy(self, job: DeployJob) -> Deployed:
+        model, input_shape, batch, threads, int8, calib = job
         data = onnx_model(model, input_shape, NAME)
         notes: list[str] = []
         if int8:

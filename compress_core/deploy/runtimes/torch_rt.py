@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from compress_core.deploy.runtimes.base import Deployed, Runtime, first_line, register, unsupported
+from compress_core.deploy.runtimes.base import Deployed, DeployJob, Runtime, first_line, register, unsupported
 from compress_core.deploy.runtimes.torch_deployed import TorchDeployed
 from compress_core.engine import int8 as fx_int8
 
@@ -44,15 +44,8 @@ class TorchRuntime(Runtime):
     def available(self) -> str | None:
         return None
 
-    def _deploy(
-        self,
-        model: nn.Module,
-        input_shape: tuple[int, ...],
-        batch: int,
-        threads: int,
-        int8: bool,
-        calib: list[torch.Tensor],
-    ) -> Deployed:
+    def _deploy(self, job: DeployJob) -> Deployed:
+        model, input_shape, batch, threads, int8, calib = job
         if not int8:
             if self.channels_last and len(input_shape) == 3:
                 deployed = TorchDeployed(
