@@ -34,6 +34,10 @@ class LRU(Generic[V]):
             while len(self._data) > self._max:
                 self._data.popitem(last=False)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
     def __contains__(self, key: Hashable) -> bool:
         with self._lock:
             return key in self._data

@@ -25,11 +25,10 @@ from contextlib import contextmanager
 
 import pandas as pd
 
-from compress_core.base.lru import LRU
 from compress_core.base.recipe import Recipe
 from compress_core.base.settings import MeasureSettings
 from compress_core.base.threads import configure_threads
-from compress_core.bench.workbench import Workbench
+from compress_core.bench import process
 from compress_core.deploy import tables
 from compress_core.deploy.bench import RuntimeBench
 
@@ -123,21 +122,16 @@ class RuntimeJobs:
 
 
 # -- what the worker process runs -------------------------------------------------------------------
-_LOCK = threading.Lock()
-_BENCHES: LRU[RuntimeBench] = LRU(4)
 _THREADS: list[int] = []
+_THREADS_LOCK = threading.Lock()
 
 
 def bench(model_id: str) -> RuntimeBench:
     """This process's RuntimeBench of a zoo model (threads set once, as the dashboard sets its own)."""
-    with _LOCK:
+    with _THREADS_LOCK:
         if not _THREADS:
             _THREADS.append(configure_threads())
-        rb = _BENCHES.get(model_id)
-        if rb is None:
-            rb = RuntimeBench.of(Workbench(model_id))
-            _BENCHES.put(model_id, rb)
-        return rb
+    return RuntimeBench.of(process.workbench(model_id))
 
 
 def runtime_result(model_id: str, recipe_json: str, runtime: str, mode: str, batch: int) -> dict:

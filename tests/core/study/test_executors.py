@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from compress_core.base.recipe import FinetuneSpec, Recipe
+from compress_core.bench import process
 from compress_core.bench.workbench import Workbench
 from compress_core.cli import main as cli
 from compress_core.deploy.runtimes.base import RuntimeUnsupported
@@ -105,8 +106,8 @@ def test_a_config_the_runtime_cannot_take_is_a_failed_row_and_the_sweep_goes_on(
         assert sorted(df["sparsity"]) == [0.0, 0.9] and len(store.frame(MODEL)) == 2
     (failed,) = df.attrs["failed"]
     assert failed["label"] == recipes[1].label() and failed["error"].startswith("openvino cannot take this model")
-    monkeypatch.setattr(worker, "_BENCHES", worker.LRU(worker.MAX_MODELS))
-    worker._BENCHES.put(MODEL, wb)  # the same refusal on a Ray worker: that config alone comes back failed
+    process.forget()
+    process.keep(wb)  # the same refusal on a Ray worker: that config alone comes back failed
     items = [(0, recipes[1].to_json()), (1, recipes[0].to_json())]
     before = torch.get_num_threads()
     try:
@@ -118,13 +119,13 @@ def test_a_config_the_runtime_cannot_take_is_a_failed_row_and_the_sweep_goes_on(
 
 
 def test_worker_keeps_one_workbench_per_model_and_runs_with_its_cpu_request(monkeypatch):
-    monkeypatch.setattr(worker, "_BENCHES", worker.LRU(worker.MAX_MODELS))
+    process.forget()
     before = torch.get_num_threads()
     try:
         items = [(3, Recipe().to_json())]
         ((index, result, error),) = worker.measure_group(MODEL, items, Settings(latency_budget_s=0.005), 1, "ray")
         assert index == 3 and error == "" and result["latency_threads"] == 1 and result["executor"] == "ray"
-        assert worker.bench(MODEL) is worker.bench(MODEL)  # built once per worker process
+        assert process.workbench(MODEL) is process.workbench(MODEL)  # built once per worker process
     finally:
         torch.set_num_threads(before)
 
