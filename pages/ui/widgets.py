@@ -13,7 +13,7 @@ import streamlit as st
 
 from compress_core.base.paths import cache_dir, data_dir, downloads_allowed
 from compress_core.base.recipe import Recipe
-from compress_core.base.records import EVAL_MODES, size_is_estimate
+from compress_core.base.records import EVAL_MODES, dense_file_bytes, size_is_estimate
 from compress_core.present.plots import human_bytes
 
 from . import cache, catalogue, state, upload_box
@@ -165,11 +165,6 @@ def recovery_text(res: dict) -> str:
     if res["accuracy"] < oneshot:
         text += f" · :orange[recovery lowered accuracy by {(oneshot - res['accuracy']) * 100:.1f} pp]"
     return text
-
-
-def dense_file_bytes(res: dict) -> int:
-    """The dense model's size in the format of ``size_bytes`` (older results: the torch.save file)."""
-    return int(res.get("dense_artifact_bytes") or res["dense_size_bytes"])
 
 
 def _size_card(res: dict) -> None:
