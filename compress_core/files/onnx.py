@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+STACK_TRACE = "pkg.torch.onnx.stack_trace"  # node metadata the exporter writes: source paths and lines
 
 
 def onnx_bytes(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
@@ -64,4 +65,20 @@ def export(model: nn.Module, example: torch.Tensor, dynamic_batch: bool = False)
             verbose=False,
         )
         with open(path, "rb") as fh:
-            return fh.read()
+            return _without_stack_traces(fh.read())
+
+
+def _without_stack_traces(data: bytes) -> bytes:
+    """The file without the exporter's per-node Python stack traces (``pkg.torch.onnx.stack_trace``): they
+    name this machine's absolute source paths, so the file a user ships would carry them and its bytes
+    would depend on where the project is installed. Nothing a runtime reads is touched."""
+    import onnx
+
+    model = onnx.load_from_string(data)
+    for container in (model.graph, *model.functions):  # the main graph and any local functions
+        for node in container.node:
+            keep = [p for p in node.metadata_props if p.key != STACK_TRACE]
+            if len(keep) != len(node.metadata_props):
+                del node.metadata_props[:]
+                node.metadata_props.extend(keep)
+    return model.SerializeToString()

@@ -15,6 +15,7 @@ from compress_core.engine.prune.structured import structured_prune_
 from compress_core.files.onnx import onnx_bytes
 from compress_core.files.uploads import load_upload
 from compress_core.models.lenet import LeNet5
+from tests.conftest import ROOT
 
 MNIST = (1, 28, 28)
 
@@ -68,3 +69,10 @@ def _numel(shape: tuple[int, ...]) -> int:
     for d in shape:
         n *= d
     return n
+
+
+def test_the_file_carries_no_path_of_this_machine():
+    """torch.onnx writes each node's Python stack trace (absolute source paths) into the file; the file a
+    user ships must not carry them, and its bytes must not depend on where the project is installed."""
+    data = onnx_bytes(LeNet5().eval(), MNIST)
+    assert str(ROOT).encode() not in data and b"site-packages" not in data and b"stack_trace" not in data
