@@ -97,6 +97,18 @@ def test_the_issues_lenet5_file_recovers_and_says_how_to_install(benches):
     assert "CARD_ACCURACY: float | None = None" in code  # not measured: nothing to compare with
 
 
+def test_the_file_evaluates_on_the_set_its_card_was_measured_on():
+    full = {"accuracy": 0.9812, "eval_set": "mnist-test-10k", "eval_samples": 10000}
+    code = recipe_code(Recipe(*UNSTRUCTURED_4BIT, recovery="reconstruct"), "lenet5-mnist", card=full)
+    assert "CARD_ACCURACY: float | None = 0.9812" in code
+    assert 'CARD_EVAL = "full"  # its images: mnist-test-10k (10,000 test images)' in code
+    quick = {**full, "eval_set": "mnist-test-10k-quick1000", "eval_samples": 1000}
+    assert 'CARD_EVAL = "quick"' in recipe_code(Recipe(*UNSTRUCTURED_4BIT), "lenet5-mnist", card=quick)
+    code = recipe_code(Recipe(*UNSTRUCTURED_4BIT, recovery="reconstruct"), "lenet5-mnist")
+    assert "masks=masks, qcodes=qcodes or None, quant=QUANT" in code  # what reconstruction keeps
+    assert 'QUANT = QuantSpec(4, "symmetric", "per_channel")' in code
+
+
 @pytest.mark.slow  # one interpreter start
 def test_bn_recovery_of_lenet5_is_refused_by_the_file_as_by_the_workbench(benches, tmp_path):
     """LeNet-5 has no BatchNorm: recovery ``bn`` has nothing to work on, in the Workbench and in the file."""
@@ -121,8 +133,13 @@ def test_a_file_without_its_data_says_so_and_exits_cleanly(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "prune_spec, quant, recovery",
-    [(*STRUCTURED_INT8, "none"), (*STRUCTURED_INT8, "bn"), (*UNSTRUCTURED_4BIT, "reconstruct")],
-    ids=["none", "bn", "reconstruct"],
+    [
+        (*STRUCTURED_INT8, "none"),
+        (*STRUCTURED_INT8, "bn"),
+        (*UNSTRUCTURED_4BIT, "reconstruct"),
+        (*STRUCTURED_INT8, "reconstruct"),  # option-A shortcuts as ChannelScatter, re-fitted, then int8
+    ],
+    ids=["none", "bn", "reconstruct", "reconstruct-structured-int8"],
 )
 def test_a_resnet20_file_scores_what_its_card_says(benches, tmp_path, prune_spec, quant, recovery):
     _same_as_the_card(_bench(benches, "resnet20-cifar10"), Recipe(prune_spec, quant, recovery=recovery), tmp_path)
