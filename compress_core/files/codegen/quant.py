@@ -5,10 +5,11 @@ fine-tuning as a comment with the recipe's settings."""
 from __future__ import annotations
 
 from compress_core.base.recipe import FinetuneSpec, QuantSpec
+from compress_core.files.codegen.recover import kbit_lines
 from compress_core.files.codegen.target import Target, literal, shape_args
 
 
-def _int8(q: QuantSpec, t: Target, imports: list[str]) -> list[str]:
+def _int8(q: QuantSpec, t: Target, imports: list[str], images: int) -> list[str]:
     has_conv = t.layers is None or any(kind == "Conv2d" for _, kind in t.layers)
     if (q.int8_mode if q.int8_mode != "auto" else ("static" if has_conv else "dynamic")) == "dynamic":
         imports.append("from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic")
@@ -40,18 +41,27 @@ def _int8(q: QuantSpec, t: Target, imports: list[str]) -> list[str]:
         *lines,
         "prepared = prepare_fx(model.eval(), get_default_qconfig_mapping(engine),",
         f"                      example_inputs=(torch.zeros(1, {shape_args(t)}),), prepare_custom_config=custom)",
-        "with torch.no_grad():",
-        "    for x in calib_batches:  # PruneScope calibrates on 256 training images, in batches of 64",
+        f"with torch.no_grad():  # PruneScope calibrates on the first {images} training images, in batches of 64",
+        f"    for x in torch.cat(calib_batches)[:{images}].split(64):",
         "        prepared(x)",
         "model = convert_fx(prepared).eval()",
     ]
 
 
-def quant_lines(q: QuantSpec, t: Target, imports: list[str]) -> list[str]:
+def quant_lines(q: QuantSpec, t: Target, imports: list[str], ours: bool = False, images: int = 256) -> list[str]:
+    """The quantization lines; ``ours``: k-bit / fp16 weights through PruneScope's ``quantize_weights_`` (for the
+    reconstruction after it: ``codegen.recover``); ``images``: how many calibration images int8 static uses."""
     if not q.active:
         return []
     if q.int8:
-        return _int8(q, t, imports)
+        return _int8(q, t, imports, images)
+    if ours:
+        what = "fp16 weights" if q.bits == 16 and not q.layer_bits else f"{q.bits}-bit {q.scheme} weights"
+        return [
+            f"# {what}: PruneScope's own scheme (simulated: the model computes in fp32), applied by compress_core",
+            "# because the reconstruction below keeps the weights on this grid and updates their codes.",
+            *kbit_lines(imports),
+        ]
     loop = [
         "with torch.no_grad():",
         "    for m in model.modules():",

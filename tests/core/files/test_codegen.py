@@ -243,11 +243,17 @@ def test_every_recipe_shape_generates_valid_python():
     ):
         sparsity = 0.0 if kind == "none" else 0.5
         recipe = Recipe(PruneSpec(kind, criterion, scope, sparsity, skip=("first", "conv2")), quant, ft)
-        for model_id in ("lenet5-mnist", "resnet20-cifar10", "upload-0"):
-            code = recipe_code(recipe, model_id)
-            ast.parse(code)
-            after_docstring = code.split('"""', 2)[2]
-            assert max(len(line) for line in after_docstring.splitlines()) <= 120, (recipe.label(), model_id)
+        for recovery in ("none", "bn", "reconstruct"):
+            _valid_short_python(recipe.with_recovery(recovery))
+
+
+def _valid_short_python(recipe: Recipe) -> None:
+    card = {"accuracy": 0.5, "eval_set": "mnist-test-10k-quick1000", "eval_samples": 1000}
+    for model_id, facts in itertools.product(("lenet5-mnist", "resnet20-cifar10", "upload-0"), (None, card)):
+        code = recipe_code(recipe, model_id, card=facts)
+        ast.parse(code)
+        after_docstring = code.split('"""', 2)[2]
+        assert max(len(line) for line in after_docstring.splitlines()) <= 120, (recipe.label(), model_id)
 
 
 @pytest.mark.slow  # one interpreter start
