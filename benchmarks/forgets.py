@@ -65,10 +65,11 @@ def model_table(model_id: str) -> None:
             flush=True,
         )
     ex = flip_exemplars(results)
-    capped = f"; flipped lists capped in {len(ex.capped_results)} of {ex.results}" if ex.approximate else ""
+    bound = f" (a lower bound: {len(ex.capped_results)} results had only capped lists)" if ex.lower_bound else ""
     print(
-        f"\nImages flipping under more than half of the {ex.results} recipes: **{len(ex)}**"
-        f"{' (approximate, a lower bound' + capped + ')' if ex.approximate else ''}."
+        f"\nImages flipping under more than half of the {ex.results} recipes (approximate exemplars, "
+        f"`study.forgets_across`): **{len(ex)}**{bound}; of them right→wrong in every recipe: "
+        f"{sum(r['right_to_wrong'] == ex.results for r in ex.rows)}."
     )
 
 

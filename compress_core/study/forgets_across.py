@@ -14,27 +14,33 @@ from typing import Any
 
 import pandas as pd
 
-from compress_core.bench.forgets import RIGHT_TO_WRONG, Forgets
+from compress_core.bench.forgets import RIGHT_TO_WRONG, Forgets, flip_indices
 
 DAMAGE_COLUMNS = ["recipe_label", "sparsity", "kind", "class", "change_pp", "significant"]
 EXEMPLAR_COLUMNS = ["index", "label", "flips", "of", "share", "right_to_wrong", "wrong_to_right"]
 APPROXIMATE_NOTE = (
-    "approximate: each result keeps at most its flipped_max flipped images (the largest changes in the probability "
-    "of the true class), so an image's flip count is a lower bound wherever a result's flipped_total exceeds it"
+    "approximate: an image counts when it flips (right→wrong or wrong→right) against the dense model under more "
+    "than min_share of these recipes, one compressed model each: a stand-in for Hooker et al.'s pruning-identified "
+    "exemplars, which compare modal labels over populations of independently trained models"
+)
+LOWER_BOUND_NOTE = (
+    "; some results carry only their capped flipped list (no flip bits), so those counts are lower bounds"
 )
 
 
 @dataclass(frozen=True)
 class Exemplars:
-    """Images that flip (right→wrong or wrong→right) under at least ``min_share`` of ``results`` recipes, most
-    flips first. ``approximate`` is True when some result's flipped list was capped (``APPROXIMATE_NOTE``)."""
+    """Images that flip under more than ``min_share`` of ``results`` recipes, most flips first (``rows``: index
+    into the eval set, label where a flipped list names it, else None, flips, of, share and the two kinds). Always
+    ``approximate`` (``note`` says why); ``lower_bound`` when some result had only its capped flipped list."""
 
     rows: list[dict[str, Any]]
     results: int
     min_share: float
-    approximate: bool
+    lower_bound: bool
     note: str = APPROXIMATE_NOTE
-    capped_results: list[str] = field(default_factory=list)  # recipe labels whose flipped list was capped
+    capped_results: list[str] = field(default_factory=list)  # recipe labels counted from a capped flipped list
+    approximate: bool = True
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=EXEMPLAR_COLUMNS)
@@ -52,38 +58,51 @@ def _labelled(results: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping[str, A
     return out
 
 
+def _flips_of(f: Forgets) -> tuple[list[int], list[int], bool]:
+    """(right→wrong indices, wrong→right indices, complete): from the flip bits, else from the flipped list."""
+    both = flip_indices(f)
+    if both is not None:
+        return both[0], both[1], True
+    r2w = [row["index"] for row in f.flipped if row["kind"] == RIGHT_TO_WRONG]
+    w2r = [row["index"] for row in f.flipped if row["kind"] != RIGHT_TO_WRONG]
+    return r2w, w2r, f.flipped_total <= len(f.flipped)
+
+
 def flip_exemplars(results: Sequence[Mapping[str, Any]], min_share: float = 0.5) -> Exemplars:
     """The images that flip under more than ``min_share`` of the results' recipes (``Result.to_dict()`` each, all
-    of one model on one eval set; those without ``forgets`` are not counted), from their ``flipped`` lists."""
+    of one model on one eval set; those without ``forgets`` are not counted)."""
     if not 0.0 <= min_share < 1.0:
         raise ValueError(f"min_share must be in [0, 1); got {min_share!r}")
     got = _labelled(results)
-    counts: dict[int, dict[str, Any]] = {}
+    counts: dict[int, list[int]] = {}  # index -> [right→wrong, wrong→right]
+    labels: dict[int, int] = {}
     capped = []
     for r, f in got:
-        if f.flipped_total > len(f.flipped):
+        r2w, w2r, complete = _flips_of(f)
+        if not complete:
             capped.append(str(r.get("recipe_label", "")))
-        for row in f.flipped:
-            c = counts.setdefault(row["index"], {"index": row["index"], "label": row["label"], "r2w": 0, "w2r": 0})
-            c["r2w" if row["kind"] == RIGHT_TO_WRONG else "w2r"] += 1
+        for i in r2w:
+            counts.setdefault(i, [0, 0])[0] += 1
+        for i in w2r:
+            counts.setdefault(i, [0, 0])[1] += 1
+        labels.update((row["index"], row["label"]) for row in f.flipped)
     total = len(got)
-    rows = []
-    for c in counts.values():
-        flips = c["r2w"] + c["w2r"]
-        if total and flips / total > min_share:
-            rows.append(
-                {
-                    "index": c["index"],
-                    "label": c["label"],
-                    "flips": flips,
-                    "of": total,
-                    "share": flips / total,
-                    "right_to_wrong": c["r2w"],
-                    "wrong_to_right": c["w2r"],
-                }
-            )
+    rows = [
+        {
+            "index": i,
+            "label": labels.get(i),
+            "flips": a + b,
+            "of": total,
+            "share": (a + b) / total,
+            "right_to_wrong": a,
+            "wrong_to_right": b,
+        }
+        for i, (a, b) in counts.items()
+        if (a + b) / total > min_share
+    ]
     rows.sort(key=lambda r: (-r["flips"], r["index"]))
-    return Exemplars(rows, total, min_share, approximate=bool(capped), capped_results=capped)
+    note = APPROXIMATE_NOTE + (LOWER_BOUND_NOTE if capped else "")
+    return Exemplars(rows, total, min_share, lower_bound=bool(capped), note=note, capped_results=capped)
 
 
 def class_damage(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from compress_core.bench.forgets import (
     RIGHT_TO_WRONG,
     WRONG_TO_RIGHT,
     Forgets,
+    flip_indices,
     forgets,
     paired_change_interval,
 )
@@ -92,6 +93,7 @@ def test_flips_per_class_confusion_and_kl_match_hand_computed_values():
             "kind": WRONG_TO_RIGHT,
         },
     ]
+    assert flip_indices(f) == ([1], [3])
     assert f.classes_hurt() == []  # two images a class: no interval excludes the overall change
 
 
@@ -112,7 +114,7 @@ def test_flipped_list_is_capped_and_the_total_kept():
     f = forgets(dense, comp, labels, flipped_max=7)
     assert (f.flipped_total, len(f.flipped), f.flipped_max) == (50, 7, 7)
     assert [r["index"] for r in f.flipped] == list(range(7))  # largest drop of the true class first
-    assert f.flips_right_to_wrong == 50
+    assert f.flips_right_to_wrong == 50 and flip_indices(f) == (list(range(50)), [])
 
 
 def test_a_class_hit_harder_than_the_whole_is_significant():

@@ -31,16 +31,23 @@ def _result(sparsity: float, wrong: list[int], flipped_max: int = 100) -> dict:
 def test_exemplars_are_the_images_flipping_under_most_recipes():
     results = [_result(0.5, [0]), _result(0.7, [0, 2]), _result(0.9, [0, 2, 3]), {"recipe_label": "no forgets"}]
     ex = flip_exemplars(results)
-    assert ex.results == 3 and not ex.approximate
-    assert [(r["index"], r["flips"], r["of"]) for r in ex.rows] == [(0, 3, 3), (2, 2, 3)]  # 3 flips once: 1/3
+    assert ex.results == 3 and ex.approximate and not ex.lower_bound
+    assert [(r["index"], r["label"], r["flips"], r["of"]) for r in ex.rows] == [(0, 0, 3, 3), (2, 1, 2, 3)]  # 3: 1/3
     assert ex.rows[0]["right_to_wrong"] == 3 and ex.rows[0]["wrong_to_right"] == 0
     assert list(ex.frame()["index"]) == [0, 2] and len(ex) == 2
     assert len(flip_exemplars(results, min_share=0.0)) == 3
 
 
-def test_exemplars_say_approximate_when_a_flipped_list_was_capped():
-    ex = flip_exemplars([_result(0.5, [0, 2], flipped_max=1), _result(0.9, [0, 2])])
-    assert ex.approximate and ex.capped_results == [Recipe(PruneSpec("unstructured", "l1", "global", 0.5)).label()]
+def test_flip_bits_count_every_flip_even_past_the_capped_list():
+    ex = flip_exemplars([_result(0.5, [0, 2], flipped_max=1), _result(0.9, [0, 2], flipped_max=1)])
+    assert not ex.lower_bound and [r["index"] for r in ex.rows] == [0, 2] and ex.rows[0]["flips"] == 2
+
+
+def test_exemplars_say_lower_bound_when_only_a_capped_list_was_there():
+    capped = _result(0.5, [0, 2], flipped_max=1)
+    capped["forgets"] = {k: v for k, v in capped["forgets"].items() if not k.endswith("_bits")}  # an older record
+    ex = flip_exemplars([capped, _result(0.9, [0, 2])])
+    assert ex.lower_bound and ex.capped_results == [Recipe(PruneSpec("unstructured", "l1", "global", 0.5)).label()]
     assert "approximate" in ex.note and "lower bound" in ex.note
     with pytest.raises(ValueError, match="min_share"):
         flip_exemplars([], min_share=1.0)
