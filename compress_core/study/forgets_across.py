@@ -100,7 +100,7 @@ def flip_exemplars(results: Sequence[Mapping[str, Any]], min_share: float = 0.5)
         for i, (a, b) in counts.items()
         if (a + b) / total > min_share
     ]
-    rows.sort(key=lambda r: (-r["flips"], r["index"]))
+    rows.sort(key=lambda r: (-int(r["flips"] or 0), int(r["index"] or 0)))
     note = APPROXIMATE_NOTE + (LOWER_BOUND_NOTE if capped else "")
     return Exemplars(rows, total, min_share, lower_bound=bool(capped), note=note, capped_results=capped)
 
