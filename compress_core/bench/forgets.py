@@ -285,3 +285,27 @@ def _flipped(
             }
         )
     return out
+
+
+def summary_keys(record: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``evaluate --json`` keys of a Result's ``forgets`` record: ``flips`` (the two counts, their rates, how many
+    flipped images were listed of how many), ``per_class``, ``mean_kl``, ``confusion_diff`` and ``flipped`` (capped);
+    every key present, None where nothing was computed (another runtime) or, unlabelled, nothing can be."""
+    f = Forgets.from_dict(record) if record else None
+    flips = None
+    if f is not None and f.labelled:
+        flips = {
+            "right_to_wrong": f.flips_right_to_wrong,
+            "wrong_to_right": f.flips_wrong_to_right,
+            "right_to_wrong_rate": f.flip_rate_right_to_wrong,
+            "wrong_to_right_rate": f.flip_rate_wrong_to_right,
+            "flipped_total": f.flipped_total,
+            "flipped_max": f.flipped_max,
+        }
+    return {
+        "flips": flips,
+        "per_class": f.per_class if f is not None and f.labelled else None,
+        "mean_kl": f.mean_kl if f is not None else None,
+        "confusion_diff": f.confusion_diff if f is not None else None,
+        "flipped": f.flipped if f is not None and f.labelled else None,
+    }
