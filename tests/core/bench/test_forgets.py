@@ -202,3 +202,15 @@ def test_unlabelled_image_folder_results_carry_agreement_and_kl_only(wb):
     assert r.forgets is not None and r.forgets["labelled"] is False
     assert r.forgets["flips_right_to_wrong"] is None and r.forgets["per_class"] == []
     assert r.forgets["agreement"] == pytest.approx(r.agreement) and r.forgets["mean_kl"] >= 0
+
+
+@pytest.mark.data
+def test_resnet20_dense_recipe_has_no_flips_and_recovery_keeps_them_counted(resnet20):
+    s = MeasureSettings(latency=False)
+    dense = resnet20.evaluate(Recipe(), s).forgets or {}
+    assert (dense["flips_right_to_wrong"], dense["flips_wrong_to_right"], dense["mean_kl"]) == (0, 0, 0.0)
+    assert not any(c["significant"] for c in dense["per_class"])
+    r = resnet20.evaluate(Recipe(PruneSpec("unstructured", "l1", "global", 0.5)).with_recovery("bn"), s, oneshot=False)
+    f = Forgets.from_dict(r.forgets or {})
+    assert f.flips_right_to_wrong - f.flips_wrong_to_right == round((r.dense_accuracy - r.accuracy) * f.n)
+    assert len(f.per_class) == 10 and f.agreement == pytest.approx(r.agreement)
