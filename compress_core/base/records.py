@@ -169,6 +169,16 @@ class Result:
     deploy_file_bytes: int | None = None  # the deployable file(s) the runtime loads (.pt2 / .onnx / .xml+.bin / .pte)
     speedup_vs_eager: float | None = None  # against eager PyTorch dense fp32, same batch and threads
     eager_latency_ms_p50: float | None = None  # eager PyTorch dense fp32, per call
+    # What the compressed model answers differently from the dense one (``bench.forgets.Forgets.to_dict()``):
+    # flips, per-class change, confusion difference, KL. None where not computed (other runtimes, older rows).
+    forgets: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Result:
+        """The Result of a stored row: a field written before it existed gets its default; unknown keys are ignored."""
+        from dataclasses import MISSING, fields
+
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d or f.default is MISSING})

@@ -1,6 +1,6 @@
 """Pieces of ``Workbench`` that need no Workbench: the structure key latencies are cached by, top-1
-predictions (reporting progress per batch), the notes on an evaluation set, and the Result fields of one
-paired latency measurement."""
+predictions with their softmax probabilities (reporting progress per batch), the ``forgets`` of an
+evaluation, the notes on an evaluation set, and the Result fields of one paired latency measurement."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from torch import nn
 from compress_core.base import timing
 from compress_core.base.recipe import Recipe
 from compress_core.base.records import Progress
+from compress_core.bench.forgets import forgets
 from compress_core.data.sets import TensorSet
 from compress_core.engine import measure
 
@@ -30,10 +31,10 @@ def structure_key(model: nn.Module, kernels: str) -> tuple:
 
 def reported_predictions(
     model: nn.Module, data: TensorSet, memory_format: torch.memory_format, progress: Progress
-) -> torch.Tensor:
-    """Top-1 predictions on ``data``, reported to ``progress`` before the first batch and after every batch of
-    ``measure.EVAL_BATCH`` images (each report is a chance to yield: a stop there leaves at most the batches the
-    lanes hold, a tenth of a second on ResNet-56, to finish)."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-1 predictions and softmax probabilities on ``data``, reported to ``progress`` before the first batch and
+    after every batch of ``measure.EVAL_BATCH`` images (each report is a chance to yield: a stop there leaves at most
+    the batches the lanes hold, a tenth of a second on ResNet-56, to finish)."""
     n, per = len(data.x), measure.EVAL_BATCH
     progress(0.0, f"0 of {n:,} images")
 
@@ -41,7 +42,7 @@ def reported_predictions(
         seen = min(n, done * per)
         progress(seen / max(n, 1), f"{seen:,} of {n:,} images")
 
-    return measure.predictions(model, data, batch_size=per, memory_format=memory_format, progress=heard)
+    return measure.predictions_and_probs(model, data, batch_size=per, memory_format=memory_format, progress=heard)
 
 
 def fields_of(pair: timing.Paired, kernels: str) -> dict:
@@ -60,15 +61,31 @@ def fields_of(pair: timing.Paired, kernels: str) -> dict:
 
 
 def predict(model: nn.Module, kernels: str, data: TensorSet, progress: Progress | None = None) -> torch.Tensor:
-    """Top-1 predictions; fp32 conv nets run on a channels_last copy (1.4x faster on ResNet-20 at
-    batch 100 here, identical predictions), the given model itself is never converted. With
-    ``progress``, every batch is reported (``reported_predictions``)."""
+    """Top-1 predictions (``predict_probs`` without the probabilities)."""
+    return predict_probs(model, kernels, data, progress)[0]
+
+
+def predict_probs(
+    model: nn.Module, kernels: str, data: TensorSet, progress: Progress | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-1 predictions and softmax probabilities (float32, N x C) of one forward pass; fp32 conv nets run on a
+    channels_last copy (1.4x faster on ResNet-20 at batch 100 here, identical predictions), the given model itself
+    is never converted. With ``progress``, every batch is reported (``reported_predictions``)."""
     fmt = torch.contiguous_format
     if kernels == "fp32" and data.x.dim() == 4 and any(isinstance(m, nn.Conv2d) for m in model.modules()):
         model, fmt = copy.deepcopy(model).to(memory_format=torch.channels_last), torch.channels_last
     if progress is None:
-        return measure.predictions(model, data, memory_format=fmt)
+        return measure.predictions_and_probs(model, data, memory_format=fmt)
     return reported_predictions(model, data, fmt, progress)
+
+
+def forgets_on(
+    data: TensorSet, dense_top1: torch.Tensor, dense_probs: torch.Tensor, top1: torch.Tensor, probs: torch.Tensor
+) -> dict:
+    """``bench.forgets`` of one evaluation on ``data`` as the Result's ``forgets`` dict (unlabelled images:
+    agreement and KL only)."""
+    labels = data.y if getattr(data, "labelled", True) else None
+    return forgets(dense_probs, probs, labels, dense_top1=dense_top1, top1=top1).to_dict()
 
 
 def eval_notes(data: TensorSet, mode: str, user_images: bool) -> list[str]:

@@ -32,7 +32,7 @@ from compress_core.base.records import (
 )
 from compress_core.base.settings import MeasureSettings, checked
 from compress_core.bench.latency import PairedLatency, Timed
-from compress_core.bench.parts import accuracies, eval_notes, expensive, fields_of, predict
+from compress_core.bench.parts import accuracies, eval_notes, expensive, fields_of, forgets_on, predict_probs
 from compress_core.data import sets as data_mod
 from compress_core.engine import measure
 from compress_core.engine.prune import criteria
@@ -66,7 +66,7 @@ class Workbench:
         self.model = (model if model is not None else load_model(model_id)).eval()
         self.calib_samples = calib_samples
         self._lock = threading.RLock()
-        self._dense_preds: dict[str, torch.Tensor] = {}
+        self._dense_preds: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # eval set -> (top-1, softmax)
         self._scores: dict[tuple, tuple[list[torch.Tensor], torch.Tensor | None]] = {}
         self.latency = PairedLatency(self.model, tuple(self.spec.input_shape), self._lock)
         self._results: LRU[Result] = LRU(max_results)
@@ -107,9 +107,13 @@ class Workbench:
         return data_mod.calibration_batches(self.spec.dataset, BN_SAMPLES, CALIBRATION_BATCH)
 
     def dense_predictions(self, data: data_mod.TensorSet) -> torch.Tensor:
+        return self.dense_outputs(data)[0]
+
+    def dense_outputs(self, data: data_mod.TensorSet) -> tuple[torch.Tensor, torch.Tensor]:
+        """The dense model's top-1 and softmax probabilities (float32, N x C) on ``data``, cached per eval set."""
         with self._lock:
             if data.name not in self._dense_preds:
-                self._dense_preds[data.name] = predict(self.model, "fp32", data)
+                self._dense_preds[data.name] = predict_probs(self.model, "fp32", data)
             return self._dense_preds[data.name]
 
     def dense_facts(self) -> dict[str, int]:
@@ -214,10 +218,10 @@ class Workbench:
 
         t0 = time.perf_counter()
         data = self.eval_data(s.mode)
-        ref = self.dense_predictions(data)  # first: an abandoned evaluation still leaves it cached
-        acc, dense_acc = accuracies(
-            predict(comp.model, comp.kernels, data, span(own, cut, 0.9, "evaluating: ")), ref, data
-        )
+        ref, ref_probs = self.dense_outputs(data)  # first: an abandoned evaluation still leaves it cached
+        preds, probs = predict_probs(comp.model, comp.kernels, data, span(own, cut, 0.9, "evaluating: "))
+        acc, dense_acc = accuracies(preds, ref, data)
+        lost = forgets_on(data, ref, ref_probs, preds, probs)
         timings["eval_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -259,6 +263,7 @@ class Workbench:
             dense_artifact_bytes=dense["artifact_bytes"],
             **lat,
             recovery_s=comp.recovery["seconds"] if comp.recovery and recipe.recovery != "none" else None,
+            forgets=lost,
         )
 
     def _oneshot_share(
@@ -332,13 +337,7 @@ class Workbench:
         """Put a Result measured elsewhere (a stored sweep row) into the cache ``peek`` and ``evaluate`` read.
         A row written before a field existed gets that field's default."""
         if isinstance(result, dict):
-            missing = dataclasses.MISSING
-            result = Result(
-                **{
-                    f.name: result[f.name] if f.name in result or f.default is missing else f.default
-                    for f in dataclasses.fields(Result)
-                }
-            )
+            result = Result.from_dict(result)
         self._results.put(checked(settings, "remember").key(Recipe.from_dict(result.recipe)), result)
 
     def remeasure(

@@ -12,6 +12,7 @@ from typing import Any
 from compress_core.base.recipe import Recipe
 from compress_core.base.records import EVAL_MODES
 from compress_core.base.settings import MeasureSettings
+from compress_core.bench.forgets import summary_keys
 from compress_core.cli.common import keys, positive_int, progress_bar
 from compress_core.cli.models import CliError, workbench_for
 from compress_core.cli.recipe_args import add_recipe_args, recipe_from_args
@@ -107,6 +108,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             else wb.evaluate(recipe, _measure_settings(args), compressed=comp)
         )
     out = result.to_dict()
+    out.update(summary_keys(out.get("forgets")))  # flips, per_class, mean_kl, confusion_diff, flipped
     if args.json:  # NaN (accuracy on unlabelled images) is not JSON: write null
         print(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}))
         return 0

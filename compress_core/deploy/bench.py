@@ -33,7 +33,7 @@ from compress_core.base.lru import LRU
 from compress_core.base.recipe import Recipe
 from compress_core.base.records import Compressed, Progress, Result, check_eval_mode
 from compress_core.base.settings import MeasureSettings
-from compress_core.bench.parts import fields_of
+from compress_core.bench.parts import fields_of, forgets_on
 from compress_core.bench.workbench import Workbench
 from compress_core.deploy.runtimes import RUNTIMES, Deployed, RuntimeUnsupported, get_runtime
 from compress_core.deploy.runtimes.torch_deployed import TorchDeployed
@@ -113,7 +113,7 @@ class RuntimeBench:
             progress(0.0, f"exporting to {runtime}")
         dep = self.session(recipe, runtime, s.batch, threads, comp)
         t0 = time.perf_counter()
-        acc = self._accuracy(dep, s.mode, progress)
+        acc, lost = self._accuracy(dep, s.mode, progress)
         seconds = {
             **base.seconds,
             "eval_s": time.perf_counter() - t0,
@@ -133,26 +133,31 @@ class RuntimeBench:
             accuracy_ci_low=acc.ci_low,
             accuracy_ci_high=acc.ci_high,
             agreement=acc.agreement,
+            forgets=lost,  # from the runtime's own predictions, not the eager ones
             deploy_file_bytes=_file_bytes(dep),
             simulated=notes,
             seconds=seconds,
             **{"latency_kernels": dep.kernels, **lat},  # the runtime's kernels, timed or not
         )
 
-    def _accuracy(self, dep: Deployed, mode: str, progress: Progress | None) -> measure.Accuracy:
+    def _accuracy(self, dep: Deployed, mode: str, progress: Progress | None) -> tuple[measure.Accuracy, dict]:
+        """Accuracy on the runtime's session, and what it forgets against the eager dense model (``bench.forgets``)."""
         data = self.wb.eval_data(mode)
         ev = dep.reconfigure(batch=STATIC_EVAL_BATCH) if dep.static_batch and dep.batch < STATIC_EVAL_BATCH else None
         ev = ev or dep
-        preds = []
+        logits = []
         for lo in range(0, len(data.x), 1000):
             if progress is not None:
                 progress(lo / max(len(data.x), 1), f"evaluating on {dep.runtime}: {lo:,} of {len(data.x):,} images")
-            preds.append(ev.predict(data.x[lo : lo + 1000]).argmax(1))
-        acc = measure.accuracy(torch.cat(preds), data.y, self.wb.dense_predictions(data))
+            logits.append(ev.predict(data.x[lo : lo + 1000]))
+        out = torch.cat(logits)
+        preds = out.argmax(1)
+        ref, ref_probs = self.wb.dense_outputs(data)
+        acc = measure.accuracy(preds, data.y, ref)
         if not getattr(data, "labelled", True):
             nan = float("nan")
             acc = dataclasses.replace(acc, accuracy=nan, ci_low=nan, ci_high=nan)
-        return acc
+        return acc, forgets_on(data, ref, ref_probs, preds, torch.softmax(out.float(), 1))
 
     def _latency_fields(
         self, recipe: Recipe, dep: Deployed, comp: Compressed, runtime: str, budget_s: float, progress: Progress | None

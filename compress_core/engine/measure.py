@@ -40,13 +40,41 @@ def predictions(
     """Top-1 predicted class for every sample (int64). The batches run in ``lanes`` (one per torch
     thread, each batch on one thread: faster than every op on all threads, see ``lanes``);
     ``progress(batches done, batches)`` hears every finished batch on the calling thread."""
+    return _forward(model, data, batch_size, memory_format, progress, keep_probs=False)[0]
+
+
+@torch.no_grad()
+def predictions_and_probs(
+    model: nn.Module,
+    data: TensorSet,
+    batch_size: int = EVAL_BATCH,
+    memory_format: torch.memory_format = torch.contiguous_format,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``predictions`` and, from the same forward pass, the softmax probabilities (float32, N x C: what
+    ``bench.forgets`` compares). The top-1 is the argmax of the logits, exactly as ``predictions``."""
+    return _forward(model, data, batch_size, memory_format, progress, keep_probs=True)
+
+
+def _forward(
+    model: nn.Module,
+    data: TensorSet,
+    batch_size: int,
+    memory_format: torch.memory_format,
+    progress: Callable[[int, int], None] | None,
+    keep_probs: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
     model.eval()
 
-    def top1(_lane: int, x: torch.Tensor) -> torch.Tensor:
-        return model(x.contiguous(memory_format=memory_format) if x.dim() == 4 else x).argmax(1)
+    def run(_lane: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = model(x.contiguous(memory_format=memory_format) if x.dim() == 4 else x)
+        probs = torch.softmax(logits.float(), 1) if keep_probs else torch.empty(0)
+        return logits.argmax(1), probs
 
-    out = lanes.run(top1, [x for x, _ in data.batches(batch_size)], progress)
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+    out = lanes.run(run, [x for x, _ in data.batches(batch_size)], progress)
+    if not out:
+        return torch.empty(0, dtype=torch.long), torch.empty(0, 0)
+    return torch.cat([t for t, _ in out]), torch.cat([p for _, p in out]) if keep_probs else torch.empty(0)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 import pandas as pd
 import plotly.graph_objects as go
 
+from compress_core.present.forgets_table import flip_section
+
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:2rem auto;max-width:1200px;
 color:#1f2937;padding:0 1rem}h1{margin-bottom:.2rem}h2{margin-top:2rem;border-bottom:1px solid #e5e7eb}
@@ -102,6 +104,7 @@ def build_report(
     artefacts: Sequence[Mapping] = (),
     subtitle: str = "",
     generated_at: datetime | None = None,
+    results: Sequence[Mapping] = (),
 ) -> str:
     """One HTML document: title, the table, every chart (interactive, plotly.js embedded once), the
     honest-number notes, the environment, and the artefact hashes with the commands that re-measure them.
@@ -116,6 +119,7 @@ def build_report(
         f"<style>{_CSS}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p class='sub'>{html.escape(subtitle)} · generated {when} by PruneScope</p>"
         f"<h2>Side by side</h2>{_table(table)}"
+        f"{flip_section(results)}"  # the flip table of the results that carry ``forgets`` (present.forgets_table)
         f"<h2>Charts</h2>{_figures(figures)}"
         f"<h2>Honest numbers</h2><ul>{note_items or '<li>Nothing simulated or estimated.</li>'}</ul>"
         f"<h2>Environment</h2>{_dl(env)}"

@@ -3,6 +3,8 @@ store (``ResultStore.frame``), sweeps (``sweep.run_sweep``) and the dashboard's 
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 
 from compress_core.base.recipe import Recipe
@@ -55,7 +57,8 @@ INT_COLUMNS = [
 ]
 # Where a row was measured (``executors.where``); rows stored before these existed read as missing.
 WHERE_COLUMNS = list(WHERE_FIELDS)
-TEXT_COLUMNS = ["eval_set", "size_method", "latency_kernels", "simulated", "latency_note", *WHERE_COLUMNS]
+# ``forgets``: the Result's ``bench.forgets`` record as JSON text (missing in rows measured before it existed).
+TEXT_COLUMNS = ["eval_set", "size_method", "latency_kernels", "simulated", "latency_note", *WHERE_COLUMNS, "forgets"]
 BOOL_COLUMNS = ["int8", "latency_noisy", "cached"]
 COLUMNS = [
     *ID_COLUMNS,
@@ -93,6 +96,7 @@ COLUMNS = [
     *WHERE_COLUMNS,
     "attempts",
     "cached",
+    "forgets",
 ]
 
 
@@ -119,6 +123,7 @@ def result_row(result: dict, recipe_json: str, mode: str, cached: bool, runtime:
     row["latency_note"] = result.get("latency_note") or ""
     row["latency_noisy"] = bool(result.get("latency_noisy"))
     row["cached"] = bool(cached)
+    row["forgets"] = json.dumps(result["forgets"], sort_keys=True) if result.get("forgets") else None
     return row
 
 
