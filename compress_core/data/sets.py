@@ -178,3 +178,17 @@ def labelled_batches(
 def calibration_batches(dataset: str, n: int = 256, batch_size: int = 64, seed: int = 0) -> list[torch.Tensor]:
     """The images of ``labelled_batches`` (the same samples), without labels."""
     return [x for x, _ in labelled_batches(dataset, n, batch_size, seed)]
+
+
+def to_pixels(dataset: str, x: torch.Tensor) -> np.ndarray:
+    """Normalised images of ``dataset`` (N × C × H × W, as ``load`` gives them) back to 8-bit pixels:
+    N × H × W for MNIST, N × H × W × 3 for CIFAR-10, the inverse of the normalisation above."""
+    if dataset == "mnist":
+        t = x.reshape(-1, 28, 28) * MNIST_STD + MNIST_MEAN
+    elif dataset == "cifar10":
+        mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
+        t = (x * std + mean).permute(0, 2, 3, 1)
+    else:
+        raise ValueError(f"no pixel view of {dataset!r} images; known: {', '.join(CLASSES)}")
+    return (t * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
