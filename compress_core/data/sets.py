@@ -192,3 +192,16 @@ def to_pixels(dataset: str, x: torch.Tensor) -> np.ndarray:
     else:
         raise ValueError(f"no pixel view of {dataset!r} images; known: {', '.join(CLASSES)}")
     return (t * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+@functools.lru_cache(maxsize=4)
+def test_size(dataset: str) -> int:
+    """How many images ``eval_set(dataset, "full")`` holds, reading only the labels where the files allow."""
+    root = data_dir()
+    if dataset == "mnist" and root is not None and (root / "mnist/t10k-labels-idx1-ubyte.gz").is_file():
+        with gzip.open(root / "mnist/t10k-labels-idx1-ubyte.gz") as fl:
+            return len(fl.read()) - 8
+    if dataset == "cifar10" and root is not None and (root / "cifar10/test.npz").is_file():
+        with np.load(root / "cifar10/test.npz") as archive:
+            return len(archive["y"])
+    return len(load(dataset, "test"))

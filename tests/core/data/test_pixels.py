@@ -25,3 +25,13 @@ def test_cifar_pixels_invert_the_normalisation() -> None:
 def test_unknown_dataset_says_so() -> None:
     with pytest.raises(ValueError, match="no pixel view"):
         sets.to_pixels("imagefolder", sets._cifar_norm(np.zeros((1, 2, 2, 3), np.uint8)))
+
+
+@pytest.mark.parametrize("dataset", ["mnist"])
+def test_test_size_is_the_full_sets_length(dataset: str) -> None:
+    assert sets.test_size(dataset) == len(sets.eval_set(dataset, "full"))
+
+
+@pytest.mark.data
+def test_cifar_test_size_reads_only_the_labels() -> None:
+    assert sets.test_size("cifar10") == len(sets.eval_set("cifar10", "full")) == 10_000
