@@ -66,3 +66,19 @@ def test_resnet20_at_80_percent_renders_with_its_cifar_classes():
     right_to_wrong, wrong_to_right = flips(at)
     assert right_to_wrong + wrong_to_right > 0
     assert any(name in texts(at.caption) for name in ("cat", "dog", "bird", "truck", "airplane"))
+
+
+def test_compare_shows_each_pins_flips_side_by_side(app):
+    app.button(key="b_pin").click().run()  # the dense recipe
+    app.slider(key="w_sparsity_pct").set_value(90).run()
+    app.select_slider(key="w_bits").set_value(2).run()
+    app.button(key="b_pin").click().run()
+    app.switch_page("pages/compare.py").run()
+    assert not app.exception and not app.error, texts(app.error)
+    assert "What each pin forgets" in texts(app.markdown)
+    table = next(df.value for df in app.dataframe if "right → wrong" in list(df.value["measure"]))
+    dense_col, heavy_col = [c for c in table.columns if c.startswith("#")]
+    rows = table.set_index("measure")
+    assert rows.loc["right → wrong", dense_col].startswith("0 ")
+    assert not rows.loc["right → wrong", heavy_col].startswith("0 ")
+    assert rows.loc["agreement with dense", dense_col] == "100.0%"
