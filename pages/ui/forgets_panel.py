@@ -145,11 +145,9 @@ def gallery(model_id: str, mode: str, f: dict, names: tuple[str, ...]) -> None:
     cols = st.columns(GALLERY_COLUMNS)
     for i, x in enumerate(first):
         with cols[i % GALLERY_COLUMNS]:
-            text = _flip_text(x, names)
-            if images is None:
-                st.caption(text)
-            else:
-                st.image(images[i], caption=text, width=84)
+            if images is not None:
+                st.image(images[i], width=96)
+            st.caption(_flip_text(x, names))
     st.caption(
         f"{len(first)} of {len(picked):,} shown ({show}), the compressed model's most confident answers first; "
         "confidences are the top softmax probability of each model."
@@ -158,7 +156,10 @@ def gallery(model_id: str, mode: str, f: dict, names: tuple[str, ...]) -> None:
 
 def _flip_text(x: dict, names: tuple[str, ...]) -> str:
     true, dense, now = (fc.name_of(names, int(x[k])) for k in ("label", "dense_label", "label_compressed"))
-    return f"#{x['index']} true {true} · dense {dense} {x['dense_confidence']:.0%} → {now} {x['confidence']:.0%}"
+    return (
+        f"#{x['index']} · true **{true}**  \ndense {dense} {x['dense_confidence']:.0%}  \n"
+        f"→ **{now}** {x['confidence']:.0%}"
+    )
 
 
 def confusion_frame(f: dict, names: tuple[str, ...]) -> pd.DataFrame:
