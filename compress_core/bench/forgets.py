@@ -11,12 +11,15 @@ two or three flips among a hundred images are not called damage.
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
+from compress_core.base import lanes
 from compress_core.data.sets import TensorSet
 from compress_core.engine.measure import EVAL_BATCH, wilson_interval
 
@@ -154,8 +157,24 @@ def forgets(dense_probs: torch.Tensor, probs: torch.Tensor, labels: torch.Tensor
 
 
 @torch.no_grad()
-def softmax_outputs(model: nn.Module, data: TensorSet, batch_size: int = EVAL_BATCH) -> torch.Tensor:
-    """The model's softmax outputs on ``data`` (N × C, float32), batch by batch."""
+def softmax_outputs(
+    model: nn.Module,
+    data: TensorSet,
+    kernels: str = "fp32",
+    batch_size: int = EVAL_BATCH,
+    progress: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """The model's softmax outputs on ``data`` (N × C, float32), run like the Workbench's predictions
+    (``parts.predict``): batches in ``lanes``, an fp32 conv net on a channels_last copy (5× faster than a plain
+    loop on ResNet-20 here); the given model itself is never converted. ``progress(batches done, batches)`` hears
+    every batch on the calling thread (raising from it abandons the pass)."""
+    fmt = torch.contiguous_format
+    if kernels == "fp32" and data.x.dim() == 4 and any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        model, fmt = copy.deepcopy(model).to(memory_format=torch.channels_last), torch.channels_last
     model.eval()
-    out = [torch.softmax(model(x).float(), dim=1) for x, _ in data.batches(batch_size)]
+
+    def probs(_lane: int, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(model(x.contiguous(memory_format=fmt) if x.dim() == 4 else x).float(), dim=1)
+
+    out = lanes.run(probs, [x for x, _ in data.batches(batch_size)], progress)
     return torch.cat(out) if out else torch.empty(0, 0)

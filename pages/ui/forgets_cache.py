@@ -1,24 +1,42 @@
-"""Cached: what the compressed model forgets (``bench.forgets``), per (model, recipe, mode), and the pixels of
-the test images that flipped.
+"""What the compressed model forgets (``bench.forgets``), kept per (model, recipe, mode) for every session,
+and the pixels of the test images that flipped.
 
-- ``dense_probs`` (``st.cache_resource``): the dense model's softmax outputs on an eval set, once per process.
-- ``forgets_dict`` (``st.cache_data``): the compressed model's outputs (the Workbench's cached compressed
-  model, the one the cards measured) against those, as ``Forgets.to_dict()``.
-- ``forgets_of``: the Result's own ``forgets`` where a measurement already stored one for this eval set,
-  else ``forgets_dict``.
+- ``forgets_of``: the Result's own ``forgets`` where a measurement already stored one for this eval set, else
+  the compressed model's softmax outputs (the Workbench's cached compressed model, the one the cards measured)
+  against the dense model's, as ``Forgets.to_dict()`` with ``eval_set`` added.
+- The dense outputs and the Forgets are kept in bounded LRUs (``st.cache_resource``), filled outside any
+  cached function so that the pass can report each batch to a progress bar: every report is a point where the
+  user's next slider move takes over (``explore_panels``' module docstring), leaving nothing half-cached.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import streamlit as st
 import torch
 
+from compress_core.base.lru import LRU
 from compress_core.base.recipe import Recipe
 from compress_core.bench.forgets import forgets, softmax_outputs
 from compress_core.data import sets
 
 from . import cache
+
+Heard = Callable[[int, int], None]  # (batches done, batches): lanes.run's progress
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def _dense() -> LRU[torch.Tensor]:
+    """(model, mode) -> the dense model's softmax outputs on that eval set."""
+    return LRU(8)
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def _kept() -> LRU[dict]:
+    """(model, recipe JSON, mode) -> the Forgets dict."""
+    return LRU(64)
 
 
 def labelled(model_id: str, mode: str) -> bool:
@@ -46,31 +64,40 @@ def name_of(names: tuple[str, ...], k: int) -> str:
     return names[k] if 0 <= k < len(names) else str(k)
 
 
-@st.cache_resource(max_entries=8, show_spinner=False)
-def dense_probs(model_id: str, mode: str) -> torch.Tensor:
-    wb = cache.workbench(model_id)
-    return softmax_outputs(wb.model, wb.eval_data(mode))
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def forgets_dict(model_id: str, recipe_json: str, mode: str) -> dict:
-    """``Forgets.to_dict()`` of the recipe's compressed model against the dense one on ``mode``'s eval set,
-    with ``eval_set`` (its name) added."""
-    wb = cache.workbench(model_id)
-    data = wb.eval_data(mode)
-    comp = cache.compressed(model_id, Recipe.from_json(recipe_json))
-    out = forgets(dense_probs(model_id, mode), softmax_outputs(comp.model, data), data.y).to_dict()
-    return {**out, "eval_set": data.name}
-
-
-def forgets_of(model_id: str, recipe: Recipe, mode: str, res: dict | None = None) -> dict:
-    """What the recipe's compressed model forgets on ``mode``'s eval set: the Result's own ``forgets`` when it
-    was measured on that set, else computed here (cached)."""
+def known(model_id: str, recipe: Recipe, mode: str, res: dict | None = None) -> dict | None:
+    """The Forgets of the recipe if they are at hand (the Result's own, or computed before), else None."""
     name = cache.workbench(model_id).eval_data(mode).name
     stored = None if res is None else res.get("forgets")
     if stored is not None and res is not None and res.get("eval_set") == name:
         return {**stored, "eval_set": name}
-    return forgets_dict(model_id, recipe.to_json(), mode)
+    return _kept().get((model_id, recipe.to_json(), mode))
+
+
+def dense_probs(model_id: str, mode: str, progress: Heard | None = None) -> torch.Tensor:
+    hit = _dense().get((model_id, mode))
+    if hit is None:
+        wb = cache.workbench(model_id)
+        hit = softmax_outputs(wb.model, wb.eval_data(mode), progress=progress)
+        _dense().put((model_id, mode), hit)
+    return hit
+
+
+def forgets_of(
+    model_id: str, recipe: Recipe, mode: str, res: dict | None = None, progress: Heard | None = None
+) -> dict:
+    """What the recipe's compressed model forgets on ``mode``'s eval set (``known``, else computed now and kept);
+    ``progress`` hears each batch of the dense pass (once per model and mode) and of the compressed one."""
+    hit = known(model_id, recipe, mode, res)
+    if hit is not None:
+        return hit
+    wb = cache.workbench(model_id)
+    data = wb.eval_data(mode)
+    dense = dense_probs(model_id, mode, progress)
+    comp = cache.compressed(model_id, recipe)
+    out = {**forgets(dense, softmax_outputs(comp.model, data, comp.kernels, progress=progress), data.y).to_dict()}
+    out["eval_set"] = data.name
+    _kept().put((model_id, recipe.to_json(), mode), out)
+    return out
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

@@ -15,7 +15,7 @@ import streamlit as st
 from compress_core.base.recipe import Recipe
 from compress_core.present import plots
 
-from . import catalogue
+from . import cache, catalogue
 from . import forgets_cache as fc
 
 W_OPEN = "w_forgets_open"  # the expander (tracked: its body runs only while open)
@@ -49,7 +49,7 @@ def body(model_id: str, recipe_json: str, mode: str, res: dict) -> None:
         st.info("These images have no labels: only agreement with the dense model can be measured (the cards).")
         return
     recipe = Recipe.from_json(recipe_json)
-    quick = fc.forgets_of(model_id, recipe, mode, res)
+    quick = _forgets(model_id, recipe, mode, res)
     per_class = _per_class_count(quick)
     used = mode
     full_n = fc.full_size(model_id)
@@ -61,15 +61,31 @@ def body(model_id: str, recipe_json: str, mode: str, res: dict) -> None:
         )
         if st.toggle(f"Per-class figures on the full test set ({full_n:,} images)", key=W_FULL):
             used = "full"
-    shown = quick
-    if used != mode:
-        with st.spinner(f"Comparing both models on the full test set of {catalogue.spec(model_id).name}…"):
-            shown = fc.forgets_of(model_id, recipe, used)
+    shown = quick if used == mode else _forgets(model_id, recipe, used)
     flips(shown, used, _per_class_count(shown))
     names = fc.class_names(model_id)
     classes(shown, names)
     gallery(model_id, used, shown, names)
     confusion(shown, names)
+
+
+def _forgets(model_id: str, recipe: Recipe, mode: str, res: dict | None = None) -> dict:
+    """The Forgets, at hand or computed under a progress bar: each batch it reports is a point where the user's
+    next move takes over (the pass is abandoned, nothing half-kept)."""
+    hit = fc.known(model_id, recipe, mode, res)
+    if hit is not None:
+        return hit
+    n = len(cache.workbench(model_id).eval_data(mode))
+    label = f"Comparing the compressed and the dense {catalogue.spec(model_id).name} on {n:,} test images"
+    slot = st.empty()
+    bar = slot.progress(0.0, text=label)
+
+    def heard(done: int, total: int) -> None:
+        bar.progress(min(1.0, done / max(total, 1)), text=f"{label} — batch {done} of {total}")
+
+    out = fc.forgets_of(model_id, recipe, mode, res, progress=heard)
+    slot.empty()
+    return out
 
 
 def _per_class_count(f: dict) -> int:

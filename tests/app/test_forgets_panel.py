@@ -82,3 +82,17 @@ def test_compare_shows_each_pins_flips_side_by_side(app):
     assert rows.loc["right → wrong", dense_col].startswith("0 ")
     assert not rows.loc["right → wrong", heavy_col].startswith("0 ")
     assert rows.loc["agreement with dense", dense_col] == "100.0%"
+
+
+def test_a_results_own_forgets_is_read_instead_of_computed():
+    import torch
+
+    from compress_core.bench.forgets import forgets
+    from pages.ui import cache, forgets_cache
+
+    name = cache.workbench("lenet5-mnist").eval_data("quick").name
+    own = forgets(torch.eye(3), torch.eye(3)[[1, 1, 2]], torch.tensor([0, 1, 2])).to_dict()
+    got = forgets_cache.known("lenet5-mnist", HEAVY, "quick", {"forgets": own, "eval_set": name})
+    assert got is not None and got["flips_right_to_wrong"] == 1 and got["eval_set"] == name
+    other_set = forgets_cache.known("lenet5-mnist", HEAVY, "quick", {"forgets": own, "eval_set": "another-set"})
+    assert other_set is None or other_set["n"] != 3  # measured on another set: never shown for this one

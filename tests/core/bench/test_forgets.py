@@ -87,3 +87,15 @@ def test_softmax_outputs_sum_to_one() -> None:
     data = TensorSet("t", torch.randn(250, 1, 2, 2), torch.zeros(250, dtype=torch.long))
     p = softmax_outputs(model, data)
     assert p.shape == (250, 3) and torch.allclose(p.sum(1), torch.ones(250))
+
+
+def test_softmax_outputs_of_a_conv_net_match_a_plain_forward_and_report_each_batch() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 4 * 4, 5)).eval()
+    data = TensorSet("t", torch.randn(230, 1, 6, 6), torch.zeros(230, dtype=torch.long))
+    heard: list[tuple[int, int]] = []
+    p = softmax_outputs(model, data, progress=lambda done, total: heard.append((done, total)))
+    with torch.no_grad():
+        assert torch.allclose(p, torch.softmax(model(data.x), 1), atol=1e-6)
+    assert heard[-1] == (3, 3) and len(heard) == 3
+    assert next(model.parameters()).is_contiguous()  # the given model is never converted to channels_last
