@@ -8,7 +8,7 @@ import streamlit as st
 
 from compress_core.base.recipe import Recipe
 
-from . import cache
+from . import cache, views
 from . import forgets_cache as fc
 
 
@@ -21,7 +21,8 @@ def _worse(f: dict, names: tuple[str, ...]) -> str:
 
 
 def flips_frame(pins: list[dict], mode: str) -> pd.DataFrame:
-    """Measures as rows, one column per pin that could be compared (a pin that cannot is warned about above)."""
+    """Measures as rows, one column per pin named as in the table above (a pin that cannot be compared is
+    warned about there)."""
     columns: dict[str, list[str]] = {}
     for i, pin in enumerate(pins, start=1):
         model, recipe = pin["model"], Recipe.from_json(pin["recipe"])
@@ -32,7 +33,7 @@ def flips_frame(pins: list[dict], mode: str) -> pd.DataFrame:
         except ValueError:
             continue
         per = round(f["n"] / max(1, len(f["per_class"])))
-        columns[f"#{i} {pin['label']}"] = [
+        columns[views.pin_name(i, pin)] = [
             f"{f['flips_right_to_wrong']:,} ({f['flips_right_to_wrong_rate']:.1%})",
             f"{f['flips_wrong_to_right']:,} ({f['flips_wrong_to_right_rate']:.1%})",
             f"{f['agreement']:.1%}",
