@@ -166,7 +166,7 @@ def gallery(model_id: str, mode: str, f: dict, names: tuple[str, ...]) -> None:
             st.caption(_flip_text(x, names))
     st.caption(
         f"{len(first)} of {len(picked):,} shown ({show}), the compressed model's most confident answers first; "
-        "confidences are the top softmax probability of each model."
+        "confidences are the top softmax probability of each model; # is the image's position in the evaluated set."
     )
 
 
