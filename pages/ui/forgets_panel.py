@@ -15,7 +15,7 @@ import streamlit as st
 from compress_core.base.recipe import Recipe
 from compress_core.present import plots
 
-from . import cache, catalogue
+from . import cache, catalogue, errors
 from . import forgets_cache as fc
 
 W_OPEN = "w_forgets_open"  # the expander (tracked: its body runs only while open)
@@ -45,6 +45,12 @@ def panel(model_id: str, recipe: Recipe, mode: str, res: dict) -> None:
 
 @st.fragment
 def body(model_id: str, recipe_json: str, mode: str, res: dict) -> None:
+    """The panel's contents; a fragment, so its own guard: on its own reruns the page's guard is not around it."""
+    with errors.guard("What changed"):
+        _contents(model_id, recipe_json, mode, res)
+
+
+def _contents(model_id: str, recipe_json: str, mode: str, res: dict) -> None:
     if not fc.labelled(model_id, mode):
         st.info("These images have no labels: only agreement with the dense model can be measured (the cards).")
         return

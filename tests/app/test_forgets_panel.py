@@ -96,3 +96,19 @@ def test_a_results_own_forgets_is_read_instead_of_computed():
     assert got is not None and got["flips_right_to_wrong"] == 1 and got["eval_set"] == name
     other_set = forgets_cache.known("lenet5-mnist", HEAVY, "quick", {"forgets": own, "eval_set": "another-set"})
     assert other_set is None or other_set["n"] != 3  # measured on another set: never shown for this one
+
+
+def test_a_failure_inside_the_panel_is_a_message_not_a_traceback(monkeypatch):
+    from pages.ui import forgets_cache
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(forgets_cache, "forgets_of", broken)
+    recipe = Recipe(PruneSpec("unstructured", "l1", "global", 0.35)).with_recovery("none")
+    at = new_app(recipe=recipe.to_json()).run()
+    at.session_state[forgets_panel.W_OPEN] = True
+    at.run()
+    assert not at.exception
+    assert "Something went wrong (RuntimeError: boom)" in texts(at.error)
+    assert metric_values(at)["Top-1 accuracy"]  # the rest of the page is still there
