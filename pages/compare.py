@@ -3,6 +3,7 @@
 import streamlit as st
 
 from pages.ui import errors, routes, state
+from pages.ui import forgets_compare as forgets
 from pages.ui import review_panels as panels
 
 routes.require_router()
@@ -20,3 +21,4 @@ else:
     panels.pin_controls(pins)
     with errors.guard("Compare"):
         panels.compare(pins, state.eval_mode())
+        forgets.flips(pins, state.eval_mode())  # what each pin forgets against its dense model

@@ -4,6 +4,7 @@ import streamlit as st
 
 from pages.ui import actions, errors, explain, recipe_controls, routes, runtime_panel, state, widgets
 from pages.ui import explore_panels as panels
+from pages.ui import forgets_panel as forgets
 
 routes.require_router()
 st.title("Explore")
@@ -37,3 +38,4 @@ with errors.guard("Explore", reset=state.reset_recipe):
     panels.latency_and_layers(model_id, recipe, runtime_panel.shown(model_id, recipe, mode, res))
     runtime_panel.charts(model_id, recipe, mode)
     panels.complete_oneshot(model_id, recipe, mode, res, oneshot_slot)
+    forgets.panel(model_id, recipe, mode, res)  # what the compressed model forgets; computed only when open

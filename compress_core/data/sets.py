@@ -178,3 +178,30 @@ def labelled_batches(
 def calibration_batches(dataset: str, n: int = 256, batch_size: int = 64, seed: int = 0) -> list[torch.Tensor]:
     """The images of ``labelled_batches`` (the same samples), without labels."""
     return [x for x, _ in labelled_batches(dataset, n, batch_size, seed)]
+
+
+def to_pixels(dataset: str, x: torch.Tensor) -> np.ndarray:
+    """Normalised images of ``dataset`` (N × C × H × W, as ``load`` gives them) back to 8-bit pixels:
+    N × H × W for MNIST, N × H × W × 3 for CIFAR-10, the inverse of the normalisation above."""
+    if dataset == "mnist":
+        t = x.reshape(-1, 28, 28) * MNIST_STD + MNIST_MEAN
+    elif dataset == "cifar10":
+        mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
+        t = (x * std + mean).permute(0, 2, 3, 1)
+    else:
+        raise ValueError(f"no pixel view of {dataset!r} images; known: {', '.join(CLASSES)}")
+    return (t * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+@functools.lru_cache(maxsize=4)
+def test_size(dataset: str) -> int:
+    """How many images ``eval_set(dataset, "full")`` holds, reading only the labels where the files allow."""
+    root = data_dir()
+    if dataset == "mnist" and root is not None and (root / "mnist/t10k-labels-idx1-ubyte.gz").is_file():
+        with gzip.open(root / "mnist/t10k-labels-idx1-ubyte.gz") as fl:
+            return len(fl.read()) - 8
+    if dataset == "cifar10" and root is not None and (root / "cifar10/test.npz").is_file():
+        with np.load(root / "cifar10/test.npz") as archive:
+            return len(archive["y"])
+    return len(load(dataset, "test"))

@@ -9,12 +9,14 @@ those helpers cost 15-20 ms each in plotly 6, and the dashboard redraws six figu
 The Streamlit theme styles them in the browser.
 
 The figures by subject: ``accuracy``, ``model`` (bytes, per-layer sparsity, weights), ``latency``,
-``tradeoff`` (accuracy against a cost; the Budget chart), ``compare`` (pinned recipes); ``style`` holds
-what they share. Callers use them through this package: ``plots.accuracy_curve(df)``.
+``tradeoff`` (accuracy against a cost; the Budget chart), ``compare`` (pinned recipes), ``forgets`` (what a
+compressed model forgets); ``style`` holds what they share. Callers use them through this package:
+``plots.accuracy_curve(df)``.
 """
 
 from compress_core.present.plots.accuracy import accuracy_curve, sensitivity_heatmap
 from compress_core.present.plots.compare import compare_bars
+from compress_core.present.plots.forgets import class_change, confusion_change
 from compress_core.present.plots.latency import latency_macs, latency_staircase, runtimes_bars
 from compress_core.present.plots.model import MAX_TICK_LABELS, layer_sparsity, size_breakdown, weight_histogram
 from compress_core.present.plots.style import ACCENT, COMPRESSED, DENSE, FRONTIER, HEIGHT, KIND_COLORS, human_bytes
@@ -40,7 +42,9 @@ __all__ = [
     "MAX_TICK_LABELS",
     "accuracy_curve",
     "budget_chart",
+    "class_change",
     "compare_bars",
+    "confusion_change",
     "human_bytes",
     "latency_macs",
     "latency_staircase",

@@ -254,3 +254,43 @@ def test_human_bytes(n, text):
 def test_plots_and_inspect_never_import_streamlit():
     code = "import sys, compress_core.present.plots, compress_core.bench.layers; assert 'streamlit' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=plots.__file__.rsplit("/compress_core", 1)[0])
+
+
+def test_confusion_change_is_a_diverging_heatmap_in_class_order_with_blank_zeros():
+    classes = ["cat", "dog", "ship"]
+    cells = {("cat", "cat"): -3, ("cat", "dog"): 3, ("dog", "dog"): 1, ("dog", "cat"): -1}
+    df = pd.DataFrame([{"true": t, "predicted": p, "change": cells.get((t, p), 0)} for t in classes for p in classes])
+    fig = plots.confusion_change(df)
+    heat = fig.data[0]
+    assert list(heat.x) == classes and list(heat.y) == classes
+    assert [list(r) for r in heat.z] == [[-3, 3, 0], [-1, 1, 0], [0, 0, 0]]
+    assert heat.zmid == 0 and heat.zmin == -3 and heat.zmax == 3
+    assert list(heat.text[0]) == ["-3", "+3", ""] and list(heat.text[2]) == ["", "", ""]
+    assert fig.layout.yaxis.autorange == "reversed"  # the first class on top, like a printed matrix
+    fig.to_json()
+
+
+def test_confusion_change_of_nothing_changed_and_a_bad_frame():
+    df = pd.DataFrame([{"true": a, "predicted": b, "change": 0} for a in "01" for b in "01"])
+    fig = plots.confusion_change(df)
+    assert fig.data[0].zmax == 1 and fig.data[0].zmin == -1  # a valid scale around zero even with no change
+    with pytest.raises(ValueError, match="change"):
+        plots.confusion_change(df.drop(columns="change"))
+
+
+def test_class_change_marks_only_the_classes_outside_noise():
+    df = pd.DataFrame(
+        {
+            "class": ["cat", "dog"],
+            "change_pp": [-20.0, -2.0],
+            "ci_low_pp": [-30.0, -8.0],
+            "ci_high_pp": [-11.0, 3.0],
+            "significant": [True, False],
+        }
+    )
+    fig = plots.class_change(df)
+    bar = fig.data[0]
+    assert list(bar.y) == ["cat", "dog"] and list(bar.x) == [-20.0, -2.0]
+    assert list(bar.error_x.array) == [9.0, 5.0] and list(bar.error_x.arrayminus) == [10.0, 6.0]
+    assert bar.marker.color[0] != bar.marker.color[1]
+    fig.to_json()
