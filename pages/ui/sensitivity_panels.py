@@ -135,8 +135,8 @@ def ratios(model_id: str, df: pd.DataFrame, params: dict) -> None:
         recipe = to_recipe(state.current_recipe(), chosen, params["prune_kind"], params["criterion"], layers)
         if recipe.compressed:
             recipe = recipe.with_recovery(params.get("recovery", "none"))
-        state.open_in_explore(recipe)
-        st.switch_page("pages/explore.py")
+        state.open_in_explore(recipe, model_id)
+        st.switch_page("pages/explore.py", query_params=state.explore_link())
 
 
 def to_recipe(base: Recipe, chosen: dict[str, float], kind: str, criterion: str, all_layers: list[str]) -> Recipe:
