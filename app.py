@@ -16,6 +16,7 @@ cache.startup_threads()
 state.init(known=catalogue.known)
 
 page = st.navigation(routes.sections())
+state.apply_handoff()
 model_id, mode, usable = widgets.sidebar()
 state.sync_url()
 for text in state.pop_notices():

@@ -10,12 +10,9 @@ st.title("Sensitivity")
 st.caption("Compress one layer at a time, everything else dense, and see how much accuracy each layer costs.")
 with errors.guard("Sensitivity"):
     params = panels.form()
+    panels.duration(state.model_id(), state.eval_mode(), panels.settings())
     if params is None:
-        st.info(
-            "Choose an analysis and press **Analyse**. LeNet-5 takes seconds; ResNets take a minute or two "
-            "on the quick evaluation.",
-            icon=":material/info:",
-        )
+        st.caption("Choose an analysis and press **Analyse**.")
     else:
         df = panels.results(state.model_id(), state.eval_mode(), params)
         if params["analysis"] == "sparsity":

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from compress_core.base.lru import LRU
+from compress_core.base.paths import downloads_allowed
 from compress_core.bench.workbench import Workbench
 from compress_core.files import uploads as core
 from compress_core.models import REGISTRY, ModelSpec, available, get_spec
@@ -74,8 +75,11 @@ def known(model_id: str) -> bool:
 
 
 def choices(session_uploads: list[str]) -> list[str]:
-    """The model picker's options: every zoo model, then this session's uploads the process still holds."""
-    return [*REGISTRY, *(m for m in session_uploads if lookup(m) is not None)]
+    """The model picker's options: the zoo models available here, this session's uploads the process still
+    holds, then the zoo models that need something first (their labels say what: ``label``)."""
+    ready = [m for m in REGISTRY if available(m)]
+    uploads = [m for m in session_uploads if lookup(m) is not None]
+    return [*ready, *uploads, *(m for m in REGISTRY if m not in ready)]
 
 
 def _entry(model_id: str) -> Entry:
@@ -103,8 +107,20 @@ def label(model_id: str) -> str:
     if is_upload(model_id):
         entry = lookup(model_id)
         return entry.label if entry else f"Uploaded model {model_id} (upload again)"
-    name = get_spec(model_id).name
-    return name if available(model_id) else f"{name} — weights missing"
+    model_spec = get_spec(model_id)
+    return model_spec.name if available(model_id) else f"{model_spec.name} — {needs(model_spec)}"
+
+
+def needs(model_spec: ModelSpec) -> str:
+    """What a zoo model whose weights are not here needs, in a few words (the picker's label says it)."""
+    download = downloads_allowed() and bool(model_spec.weights_url)
+    if model_spec.dataset == "imagefolder":
+        weights = "torchvision weights download on first use" if download else "needs torchvision weights"
+        return f"{weights}; evaluates your own image folder"
+    data = dataset_name(model_spec.dataset)
+    if download:
+        return f"{data} weights download on first use"
+    return f"needs {data} weights: set COMPRESS_DATA_DIR (see About)"
 
 
 def prunable(model_id: str) -> bool:

@@ -7,6 +7,7 @@ import streamlit as st
 
 from compress_core.base.recipe import CRITERIA, PruneSpec, Recipe
 from compress_core.present import plots
+from compress_core.study.sensitivity import DurationEstimate, estimate_duration
 
 from . import cache, state
 from .vocab import CRITERION_LABELS, RECOVERY_LABELS
@@ -68,7 +69,51 @@ def form() -> dict | None:
     return st.session_state.get(state.SENS_PARAMS)
 
 
+def settings() -> dict:
+    """The analysis the form shows now (its last submitted values, or its defaults), as ``form`` stores it."""
+    ss = st.session_state
+    analysis = ss.get(state.SENS_KIND, "sparsity")
+    return {
+        "analysis": analysis,
+        "prune_kind": ss.get(state.SENS_PRUNE_KIND, "unstructured"),
+        "sparsities": tuple(sorted(ss.get(state.SENS_SPARSITIES, (0.25, 0.5, 0.75, 0.9)))),
+        "bits": tuple(sorted(ss.get(state.SENS_BITS, (8, 4, 2, 1)), reverse=True)),
+        "criterion": ss.get(state.SENS_CRITERION, "l1"),
+        "recovery": ss.get(state.SENS_RECOVERY, "none") if analysis == "sparsity" else "none",
+    }
+
+
+@st.cache_data(max_entries=32, show_spinner="Timing one layer to estimate the analysis…")
+def _estimate(model_id: str, mode: str, params: tuple) -> DurationEstimate:
+    p = dict(params)
+    return estimate_duration(
+        cache.workbench(model_id),
+        p["analysis"],
+        sparsities=p["sparsities"],
+        bits=p["bits"],
+        criterion=p["criterion"],
+        kind=p["prune_kind"],
+        mode=mode,
+        recovery=p["recovery"],
+    )
+
+
+def duration(model_id: str, mode: str, params: dict) -> None:
+    """How long these settings take, measured (one layer timed, multiplied), before anything runs."""
+    if (params["analysis"] == "sparsity" and not params["sparsities"]) or (
+        params["analysis"] == "bits" and not params["bits"]
+    ):
+        return
+    est = _estimate(model_id, mode, tuple(sorted(params.items())))
+    st.info(
+        f"**This analysis takes {est.text()}**, on the {mode} evaluation. A progress bar shows the time left "
+        "while it runs; results are cached, so running it again is instant.",
+        icon=":material/timer:",
+    )
+
+
 def results(model_id: str, mode: str, params: dict) -> pd.DataFrame:
+
     df = cache.sensitivity_frame(
         model_id,
         params["analysis"],
@@ -135,8 +180,8 @@ def ratios(model_id: str, df: pd.DataFrame, params: dict) -> None:
         recipe = to_recipe(state.current_recipe(), chosen, params["prune_kind"], params["criterion"], layers)
         if recipe.compressed:
             recipe = recipe.with_recovery(params.get("recovery", "none"))
-        state.open_in_explore(recipe)
-        st.switch_page("pages/explore.py")
+        state.open_in_explore(recipe, model_id)
+        st.switch_page("pages/explore.py", query_params=state.explore_link())
 
 
 def to_recipe(base: Recipe, chosen: dict[str, float], kind: str, criterion: str, all_layers: list[str]) -> Recipe:

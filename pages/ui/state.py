@@ -29,6 +29,7 @@ FULL_RUNS = "full_runs"  # counts full script runs; fragments compare it to tell
 CURVE_SEEN = "curve_seen_full_run"  # the full run the accuracy-curve fragment last rendered in
 CURVE_FAILED = "curve_failed"  # curve points that raised (skipped, so the background fill ends)
 STARTED = "session_started"
+HANDOFF = "handoff_model"  # the model a recipe handed to Explore belongs to (open_in_explore -> apply_handoff)
 ROUTED = "routed"  # set by app.py right before it runs a page; each page consumes it (see routes.py)
 
 # -- Explore widgets -----------------------------------------------------------------------------
@@ -215,10 +216,28 @@ def load_into_widgets(recipe: Recipe) -> None:
         ss.pop(W_RECOVERY, None)
 
 
-def open_in_explore(recipe: Recipe) -> None:
-    """Make ``recipe`` current and load it into Explore's widgets (call from a non-Explore page)."""
+def open_in_explore(recipe: Recipe, model: str | None = None) -> None:
+    """Make ``recipe`` current and load it into Explore's widgets (call from a non-Explore page).
+
+    ``model`` is the model the recipe was made for (per-layer ratios name its layers): it travels with the
+    recipe, so the next run shows that model, sidebar included (``apply_handoff``), whatever the picker's
+    widget state went through on the way (``st.switch_page`` clears the URL and can reset the picker)."""
     load_into_widgets(recipe)
+    if model is not None:
+        st.session_state[HANDOFF] = model
     set_recipe(recipe)
+
+
+def explore_link() -> dict[str, str]:
+    """The query parameters of the current view, for ``st.switch_page(..., query_params=...)``."""
+    return {"model": model_id(), "eval": eval_mode(), "recipe": st.session_state[RECIPE]}
+
+
+def apply_handoff() -> None:
+    """app.py, before the sidebar renders: a model handed over with a recipe becomes the picker's value."""
+    model = st.session_state.pop(HANDOFF, None)
+    if model is not None:
+        st.session_state[MODEL] = model
 
 
 def ensure_widgets(recovery_levels: tuple[str, ...], default_recovery: str) -> None:

@@ -290,8 +290,8 @@ def results(model_id: str, mode: str, df: pd.DataFrame, runtime: str = "torch") 
     if c2.button("Open in Explore", type="primary", icon=":material/tune:", width="stretch"):
         if runtime == "torch":  # an eager row is Explore's own result: instant there
             cache.remember_stored(model_id, df.loc[index, "recipe_json"], mode)
-        state.open_in_explore(Recipe.from_json(df.loc[index, "recipe_json"]))
-        st.switch_page("pages/explore.py")
+        state.open_in_explore(Recipe.from_json(df.loc[index, "recipe_json"]), state.model_id())
+        st.switch_page("pages/explore.py", query_params=state.explore_link())
     if runtime == "torch":  # re-measuring times eager PyTorch against dense
         _remeasure_noisy(c3, model_id, mode, df)
     _table(df)

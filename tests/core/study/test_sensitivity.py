@@ -115,3 +115,22 @@ def test_ratios_reject_a_table_without_the_columns():
         ratios_from_sensitivity(pd.DataFrame({"layer": ["a"], "sparsity": [0.5]}))
     with pytest.raises(ValueError, match="max_drop"):
         ratios_from_sensitivity(pd.DataFrame({"layer": [], "sparsity": [], "accuracy_drop": []}), max_drop=-1)
+
+
+def test_estimate_times_one_layer_and_multiplies_and_progress_says_the_time_left(wb):
+    from compress_core.study.sensitivity import duration_text, estimate_duration
+
+    est = estimate_duration(wb, "sparsity", sparsities=(0.5, 0.9), recovery="none")
+    assert (est.layers, est.values, est.evaluations) == (len(LAYERS), 2, len(LAYERS) * 2)
+    assert est.timed_layer == "fc1" and est.seconds_each > 0  # the largest layer, timed for real
+    assert est.total_s == pytest.approx(est.seconds_each * est.evaluations)
+    assert f"{len(LAYERS)} layers × 2 values = {len(LAYERS) * 2} evaluations" in est.text()
+    bits = estimate_duration(wb, "bits", bits=(8, 4, 2))
+    assert (bits.layers, bits.values) == (len(LAYERS), 3) and bits.seconds_each > 0
+    messages = []
+    layer_sensitivity(wb, sparsities=(0.25,), progress=lambda f, msg: messages.append(msg))
+    assert "left" not in messages[0]  # nothing done yet: no rate to extrapolate from
+    assert all(f"{i}/{len(LAYERS)} done, about " in messages[i] for i in range(1, len(LAYERS)))
+    assert [duration_text(s) for s in (8.4, 130, 3900)] == ["8 s", "2 min 10 s", "1 h 05 min"]
+    with pytest.raises(ValueError, match="analysis must be"):
+        estimate_duration(wb, "channels")
