@@ -103,8 +103,9 @@ def selector(model_id: str) -> None:
 
 
 def option_label(key: str, unavailable: bool) -> str:
-    """The selector's entry: short enough for its box ("ExecuTorch · n/a"); the reason is in the caption below."""
-    return ("Fastest here" if key == AUTO else SHORT.get(key, label(key))) + (" · n/a" if unavailable else "")
+    """The selector's entry: short enough for its box ("ExecuTorch · n/a", not "ExecuTorch (XNNPACK) (not availab…");
+    the reason is in the caption below."""
+    return ("Fastest here" if key == AUTO else label(key).split(" (")[0]) + (" · n/a" if unavailable else "")
 
 
 def resolved(model_id: str) -> tuple[str | None, str]:

@@ -109,33 +109,40 @@ def runtimes_bars(df: pd.DataFrame, title: str = "The same recipe on every runti
         _bar_text(lat, sp, ref, bool(nz)) if good else "n/a"
         for good, lat, sp, ref, nz in zip(ok, df["latency_ms_p50"], speed, eager, noisy, strict=True)
     ]
-    bar = go.Bar(
-        x=df["runtime_label"],
-        y=df["latency_ms_p50"].where(ok),
+    bar = go.Bar(  # horizontal: each runtime's name and its label read left to right, at any width
+        y=df["runtime_label"],
+        x=df["latency_ms_p50"].where(ok),
+        orientation="h",
         marker_color=COMPRESSED,
         text=text,
         textposition="outside",
+        constraintext="none",
         textfont={"size": 13},
         cliponaxis=False,
-        error_y={"type": "data", "array": (df["latency_ms_iqr"].fillna(0) / 2).tolist(), "visible": True},
+        error_x={"type": "data", "array": (df["latency_ms_iqr"].fillna(0) / 2).tolist(), "visible": True},
         customdata=df[["accuracy"]].fillna(float("nan")).to_numpy() * 100,
-        hovertemplate="%{x}: %{y:.3f} ms · accuracy %{customdata[0]:.1f} %<extra></extra>",
+        hovertemplate="%{y}: %{x:.3f} ms · accuracy %{customdata[0]:.1f} %<extra></extra>",
     )
     notes = [
-        {"x": r, "y": 0, "text": "cannot take it", "showarrow": False, "yanchor": "bottom", "hovertext": str(e)}
+        {"y": r, "x": 0, "text": "cannot take it", "showarrow": False, "xanchor": "left", "hovertext": str(e)}
         for r, e, good in zip(df["runtime_label"], df["error"], ok, strict=True)
         if not good
     ]
     top = df["latency_ms_p50"].where(ok).max()
-    yaxis: dict[str, object] = {"title": {"text": "latency p50 (ms)"}, "rangemode": "tozero"}
-    if pd.notna(top):  # room above the tallest bar for its two-line label
-        yaxis["range"] = [0, float(top) * 1.35]
-    layout = figure_layout(title, annotations=notes, yaxis=yaxis, xaxis={"tickfont": {"size": 13}})
+    xaxis: dict[str, object] = {"title": {"text": "latency p50 (ms)"}, "rangemode": "tozero"}
+    if pd.notna(top):  # room right of the longest bar for its label
+        xaxis["range"] = [0, float(top) * 1.8]
+    layout = figure_layout(
+        title,
+        annotations=notes,
+        xaxis=xaxis,
+        yaxis={"autorange": "reversed", "tickfont": {"size": 13}, "automargin": True},
+    )
     return go.Figure([bar], layout)
 
 
 def _bar_text(ms: float, speedup: float | None, eager_ms: float | None, noisy: bool) -> str:
-    """ "0.997 ms<br>2.35× vs eager 2.34 ms": the speed-up is the ratio of the two numbers in the label."""
+    """ "0.997 ms · 2.35× vs eager 2.34 ms": the speed-up is the ratio of the two numbers in the label."""
     if speedup is None or eager_ms is None or pd.isna(eager_ms):
         return f"{ms:.3g} ms" + (" (noisy)" if noisy else "")
-    return f"{ms:.3g} ms<br>{speedup:.2f}× vs eager {eager_ms:.3g} ms" + (" (noisy)" if noisy else "")
+    return f"{ms:.3g} ms · {speedup:.2f}× vs eager {eager_ms:.3g} ms" + (" (noisy)" if noisy else "")

@@ -103,8 +103,8 @@ def test_the_every_runtime_chart_labels_each_bar_with_the_ratio_of_its_own_numbe
         }
     )
     text = plots.runtimes_bars(df).data[0].text
-    assert text[1] == "0.975 ms<br>2.40× vs eager 2.34 ms (noisy)"
-    assert text[2] == "0.997 ms<br>2.35× vs eager 2.34 ms"
+    assert text[1] == "0.975 ms · 2.40× vs eager 2.34 ms (noisy)"
+    assert text[2] == "0.997 ms · 2.35× vs eager 2.34 ms"
     assert not any("9.9" in t or "10.1" in t for t in text)
 
 
