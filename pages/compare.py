@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.ui import errors, routes, state
+from pages.ui import compare_panel, errors, routes, state
 from pages.ui import review_panels as panels
 
 routes.require_router()
@@ -19,4 +19,4 @@ else:
     st.caption(f"{len(pins)} of {state.MAX_PINS} pins · evaluation: {state.eval_mode()}")
     panels.pin_controls(pins)
     with errors.guard("Compare"):
-        panels.compare(pins, state.eval_mode())
+        compare_panel.compare(pins, state.eval_mode())

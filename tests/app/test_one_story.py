@@ -93,3 +93,21 @@ def test_staircase_stops_are_only_real_speedups_and_noisy_ones_are_marked():
         }
     )
     assert runtime_panel.speed_stops(df) == [(50, 2.0 / 1.9, False), (75, 2.0 / 1.5, True)]
+
+
+def test_compare_fits_four_pins_on_screen():
+    import json
+
+    from pages.ui import compare_panel
+
+    at = new_app().run()
+    at.session_state["pins"] = [
+        {"model": "lenet5-mnist", "recipe": _struct(s), "label": f"structured l1 layer {s:.0%}"}
+        for s in (0.4, 0.3, 0.2, 0.0)
+    ]
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception and not at.error, texts(at.error)
+    table = at.dataframe[0]
+    widths = {k: v.get("width") for k, v in json.loads(table.proto.columns).items() if k != "_index"}
+    assert len(widths) == 5 and all(isinstance(w, int) for w in widths.values()), widths  # measure + 4 pins
+    assert sum(widths.values()) <= compare_panel.MAIN_PX  # none off to the right
