@@ -106,6 +106,13 @@ class Headline:
         return asdict(self)
 
 
+def _int(value: object) -> int | None:
+    """A count from a Result or a table row (where pandas may have made it a float, or NaN); None if absent."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return int(value)  # type: ignore[call-overload]
+
+
 def _dense_file(result: Mapping) -> int | None:
     value = result.get("dense_artifact_bytes") or result.get("dense_size_bytes")
     return int(value) if value else None
@@ -136,8 +143,8 @@ def headline(result: Mapping) -> Headline:
         speedup=ratio(dense_ms, ms),
         runtime=runtime,
         runtime_label=runtime_label(runtime),
-        threads=result.get("latency_threads"),
-        batch=result.get("latency_batch"),
+        threads=_int(result.get("latency_threads")),
+        batch=_int(result.get("latency_batch")),
         kernels=str(result.get("latency_kernels") or ""),
         noisy=noisy,
         noisy_reason=str(result.get("latency_note") or "") if noisy else "",

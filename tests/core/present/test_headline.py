@@ -125,3 +125,15 @@ def test_the_staircase_hover_speedup_is_dense_over_the_shown_latency():
     )
     custom = plots.latency_staircase(df).data[0].customdata
     assert [row[0] for row in custom] == [pytest.approx(2.0), pytest.approx(1.0)]  # sorted by fraction kept
+
+
+def test_the_sweep_hover_on_the_latency_axis_is_the_headline():
+    import pandas as pd
+
+    from compress_core.present import plots
+
+    row = _result(latency_threads=2.0, latency_batch=1.0, runtime=None, latency_noisy=True)
+    df = pd.DataFrame([row | {"kind": "structured", "label": "structured 50 %"}])
+    hover = plots.tradeoff_scatter(df, x="latency_ms_p50").data[0].text[0]
+    assert "latency 2.81 ms (median) · PyTorch eager · 2 threads · batch 1 · noisy" in hover
+    assert "1.20× slower: dense 2.34 ms ÷ 2.81 ms (noisy)" in hover and "1.04" not in hover
