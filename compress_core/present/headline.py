@@ -96,11 +96,11 @@ class Headline:
         return text + (" (noisy)" if self.noisy else "")
 
     def eager_text(self) -> str:
-        """ "2.35× faster than eager PyTorch dense (2.34 ms)", or "" on eager PyTorch itself / unmeasured."""
+        """ "2.35× faster vs eager PyTorch dense 2.34 ms", or "" on eager PyTorch itself / unmeasured."""
         if self.runtime == "torch" or self.speedup_vs_eager is None or self.eager_dense_ms is None:
             return ""
-        words = speed_words(self.speedup_vs_eager).replace("same as dense", "same as")
-        return f"{words} than eager PyTorch dense ({self.eager_dense_ms:.3g} ms)" + (" (noisy)" if self.noisy else "")
+        words = speed_words(self.speedup_vs_eager).replace("same as dense", "same")
+        return f"{words} vs eager PyTorch dense {self.eager_dense_ms:.3g} ms" + (" (noisy)" if self.noisy else "")
 
     def to_dict(self) -> dict:
         return asdict(self)

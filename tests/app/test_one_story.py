@@ -62,6 +62,10 @@ def test_a_noisy_latency_is_marked_on_the_card_and_in_compare(monkeypatch):
         "PyTorch eager · 2 threads · batch 1 · noisy"
     )
     assert table.loc["speed-up vs dense (dense ÷ this)", pin].startswith("2.00× faster: dense 2 ms ÷ 1 ms (noisy)")
+    from pages.ui import report_panel  # the HTML report is built from the same rows (the same cached result)
+
+    html = report_panel.compare_html(at.session_state["pins"], "quick")
+    assert "PyTorch eager · 2 threads · batch 1 · noisy" in html and "2.00× faster: dense 2 ms ÷ 1 ms (noisy)" in html
 
 
 def test_why_not_faster_names_the_runtime_it_explains(monkeypatch):
