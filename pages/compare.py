@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.ui import errors, routes, state
+from pages.ui import compare_panel, errors, routes, state
 from pages.ui import forgets_compare as forgets
 from pages.ui import review_panels as panels
 
@@ -20,5 +20,5 @@ else:
     st.caption(f"{len(pins)} of {state.MAX_PINS} pins · evaluation: {state.eval_mode()}")
     panels.pin_controls(pins)
     with errors.guard("Compare"):
-        panels.compare(pins, state.eval_mode())
+        compare_panel.compare(pins, state.eval_mode())
         forgets.flips(pins, state.eval_mode())  # what each pin forgets against its dense model

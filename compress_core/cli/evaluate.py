@@ -17,6 +17,7 @@ from compress_core.cli.common import keys, positive_int, progress_bar
 from compress_core.cli.models import CliError, workbench_for
 from compress_core.cli.recipe_args import add_recipe_args, recipe_from_args
 from compress_core.deploy.runtimes import RUNTIMES
+from compress_core.present.headline import headline
 
 CONTRACT_KEYS = (
     "model",
@@ -109,11 +110,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     out = result.to_dict()
     out.update(summary_keys(out.get("forgets")))  # flips, per_class, mean_kl, confusion_diff, flipped
-    if args.json:  # NaN (accuracy on unlabelled images) is not JSON: write null
-        print(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}))
+    if args.json:  # every Result key, and the headline every page shows (compress_core.present.headline)
+        out["headline"] = headline(out).to_dict()  # NaN (accuracy on unlabelled images) is not JSON: write null
+        print(json.dumps(_finite(out)))
         return 0
     _print_result(out)
     return 0
+
+
+def _finite(value: Any) -> Any:
+    """NaN (accuracy on unlabelled images) is not JSON: null, in the headline too."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
 
 
 def _print_result(out: dict[str, Any]) -> None:
@@ -139,6 +150,9 @@ def _print_result(out: dict[str, Any]) -> None:
         f"= {out['compression_ratio']:.1f}x smaller"
     )
     print(f"latency      {lat}")
+    h = headline(out)
+    if h.speed_text():
+        print(f"speed-up     {h.speed_text()} on {h.where()}")
     for note in out["simulated"]:
         print(f"note         {note}")
 

@@ -55,9 +55,10 @@ HONESTY = """
 - **Latency** is timed at batch 1 on a fixed number of threads, on the kernels that actually run: k-bit
   weights are *dequantized to fp32* for compute, so their latency is that of fp32 kernels. Each model is
   timed **paired** with the dense model: interleaved rounds in the same window (alternating which goes
-  first), every call timed on its own, so both meet the same machine load; the speed-up is the
-  **fastest dense call over the fastest compressed call**, all rounds pooled (another process's time
-  slice only ever adds time to a call, so the fastest calls are the undisturbed ones), shown with its
+  first), every call timed on its own, so both meet the same machine load; each side's latency is the
+  median of its rounds' fast calls (another process's time slice only ever adds time to a call, so the
+  fast calls are the undisturbed ones), and the speed-up shown is the **dense median over the
+  compressed one**, the two numbers printed beside it, on every page, with its
   spread (± half the interquartile range of the per-round ratios). A result is marked **noisy** when
   that spread exceeds ± 10 %, when the median call is over 1.25× the fast ones, or when the machine
   had more runnable threads than CPUs;

@@ -8,6 +8,7 @@ import streamlit as st
 
 from compress_core.base.recipe import Recipe
 from compress_core.bench import layers as inspect
+from compress_core.present.headline import headline
 
 from . import cache, catalogue
 
@@ -89,5 +90,5 @@ def speed_note(res: dict) -> None:
     """Why this int8 or structured recipe is not faster, when it is not."""
     note = inspect.speed_note(res)
     box = st.container()  # always there, so the elements below keep their places
-    if note:
-        box.caption(f":material/speed: **Why not faster:** {note}")
+    if note:  # the numbers it explains are this result's: say on which runtime, threads and batch
+        box.caption(f":material/speed: **Why not faster on {headline(res).where()}:** {note}")

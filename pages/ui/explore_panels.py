@@ -171,8 +171,8 @@ def latency_and_layers(model_id: str, recipe: Recipe, res: dict) -> None:
         st.caption(
             f"Paired timing: this model and the dense one interleaved in the same window, batch "
             f"{res['latency_batch']}, {res['latency_threads']} thread(s), {res['latency_kernels']} kernels; "
-            "bars are medians (IQR whiskers), the speed-up is the fastest dense call over the fastest compressed "
-            "call. MACs count zeroed weights too: dense kernels still multiply them."
+            "bars are medians (IQR whiskers), and the speed-up on the card is the dense median over this one, the two "
+            "bars here. MACs count zeroed weights too: dense kernels still multiply them."
         )
     with right:
         names = [ALL_LAYERS, *table["layer"]]

@@ -28,9 +28,10 @@ RULES = [
     "with its 95 % Wilson interval.",
     "File size: the real compressed artefact (.psz); 'dense' is the dense model in that same format.",
     f"Latency: each model is timed paired with its dense baseline, interleaved in the same window "
-    f"(alternating rounds, every call timed on its own); the speed-up is the fastest dense call over the fastest "
-    f"compressed call, all rounds pooled (other work only ever adds time to a call), ± half the IQR of the "
-    f"per-round ratios. A result is marked noisy when that spread exceeds ± {timing.SPREAD_LIMIT:.0%}, when the "
+    f"(alternating rounds, every call timed on its own); each latency is the median of the rounds' fast calls, "
+    f"named with its runtime, threads and batch, and the speed-up printed beside it is the dense median over it "
+    f"(the two numbers shown), ± half the IQR of the per-round ratios. A result is marked noisy when that "
+    f"spread exceeds ± {timing.SPREAD_LIMIT:.0%}, when the "
     f"median call is over {timing.SLOWDOWN_LIMIT:g}× the fast ones (other work held the cores), or when the "
     f"machine had more runnable threads than CPUs.",
 ]

@@ -25,6 +25,7 @@ from compress_core.base.recipe import Recipe
 from compress_core.deploy.runtimes import RUNTIMES
 from compress_core.deploy.worker import RuntimeJobs
 from compress_core.present import plots
+from compress_core.present.headline import headline
 
 from . import cache, catalogue, state
 
@@ -87,12 +88,24 @@ def selector(model_id: str) -> None:
         keys,
         key=state.W_RUNTIME,
         on_change=_keep_choice,
-        format_func=lambda k: label(k) + (" (not available)" if why.get(k) else ""),
+        format_func=lambda k: option_label(k, bool(why.get(k))),
         help="The runtime you would deploy with: the latency card, the file in 'Where the bytes go' and Export "
         "follow it. Each runtime runs its own kernels (its own int8 for real-int8 recipes); accuracy is measured "
         "on the runtime too. 'Fastest here' times every available runtime's dense model once per server and "
         "picks the fastest.",
     )
+    by_reason: dict[str, list[str]] = {}
+    for k in keys:
+        if why.get(k):
+            by_reason.setdefault(str(why[k]), []).append(SHORT.get(k, label(k)))
+    if by_reason:  # the reasons in full here, so the options stay short enough to read
+        st.caption("n/a here: " + " · ".join(f"{', '.join(ks)} ({r})" for r, ks in by_reason.items()))
+
+
+def option_label(key: str, unavailable: bool) -> str:
+    """The selector's entry: short enough for its box ("ExecuTorch · n/a", not "ExecuTorch (XNNPACK) (not availab…");
+    the reason is in the caption below."""
+    return ("Fastest here" if key == AUTO else label(key).split(" (")[0]) + (" · n/a" if unavailable else "")
 
 
 def resolved(model_id: str) -> tuple[str | None, str]:
@@ -164,8 +177,8 @@ def deploy_files(model_id: str, recipe: Recipe, runtime: str) -> dict[str, bytes
 
 def _measured_note(rt: dict, key: str, why: str) -> str:
     parts = [why] if not why.startswith("selected") else []
-    if rt.get("speedup_vs_eager"):
-        parts.append(f"**{rt['speedup_vs_eager']:.2f}× vs eager PyTorch dense**")
+    if eager := headline(rt).eager_text():
+        parts.append(f"**{eager}**")
     parts.append(f"accuracy on {label(key)} {rt['accuracy'] * 100:.1f} %")
     deploy = (rt.get("seconds") or {}).get("deploy_s")
     if deploy:
@@ -194,7 +207,7 @@ def latency_card(model_id: str, recipe: Recipe, mode: str, res: dict) -> None:
         if runs["n"] > 1 and waiting and (rt is not None or key == "torch"):
             st.rerun()  # landed on a tick: one full rerun, so the other panels see it; the timer stops
         if key == "torch":
-            widgets.latency_card(res, "Latency p50 · PyTorch eager", "" if why.startswith("selected") else why)
+            widgets.latency_card(res, "", "" if why.startswith("selected") else why)
         elif rt is None or key is None:  # a result comes only with its runtime's key
             where = "finding the fastest runtime" if key is None else f"measuring on {label(key)}"
             widgets.latency_card(
@@ -215,15 +228,20 @@ def _snap(sparsity_pct: int) -> None:
     st.session_state[state.W_SPARSITY] = sparsity_pct
 
 
-def speed_stops(df) -> list[tuple[int, float]]:
-    """(slider sparsity %, speed-up) where the staircase steps down: a fraction of channels kept whose
-    latency is at least 5 % below that of the next-larger fraction measured. Snapped to the slider's 5 % steps."""
+def speed_stops(df) -> list[tuple[int, float, bool]]:
+    """(slider sparsity %, speed-up, noisy) where the staircase steps down: a fraction of channels kept whose
+    latency is at least 5 % below that of the next-larger fraction measured, and that is a real speed-up over
+    the runtime's dense model (the speed-up of the numbers the chart shows, ``plots.shown_speedups``; a step
+    down that is still slower than dense is no stop). Snapped to the slider's 5 % steps."""
     d = df.dropna(subset=["latency_ms_p50"]).sort_values("fraction_kept", ascending=False)
+    d = d.assign(shown=plots.shown_speedups(d))
+    noisy = d["latency_noisy"].fillna(False).astype(bool) if "latency_noisy" in d.columns else [False] * len(d)
     out, before = [], None
-    for _, row in d.iterrows():
-        if before is not None and row["latency_ms_p50"] <= 0.95 * before:
+    for (_, row), nz in zip(d.iterrows(), noisy, strict=True):
+        speed = row["shown"]
+        if before is not None and row["latency_ms_p50"] <= 0.95 * before and speed is not None and speed > 1:
             pct = min(state.SPARSITY_MAX_PCT, round(float(row["sparsity"]) * 20) * 5)
-            out.append((pct, float(row["speedup"])))
+            out.append((pct, float(speed), bool(nz)))
         before = row["latency_ms_p50"]
     return out
 
@@ -258,10 +276,21 @@ def charts(model_id: str, recipe: Recipe, mode: str) -> None:
                     st.caption(
                         "Latency against the fraction of channels kept, paired with the runtime's dense model; the "
                         "dotted line is where latency would be if it fell with the MACs. "
-                        + ("Stops that speed it up:" if stops else "No step of 5 % or more in this range.")
+                        + (
+                            "Stops that speed it up:"
+                            if stops
+                            else "No step of 5 % or more that is faster than dense in this range."
+                        )
                     )
-                    for i, (pct, speed) in enumerate(stops):
-                        st.button(f"Snap to {pct} % ({speed:.2f}×)", key=f"b_snap_{i}", on_click=_snap, args=(pct,))
+                    for i, (pct, speed, noisy) in enumerate(stops):
+                        flag = " · noisy" if noisy else ""
+                        st.button(
+                            f"Snap to {pct} % ({speed:.2f}× faster{flag})",
+                            key=f"b_snap_{i}",
+                            on_click=_snap,
+                            args=(pct,),
+                            help="Timing marked noisy: re-measure before trusting this step." if noisy else None,
+                        )
         with right:
             want = (model_id, base.to_json(), mode)
             if st.button("Measure this recipe on every runtime", key=state.B_ACROSS):

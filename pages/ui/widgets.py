@@ -14,6 +14,7 @@ import streamlit as st
 from compress_core.base.paths import cache_dir, data_dir, downloads_allowed
 from compress_core.base.recipe import Recipe
 from compress_core.base.records import EVAL_MODES, dense_file_bytes, size_is_estimate
+from compress_core.present.headline import headline, speed_words
 from compress_core.present.plots import human_bytes
 
 from . import cache, catalogue, state, upload_box
@@ -187,42 +188,39 @@ def _size_card(res: dict) -> None:
 
 
 def speed_text(res: dict) -> str:
-    """ "1.41× vs dense (± 3 %, paired)", or "" when no speed-up was measured."""
-    if not res.get("speedup"):
-        return ""
-    spread = res.get("speedup_spread")
-    paired = f" (± {spread:.0%}, paired)" if spread is not None else ""
-    return f"{res['speedup']:.2f}× vs dense{paired}"
+    """ "1.20× faster: dense 2.34 ms ÷ 1.95 ms" (the headline's, from the numbers on the card), or ""."""
+    return headline(res).speed_text()
 
 
-def latency_card(res: dict, title: str = "CPU latency (p50)", note: str = "") -> None:
-    """The latency card of ``res`` (an eager or a runtime result: the same keys); ``note`` goes under it."""
-    lat, speedup = res.get("latency_ms_p50"), res.get("speedup")
-    noisy = bool(res.get("latency_noisy"))
-    if speedup:
-        change = (1 / speedup - 1) * 100
-        delta: str | None = "same as dense" if abs(change) < 0.5 else f"{change:+.0f} % vs dense"
-    else:
-        delta = _pct_change(lat, res.get("dense_latency_ms_p50"))
-    if noisy:
+def _latency_delta_style(delta: str | None, speedup: float | None, noisy: bool) -> dict:
+    """Green for faster, red for slower, no arrow (the words say which way); grey when noisy or the same."""
+    if noisy or delta in (None, "same as dense") or speedup is None:
+        return _delta_style(None)
+    return {"delta_color": "normal" if speedup > 1 else "inverse", "delta_arrow": "off"}
+
+
+def latency_card(res: dict, title: str = "", note: str = "") -> None:
+    """The latency card of ``res`` (an eager or a runtime result: the same keys); ``note`` goes under it.
+    Every number on it is the headline's (``compress_core.present.headline``): the speed-up in the delta is
+    the dense median over this median, the two numbers the caption shows; the title names the runtime."""
+    h = headline(res)
+    speed = speed_words(h.speedup)
+    delta: str | None = (f"{speed} vs dense" if speed != "same as dense" else speed) if speed else None
+    if h.noisy:
         delta = f"noisy · {delta}" if delta else "noisy"
     st.metric(
-        title,
-        f"{lat:.3g} ms" if lat is not None else "not measured",
+        title or f"Latency p50 · {h.runtime_label}",
+        f"{h.latency_ms:.3g} ms" if h.latency_ms is not None else "not measured",
         delta,
-        **(_delta_style(None) if noisy else _delta_style(delta)),
+        **_latency_delta_style(delta, h.speedup, h.noisy),
     )
-    speed = speed_text(res)
-    dense = (
-        f" · dense {res['dense_latency_ms_p50']:.3g} ms in the same window" if res.get("dense_latency_ms_p50") else ""
-    )
-    st.caption(
-        f"{speed + dense + ' · ' if speed else ''}batch {res['latency_batch']} · "
-        f"{res['latency_threads']} thread(s) · {res['latency_kernels']}"
-    )
-    if noisy:
+    spread = res.get("speedup_spread")
+    spread_text = f" · rounds agree ± {spread:.0%}" if spread is not None and h.speedup is not None else ""
+    dense = f"dense {h.dense_latency_ms:.3g} ms in the same window{spread_text} · " if h.dense_latency_ms else ""
+    st.caption(f"{dense}{h.where()} · {h.kernels}")
+    if h.noisy:
         st.caption(
-            f":material/warning: **Noisy:** {res.get('latency_note') or 'see the spread'}. "
+            f":material/warning: **Noisy:** {h.noisy_reason or 'see the spread'}. "
             "Re-measure below when the machine is quieter."
         )
     if note:

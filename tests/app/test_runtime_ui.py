@@ -67,7 +67,7 @@ def test_the_staircase_measures_and_offers_stops_that_speed_up():
     assert any("Latency staircase on PyTorch eager" in c.proto.spec for c in at.get("plotly_chart"))
     df = at.session_state["staircase"]["df"]
     assert list(df["fraction_kept"]) == sorted(df["fraction_kept"], reverse=True) and df["latency_ms_p50"].notna().all()
-    for label, (pct, _) in zip(
+    for label, (pct, *_) in zip(
         [b.label for b in at.button if b.label.startswith("Snap to")], runtime_panel.speed_stops(df), strict=True
     ):
         assert label.startswith(f"Snap to {pct} %")
@@ -84,7 +84,7 @@ def test_speed_stops_are_the_steps_down():
             "speedup": [1.0, 1.01, 1.25, 1.27],
         }
     )
-    assert runtime_panel.speed_stops(df) == [(25, 1.25)]  # 0.875 is within 5 %, 0.5 is no step after 0.75
+    assert runtime_panel.speed_stops(df) == [(25, 1.25, False)]  # 0.875 is within 5 %, 0.5 is no step after 0.75
 
 
 @pytest.mark.slow

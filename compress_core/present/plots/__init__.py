@@ -17,7 +17,7 @@ compressed model forgets); ``style`` holds what they share. Callers use them thr
 from compress_core.present.plots.accuracy import accuracy_curve, sensitivity_heatmap
 from compress_core.present.plots.compare import compare_bars
 from compress_core.present.plots.forgets import class_change, confusion_change
-from compress_core.present.plots.latency import latency_macs, latency_staircase, runtimes_bars
+from compress_core.present.plots.latency import latency_macs, latency_staircase, runtimes_bars, shown_speedups
 from compress_core.present.plots.model import MAX_TICK_LABELS, layer_sparsity, size_breakdown, weight_histogram
 from compress_core.present.plots.style import ACCENT, COMPRESSED, DENSE, FRONTIER, HEIGHT, KIND_COLORS, human_bytes
 from compress_core.present.plots.tradeoff import (
@@ -51,6 +51,7 @@ __all__ = [
     "layer_sparsity",
     "runtimes_bars",
     "sensitivity_heatmap",
+    "shown_speedups",
     "size_axis",
     "size_breakdown",
     "tradeoff_scatter",

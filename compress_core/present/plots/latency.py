@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from compress_core.present.headline import ratio
 from compress_core.present.plots.style import COMPRESSED, DENSE, figure_layout, require_columns, two_panels
 
 
@@ -46,6 +47,7 @@ def latency_staircase(df: pd.DataFrame, title: str = "Latency staircase") -> go.
         df, ["fraction_kept", "latency_ms_p50", "latency_ms_iqr", "speedup", "mac_reduction"], "latency_staircase"
     )
     d = df.dropna(subset=["latency_ms_p50"]).sort_values("fraction_kept")
+    d = d.assign(speedup=shown_speedups(d))
     x = (d["fraction_kept"] * 100).tolist()
     measured = go.Scatter(
         x=x,
@@ -80,6 +82,17 @@ def latency_staircase(df: pd.DataFrame, title: str = "Latency staircase") -> go.
     return go.Figure([measured, *ideal], layout)
 
 
+def shown_speedups(df: pd.DataFrame, reference: str = "dense_latency_ms_p50") -> list[float | None]:
+    """Per row, ``reference / latency_ms_p50`` (``headline.ratio``: the speed-up of the numbers a chart shows);
+    without a ``reference`` column (frames from before it), the row's ``speedup``."""
+    if reference not in df.columns:
+        return [None if pd.isna(v) else float(v) for v in df["speedup"]]
+    return [
+        ratio(None if pd.isna(r) else r, None if pd.isna(m) else m)
+        for r, m in zip(df[reference], df["latency_ms_p50"], strict=True)
+    ]
+
+
 def runtimes_bars(df: pd.DataFrame, title: str = "The same recipe on every runtime") -> go.Figure:
     """Columns: runtime_label, latency_ms_p50, latency_ms_iqr, speedup_vs_eager, accuracy, error (one row per
     runtime, ``deployment.across_runtimes``). A runtime that cannot take the model is a named gap."""
@@ -89,22 +102,47 @@ def runtimes_bars(df: pd.DataFrame, title: str = "The same recipe on every runti
         "runtimes_bars",
     )
     ok = df["error"].isna() & df["latency_ms_p50"].notna()
+    speed = shown_speedups(df, "eager_latency_ms_p50") if "eager_latency_ms_p50" in df.columns else [None] * len(df)
+    eager = df["eager_latency_ms_p50"] if "eager_latency_ms_p50" in df.columns else pd.Series([None] * len(df))
+    noisy = df["latency_noisy"].fillna(False).astype(bool) if "latency_noisy" in df.columns else [False] * len(df)
     text = [
-        f"{lat:.3g} ms · {sp:.1f}× eager" if good and pd.notna(sp) else (f"{lat:.3g} ms" if good else "n/a")
-        for good, lat, sp in zip(ok, df["latency_ms_p50"], df["speedup_vs_eager"], strict=True)
+        _bar_text(lat, sp, ref, bool(nz)) if good else "n/a"
+        for good, lat, sp, ref, nz in zip(ok, df["latency_ms_p50"], speed, eager, noisy, strict=True)
     ]
-    bar = go.Bar(
-        x=df["runtime_label"],
-        y=df["latency_ms_p50"].where(ok),
+    bar = go.Bar(  # horizontal: each runtime's name and its label read left to right, at any width
+        y=df["runtime_label"],
+        x=df["latency_ms_p50"].where(ok),
+        orientation="h",
         marker_color=COMPRESSED,
         text=text,
-        error_y={"type": "data", "array": (df["latency_ms_iqr"].fillna(0) / 2).tolist(), "visible": True},
+        textposition="outside",
+        constraintext="none",
+        textfont={"size": 13},
+        cliponaxis=False,
+        error_x={"type": "data", "array": (df["latency_ms_iqr"].fillna(0) / 2).tolist(), "visible": True},
         customdata=df[["accuracy"]].fillna(float("nan")).to_numpy() * 100,
-        hovertemplate="%{x}: %{y:.3f} ms · accuracy %{customdata[0]:.1f} %<extra></extra>",
+        hovertemplate="%{y}: %{x:.3f} ms · accuracy %{customdata[0]:.1f} %<extra></extra>",
     )
     notes = [
-        {"x": r, "y": 0, "text": "cannot take it", "showarrow": False, "yanchor": "bottom", "hovertext": str(e)}
+        {"y": r, "x": 0, "text": "cannot take it", "showarrow": False, "xanchor": "left", "hovertext": str(e)}
         for r, e, good in zip(df["runtime_label"], df["error"], ok, strict=True)
         if not good
     ]
-    return go.Figure([bar], figure_layout(title, annotations=notes, yaxis={"title": {"text": "latency p50 (ms)"}}))
+    top = df["latency_ms_p50"].where(ok).max()
+    xaxis: dict[str, object] = {"title": {"text": "latency p50 (ms)"}, "rangemode": "tozero"}
+    if pd.notna(top):  # room right of the longest bar for its label
+        xaxis["range"] = [0, float(top) * 1.8]
+    layout = figure_layout(
+        title,
+        annotations=notes,
+        xaxis=xaxis,
+        yaxis={"autorange": "reversed", "tickfont": {"size": 13}, "automargin": True},
+    )
+    return go.Figure([bar], layout)
+
+
+def _bar_text(ms: float, speedup: float | None, eager_ms: float | None, noisy: bool) -> str:
+    """ "0.997 ms · 2.35× vs eager 2.34 ms": the speed-up is the ratio of the two numbers in the label."""
+    if speedup is None or eager_ms is None or pd.isna(eager_ms):
+        return f"{ms:.3g} ms" + (" (noisy)" if noisy else "")
+    return f"{ms:.3g} ms · {speedup:.2f}× vs eager {eager_ms:.3g} ms" + (" (noisy)" if noisy else "")

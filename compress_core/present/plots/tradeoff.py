@@ -8,6 +8,7 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 
+from compress_core.present.headline import headline
 from compress_core.present.plots.style import (
     ACCENT,
     COMPRESSED,
@@ -19,6 +20,19 @@ from compress_core.present.plots.style import (
     require_columns,
 )
 
+# the columns a latency hover needs to be the headline's (a results table: Sweep, Budget)
+HEADLINE_COLUMNS = {
+    "accuracy",
+    "accuracy_ci_low",
+    "accuracy_ci_high",
+    "eval_samples",
+    "params_nonzero",
+    "params_total",
+    "size_bytes",
+    "dense_latency_ms_p50",
+    "latency_threads",
+    "latency_batch",
+}
 KIND_NAMES = {"none": "no pruning", "unstructured": "unstructured", "structured": "structured"}
 AXIS_TITLES = {"size_bytes": "file size (bytes)", "latency_ms_p50": "CPU latency p50 (ms, batch 1)", "macs": "MACs"}
 
@@ -54,7 +68,16 @@ def _x_text(x: str, v: float) -> str:
     return f"{AXIS_TITLES.get(x, x)} {v:,.4g}"
 
 
+def _latency_hover(row: dict) -> str:
+    """The headline's latency (runtime, threads, batch, noisy) and the speed-up of the medians it names."""
+    h = headline({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
+    speed = h.speed_text()
+    return f"latency {h.latency_text()}" + (f"<br>{speed}" if speed else "")
+
+
 def _hover(d: pd.DataFrame, x: str, y: str) -> list[str]:
+    if x == "latency_ms_p50" and set(d.columns) >= HEADLINE_COLUMNS:  # a results table: the one headline
+        return [f"{r['label']}<br>{_latency_hover(r)}<br>top-1 {r[y]:.2%}" for r in d.to_dict("records")]
     noisy = d["latency_noisy"] if x == "latency_ms_p50" and "latency_noisy" in d else [False] * len(d)
     return [
         f"{label}<br>{_x_text(x, xv)}{' (noisy)' if n else ''}<br>top-1 {yv:.2%}"
