@@ -34,8 +34,8 @@ def flips_frame(pins: list[dict], mode: str) -> pd.DataFrame:
             continue
         per = round(f["n"] / max(1, len(f["per_class"])))
         columns[views.pin_name(i, pin)] = [
-            f"{f['flips_right_to_wrong']:,} ({f['flips_right_to_wrong_rate']:.1%})",
-            f"{f['flips_wrong_to_right']:,} ({f['flips_wrong_to_right_rate']:.1%})",
+            f"{f['flips_right_to_wrong']:,} ({f['flip_rate_right_to_wrong']:.1%})",
+            f"{f['flips_wrong_to_right']:,} ({f['flip_rate_wrong_to_right']:.1%})",
             f"{f['agreement']:.1%}",
             _worse(f, fc.class_names(model)),
             f"{f['n']:,} ({per:,} per class)",

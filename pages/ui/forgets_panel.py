@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from compress_core.base.recipe import Recipe
+from compress_core.bench.forgets import RIGHT_TO_WRONG, WRONG_TO_RIGHT
 from compress_core.present import plots
 
 from . import cache, catalogue, errors
@@ -24,9 +25,9 @@ W_SHOW = "w_forgets_show"  # which flips the gallery shows
 GALLERY = 12
 GALLERY_COLUMNS = 6
 SHOW = {
-    "right → wrong": ("right_to_wrong",),
-    "wrong → right": ("wrong_to_right",),
-    "any change": ("right_to_wrong", "wrong_to_right", "wrong_to_wrong"),
+    "right → wrong": (RIGHT_TO_WRONG,),
+    "wrong → right": (WRONG_TO_RIGHT,),
+    "both": (RIGHT_TO_WRONG, WRONG_TO_RIGHT),
 }
 
 
@@ -108,12 +109,12 @@ def flips(f: dict, mode: str, per_class: int) -> None:
     a.metric(
         "Right → wrong",
         f"{f['flips_right_to_wrong']:,}",
-        help=f"{f['flips_right_to_wrong_rate']:.2%} of the images: the dense model was right, the compressed is not",
+        help=f"{f['flip_rate_right_to_wrong']:.2%} of the images: the dense model was right, the compressed is not",
     )
     b.metric(
         "Wrong → right",
         f"{f['flips_wrong_to_right']:,}",
-        help=f"{f['flips_wrong_to_right_rate']:.2%} of the images: the compressed model fixes a dense mistake",
+        help=f"{f['flip_rate_wrong_to_right']:.2%} of the images: the compressed model fixes a dense mistake",
     )
     c.metric("Agreement with dense", f"{f['agreement']:.1%}", help="images whose top-1 class is unchanged")
     d.metric("Mean KL (dense ‖ compressed)", f"{f['mean_kl']:.3f} nats", help="how far the softmax outputs moved")
@@ -130,12 +131,13 @@ def classes(f: dict, names: tuple[str, ...]) -> None:
     df = class_frame(f, names)
     st.markdown("**Classes that lose most**")
     st.plotly_chart(plots.class_change(df), width="stretch", key="forgets_classes", config={"displaylogo": False})
-    hurt = df[df["significant"] & (df["change_pp"] < 0)]
-    per = _per_class_count(f)
+    hurt = df[df["class"].isin({fc.name_of(names, k) for k in _hurt(f)})]
+    per, overall = _per_class_count(f), 100 * (f["accuracy"] - f["dense_accuracy"])
     if hurt.empty:
         st.caption(
             f"No class loses beyond noise: every class's 95 % interval ({per:,} images each, paired with the dense "
-            "model's answers on the same images) includes zero. Grey bars are within noise."
+            f"model's answers on the same images) includes the overall change of {overall:+.1f} pp. Grey bars are "
+            "within noise."
         )
         return
     listed = ", ".join(
@@ -143,9 +145,14 @@ def classes(f: dict, names: tuple[str, ...]) -> None:
         for _, r in hurt.iterrows()
     )
     st.caption(
-        f"Worse beyond noise (the interval excludes zero; {per:,} images per class): {listed}. Grey bars are "
-        "within noise."
+        f"Hurt beyond the overall change of {overall:+.1f} pp (the class's 95 % interval excludes it; {per:,} "
+        f"images per class): {listed}. Grey bars are within noise of the overall change."
     )
+
+
+def _hurt(f: dict) -> list[int]:
+    """The classes significantly hurt (``Forgets.classes_hurt``): significant and hit more than the whole."""
+    return [c["class"] for c in f["per_class"] if c["significant"] and c["change_vs_overall_pp"] < 0]
 
 
 def _named(name: str) -> str:
@@ -171,7 +178,7 @@ def gallery(model_id: str, mode: str, f: dict, names: tuple[str, ...]) -> None:
                 st.image(images[i], width=96)
             st.caption(_flip_text(x, names))
     st.caption(
-        f"{len(first)} of {len(picked):,} shown ({show}), the compressed model's most confident answers first; "
+        f"{len(first)} of {len(picked):,} shown ({show}), the largest changes in the true class's probability first; "
         "confidences are the top softmax probability of each model; # is the image's position in the evaluated set."
     )
 

@@ -44,8 +44,8 @@ def confusion_change(df: pd.DataFrame, title: str = "Confusion matrix: compresse
 
 def class_change(df: pd.DataFrame, title: str = "Accuracy change per class (95 % CI)") -> go.Figure:
     """Columns: class (name), change_pp, ci_low_pp, ci_high_pp, significant. One horizontal bar per class in
-    the frame's order, whiskers for the interval; bars whose interval excludes zero are drawn in the accent
-    colour, the rest grey (within noise)."""
+    the frame's order, whiskers for the interval; significant bars (``bench.forgets.SIGNIFICANCE_RULE``) are
+    drawn in the accent colour, the rest grey (within noise)."""
     require_columns(df, ["class", "change_pp", "ci_low_pp", "ci_high_pp", "significant"], "class_change")
     colours = [ACCENT if s else DENSE for s in df["significant"]]
     bars = go.Bar(
