@@ -13,11 +13,13 @@ import torch
 from torch import nn
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+DYNAMIC_EXAMPLE_BATCH = 2  # a batch of 1 would let the exporter specialise the batch dimension to 1
 STACK_TRACE = "pkg.torch.onnx.stack_trace"  # node metadata the exporter writes: source paths and lines
 
 
-def onnx_bytes(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
-    """The ONNX file of ``model`` for one sample of ``input_shape`` (CHW, no batch dimension).
+def onnx_bytes(model: nn.Module, input_shape: tuple[int, ...], dynamic_batch: bool = False) -> bytes:
+    """The ONNX file of ``model`` for samples of ``input_shape`` (CHW, no batch dimension): batch 1, or with
+    ``dynamic_batch`` any batch (the first dimension is the symbolic ``batch``).
 
     Uses ``torch.onnx.export(dynamo=True)`` with the weights inside the file (no external data); the
     graph's input is named ``input`` and its output ``logits``. A structurally pruned model exports
@@ -28,14 +30,15 @@ def onnx_bytes(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
         raise ValueError(f"input_shape must be positive ints like (1, 28, 28); got {input_shape!r}")
     from compress_core.files.uploads import ExportedGraph
 
-    batch = 1
+    batch = DYNAMIC_EXAMPLE_BATCH if dynamic_batch else 1
     if isinstance(model, ExportedGraph):  # its wrapper confuses the exporter; the graph itself converts
-        batch = model.batch or 1
+        if model.batch:  # a program exported at a fixed batch keeps it
+            batch, dynamic_batch = model.batch, False
         model = model.graph
     else:
         model = model.eval()
     try:
-        return export(model, torch.zeros(batch, *input_shape))
+        return export(model, torch.zeros(batch, *input_shape), dynamic_batch=dynamic_batch)
     except Exception as exc:
         first = next((line for line in str(exc).splitlines() if line.strip()), "no detail")
         raise ValueError(

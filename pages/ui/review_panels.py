@@ -11,7 +11,7 @@ from compress_core.base.recipe import Recipe
 from compress_core.files.onnx import onnx_bytes
 from compress_core.present import plots
 
-from . import cache, catalogue, errors, report_panel, state, views
+from . import cache, catalogue, errors, report_panel, runtime_panel, state, views
 
 
 # -- Compare --------------------------------------------------------------------------------------
@@ -85,34 +85,87 @@ def artifact_download(model_id: str, recipe: Recipe) -> None:
     )
 
 
+ONNX_BATCH = {"any batch (dynamic)": True, "batch 1 only": False}
+
+
 def onnx_download(model_id: str, recipe: Recipe) -> None:
-    key = (model_id, recipe.to_json())
+    """The compressed float model as ONNX (dynamic batch by default), and for a real-int8 recipe its int8 ONNX."""
+    dynamic = ONNX_BATCH[st.radio("Batch dimension", list(ONNX_BATCH), key=state.W_ONNX_BATCH, horizontal=True)]
+    key = (model_id, recipe.to_json(), dynamic)
     built = st.session_state.get(state.EXPORT_ONNX)
     if built is None or built["key"] != key:
         if st.button("Build ONNX file", icon=":material/build:", width="stretch"):
-            with st.spinner("Exporting to ONNX (torch.onnx.export; a few seconds)…"):
-                try:
-                    model = cache.compressed(model_id, recipe).float_model
-                    data = onnx_bytes(model, catalogue.spec(model_id).input_shape)
-                    built = {"key": key, "bytes": data, "error": None}
-                except Exception as exc:
-                    errors.log.exception("ONNX export failed")
-                    why = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-                    built = {"key": key, "bytes": None, "error": why}
+            built = _build_onnx(model_id, recipe, dynamic, key)
             st.session_state[state.EXPORT_ONNX] = built
         else:
-            st.caption("The compressed float model (pruned, weights as fp32 values); int8 kernels are not exported.")
+            st.caption(
+                "The compressed float model (pruned; weights as fp32 values, k-bit ones dequantized)"
+                + ("; the int8 model is the ONNX Runtime file below." if recipe.quant.int8 else ".")
+            )
+            _int8_onnx(model_id, recipe)
             return
     if built["error"]:
         st.error(f"ONNX export failed: {built['error']}. The .psz artefact and the recipe still work.")
         return
+    batch = "any batch" if dynamic else "batch 1"
     st.download_button(
-        f"Download .onnx ({plots.human_bytes(len(built['bytes']))})",
+        f"Download .onnx ({plots.human_bytes(len(built['bytes']))}, fp32, {batch})",
         built["bytes"],
-        f"{model_id}-{slug(recipe)}.onnx",
+        f"{model_id}-{slug(recipe)}{'' if dynamic else '-b1'}.onnx",
         mime="application/octet-stream",
         icon=":material/download:",
         width="stretch",
+    )
+    _int8_onnx(model_id, recipe)
+
+
+def _build_onnx(model_id: str, recipe: Recipe, dynamic: bool, key: tuple) -> dict:
+    with st.spinner("Exporting to ONNX (torch.onnx.export; a few seconds)…"):
+        try:
+            model = cache.compressed(model_id, recipe).float_model
+            data = onnx_bytes(model, catalogue.spec(model_id).input_shape, dynamic_batch=dynamic)
+            return {"key": key, "bytes": data, "error": None}
+        except Exception as exc:
+            errors.log.exception("ONNX export failed")
+            why = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+            return {"key": key, "bytes": None, "error": why}
+
+
+def _int8_onnx(model_id: str, recipe: Recipe) -> None:
+    """A real-int8 recipe's int8 ONNX: the file ONNX Runtime ships (static QDQ int8 from its own quantizer on
+    training images, any batch), built by the runtime worker like the Deployable file below."""
+    if not recipe.quant.int8:
+        return
+    why = runtime_panel.reasons(model_id).get("onnxruntime")
+    if why:
+        st.caption(f"int8 ONNX: {why}")
+        return
+    key = (model_id, recipe.to_json())
+    built = st.session_state.get(state.EXPORT_ONNX_INT8)
+    if built is None or built["key"] != key:
+        if not st.button("Build the int8 ONNX file", icon=":material/build:", width="stretch"):
+            st.caption("int8 ONNX: static QDQ per-channel, quantized by ONNX Runtime on training images.")
+            return
+        with st.spinner("Quantizing for ONNX Runtime…", show_time=True):
+            try:
+                files = runtime_panel.deploy_files(model_id, recipe, "onnxruntime")
+            except Exception as exc:  # the worker died or raised: a message, not a traceback
+                errors.log.exception("int8 ONNX failed")
+                files = f"{type(exc).__name__}: {exc}"
+        built = {"key": key, "files": files}
+        st.session_state[state.EXPORT_ONNX_INT8] = built
+    if isinstance(built["files"], str):
+        st.error(f"No int8 ONNX file: {built['files']}. The fp32 ONNX and the .psz artefact still work.")
+        return
+    ((name, data),) = built["files"].items()
+    st.download_button(
+        f"Download int8 {name} ({plots.human_bytes(len(data))}, any batch)",
+        data,
+        f"{model_id}-{slug(recipe)}-int8.onnx",
+        mime="application/octet-stream",
+        icon=":material/download:",
+        width="stretch",
+        key="dl_onnx_int8",
     )
 
 

@@ -358,8 +358,9 @@ def deploy_download(model_id: str, recipe: Recipe) -> None:
         return
     total = sum(len(b) for b in files.values())
     name, data = next(iter(files.items())) if len(files) == 1 else (f"{model_id}-{runtime}.zip", _zip(files))
+    unzipped = "" if len(files) == 1 else f"; {human_bytes(total)} unzipped"
     st.download_button(
-        f"Download {name} ({human_bytes(total)})",
+        f"Download {name} ({human_bytes(len(data))}{unzipped})",
         data,
         name,
         mime="application/octet-stream",

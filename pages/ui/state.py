@@ -105,7 +105,9 @@ SWEEP_CHART_LATENCY = "sweep_chart_latency"
 W_EXPORT_RUNTIME = "w_export_runtime"  # Export: the runtime whose deployable file to build
 EXPORT_DEPLOY = "export_deploy"  # {"key": (model, recipe, runtime), "files": {name: bytes} or a refusal}
 B_DEPLOY_DOWNLOAD = "b_deploy_download"
-EXPORT_ONNX = "export_onnx"  # {"key": (model, recipe_json), "bytes": ..., "error": ...}
+EXPORT_ONNX = "export_onnx"  # {"key": (model, recipe_json, dynamic batch), "bytes": ..., "error": ...}
+EXPORT_ONNX_INT8 = "export_onnx_int8"  # {"key": (model, recipe_json), "files": {name: bytes} or the refusal}
+W_ONNX_BATCH = "w_onnx_batch"  # Export: the ONNX file's batch dimension (dynamic or 1)
 
 # -- sidebar upload box (pages/ui/upload_box.py) ----------------------------------------------------
 UPLOAD_FILE = "upload_file"  # st.file_uploader
@@ -132,6 +134,7 @@ def init(known: Callable[[str], bool]) -> None:
     ss[NOTICES] = []
     ss[PINS] = []
     ss[EXPORT_ONNX] = None
+    ss[EXPORT_ONNX_INT8] = None
     ss[EXPORT_DEPLOY] = None
     ss[SENS_PARAMS] = None
     ss[CURVE_FAILED] = set()
@@ -309,6 +312,7 @@ def on_model_change() -> None:
     """Callback: layer names differ between models, so per-layer ratios go; results stay cached."""
     clear_layer_ratios()
     st.session_state[EXPORT_ONNX] = None
+    st.session_state[EXPORT_ONNX_INT8] = None
 
 
 def pins() -> list[dict]:

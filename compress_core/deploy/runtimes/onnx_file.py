@@ -22,7 +22,6 @@ from compress_core.files import onnx
 _CACHE: OrderedDict[tuple, bytes] = OrderedDict()
 _CACHE_SIZE = 6
 _LOCK = threading.Lock()
-EXAMPLE_BATCH = 2  # a batch of 1 would let the exporter specialise the batch dimension to 1
 
 
 def content_key(model: nn.Module, input_shape: tuple[int, ...]) -> tuple:
@@ -38,7 +37,7 @@ def content_key(model: nn.Module, input_shape: tuple[int, ...]) -> tuple:
 
 
 def _export(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
-    return onnx.export(model, torch.zeros(EXAMPLE_BATCH, *input_shape), dynamic_batch=True)
+    return onnx.export(model, torch.zeros(onnx.DYNAMIC_EXAMPLE_BATCH, *input_shape), dynamic_batch=True)
 
 
 def onnx_model(model: nn.Module, input_shape: tuple[int, ...], runtime: str) -> bytes:
