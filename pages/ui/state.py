@@ -99,6 +99,7 @@ SWEEP_RECOVERY = "sweep_recovery"  # post-training recovery of every compressed 
 SWEEP_RUNTIME = "sweep_runtime"  # the runtime a sweep measures on, and whose stored rows the page shows
 SWEEP_RAY = "sweep_ray"  # "Run on Ray" (offered when PRUNESCOPE_RAY_ADDRESS is set)
 SWEEP_PICK = "sweep_pick"
+SWEEP_GRID = "sweep_grid"  # the last grid run here: {"where": (model, mode, runtime), "recipes": [recipe JSON]}
 SWEEP_PICK_FROM_CHART = "sweep_pick_from_chart"  # the last chart click applied to the picker
 SWEEP_CHART_SIZE = "sweep_chart_size"
 SWEEP_CHART_LATENCY = "sweep_chart_latency"

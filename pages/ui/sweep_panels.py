@@ -144,6 +144,7 @@ def run(
         f" on {runtime_label(runtime)}" if runtime != "torch" else ""
     )
     bar = st.progress(0.0, text=f"Measuring {len(recipes)} recipe(s) {where_to}…")
+    st.session_state[state.SWEEP_GRID] = {"where": (model_id, mode, runtime), "recipes": [r.to_json() for r in recipes]}
 
     def on_result(i: int, n: int, row: dict) -> None:
         where = "stored earlier" if row["cached"] else f"{row['accuracy']:.1%} on {row['host'] or 'this machine'}"
@@ -259,6 +260,7 @@ def results(model_id: str, mode: str, df: pd.DataFrame, runtime: str = "torch") 
     if on:
         st.caption(f"Showing the rows measured{on}: accuracy and latency on that runtime's own session.")
     df = _with_pareto(df, catalogue.spec(model_id).num_classes)
+    df["earlier"], grid_note = _grid_marks(df, (model_id, mode, runtime))
     left, right = st.columns(2, gap="medium")
     picked = []
     panels = (
@@ -275,7 +277,8 @@ def results(model_id: str, mode: str, df: pd.DataFrame, runtime: str = "torch") 
             )
     st.caption(
         "Click a point to pick it below. Amber line: the Pareto front (no other recipe is both smaller "
-        "or faster and more accurate); hollow points are at chance level and never on it."
+        "or faster and more accurate); hollow points are at chance level and never on it. "
+        + grid_note
         + _latency_caption(df)
         + _hosts_caption(df)
     )
@@ -295,6 +298,24 @@ def results(model_id: str, mode: str, df: pd.DataFrame, runtime: str = "torch") 
     if runtime == "torch":  # re-measuring times eager PyTorch against dense
         _remeasure_noisy(c3, model_id, mode, df)
     _table(df)
+
+
+def _grid_marks(df: pd.DataFrame, where: tuple[str, str, str]) -> tuple[pd.Series, str]:
+    """Which stored rows came before the grid last run here (on this model, evaluation and runtime), and a
+    sentence that says what the charts hold: the store keeps every sweep's rows, not only this grid's."""
+    last = st.session_state.get(state.SWEEP_GRID)
+    if not last or tuple(last["where"]) != where:
+        return pd.Series(False, index=df.index), (
+            f"The charts show every row stored for this model ({len(df)}), from every sweep run so far."
+        )
+    mine = df["recipe_json"].isin(set(last["recipes"]))
+    others = int((~mine).sum())
+    if not others:
+        return ~mine, f"All {len(df)} points are the grid you just ran."
+    return ~mine, (
+        f"{int(mine.sum())} point(s) are the grid you just ran; the other {others}, faded, were stored earlier by "
+        "other sweeps (the fronts are drawn over all of them)."
+    )
 
 
 def _remeasure_noisy(col, model_id: str, mode: str, df: pd.DataFrame) -> None:

@@ -98,21 +98,15 @@ def _front(f: pd.DataFrame, x: str, y: str, name: str) -> go.Scatter:
 
 
 def _points(df: pd.DataFrame, chance: pd.Series, x: str, y: str) -> list[go.Scatter]:
-    """One marker trace per pruning kind, and the points at chance level hollow in a trace of their own."""
+    """One marker trace per pruning kind, the points at chance level hollow in a trace of their own, and (with
+    a boolean ``earlier`` column) the rows stored before the grid being looked at, faded in one trace."""
+    earlier = df["earlier"].astype(bool) if "earlier" in df.columns else pd.Series(False, index=df.index)
     traces = []
-    for kind, d in df[~chance].groupby("kind", sort=False):
-        traces.append(
-            go.Scatter(
-                x=d[x],
-                y=d[y] * 100,
-                mode="markers",
-                name=KIND_NAMES.get(str(kind), str(kind)),
-                customdata=list(d.index),
-                marker={"size": 9, "color": KIND_COLORS.get(str(kind), "#7c3aed"), "opacity": 0.8},
-                text=_hover(d, x, y),
-                hovertemplate="%{text}<extra></extra>",
-            )
-        )
+    for kind, d in df[~chance & ~earlier].groupby("kind", sort=False):
+        traces.append(_marker_trace(d, x, y, KIND_NAMES.get(str(kind), str(kind)), KIND_COLORS.get(str(kind))))
+    if (earlier & ~chance).any():
+        d = df[earlier & ~chance]
+        traces.append(_marker_trace(d, x, y, "stored earlier (not this grid)", DENSE, opacity=0.35, size=7))
     if chance.any():
         d = df[chance]
         traces.append(
@@ -128,6 +122,21 @@ def _points(df: pd.DataFrame, chance: pd.Series, x: str, y: str) -> list[go.Scat
             )
         )
     return traces
+
+
+def _marker_trace(
+    d: pd.DataFrame, x: str, y: str, name: str, color: str | None, opacity: float = 0.8, size: int = 9
+) -> go.Scatter:
+    return go.Scatter(
+        x=d[x],
+        y=d[y] * 100,
+        mode="markers",
+        name=name,
+        customdata=list(d.index),
+        marker={"size": size, "color": color or "#7c3aed", "opacity": opacity},
+        text=_hover(d, x, y),
+        hovertemplate="%{text}<extra></extra>",
+    )
 
 
 def _cost_axis(values: pd.Series, x: str, from_zero: bool) -> dict:
@@ -149,7 +158,8 @@ def tradeoff_scatter(
     title: str = "Accuracy vs size",
 ) -> go.Figure:
     """Columns: ``x``, ``y`` (fraction), kind, label; optional booleans ``frontier``, ``chance`` (at chance
-    level: drawn hollow, in their own legend entry) and ``latency_noisy`` (said on hover).
+    level: drawn hollow, in their own legend entry), ``earlier`` (stored before the grid being looked at:
+    faded, in their own legend entry) and ``latency_noisy`` (said on hover).
     Points carry their row index as customdata so a selection maps back to the row. A latency axis
     starts at 0, so recipes that all share the dense latency sit at it instead of around a bare ±0.5."""
     require_columns(df, [x, y, "kind", "label"], "tradeoff_scatter")
