@@ -82,6 +82,7 @@ def compare_html(pins: list[dict], mode: str) -> str:
         machine.environment(),
         rows,
         subtitle=f"{len(df)} recipe(s) · evaluation: {mode}",
+        results=[cache.result(r["model"], Recipe.from_json(r["recipe_json"]), mode) for _, r in df.iterrows()],
     )
 
 
@@ -102,6 +103,7 @@ def explore_html(model_id: str, recipe: Recipe, mode: str) -> str:
         machine.environment(),
         rows,
         subtitle=f"evaluation: {mode}",
+        results=[res],
     )
 
 

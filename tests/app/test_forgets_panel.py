@@ -8,7 +8,7 @@ import pytest
 from compress_core.base.recipe import PruneSpec, QuantSpec, Recipe
 from pages.ui import forgets_panel
 
-from .conftest import metric_values, new_app, texts
+from .conftest import metric_values, new_app, texts, url_recipe
 
 HEAVY = Recipe(PruneSpec("unstructured", "l1", "global", 0.9), QuantSpec(bits=2))
 
@@ -113,3 +113,19 @@ def test_a_failure_inside_the_panel_is_a_message_not_a_traceback(monkeypatch):
     assert not at.exception
     assert "Something went wrong (RuntimeError: boom)" in texts(at.error)
     assert metric_values(at)["Top-1 accuracy"]  # the rest of the page is still there
+
+
+def test_the_reports_of_explore_and_compare_carry_the_flip_table(app):
+    from pages.ui import report_panel
+
+    app.button(key="b_pin").click().run()  # the dense recipe
+    app.slider(key="w_sparsity_pct").set_value(90).run()
+    app.select_slider(key="w_bits").set_value(2).run()
+    app.button(key="b_pin").click().run()
+    assert not app.exception and not app.error, texts(app.error)
+    recipe = Recipe.from_dict(url_recipe(app))
+    for doc in (
+        report_panel.explore_html("lenet5-mnist", recipe, "quick"),
+        report_panel.compare_html(app.session_state["pins"], "quick"),
+    ):
+        assert "What the compressed models forget" in doc and recipe.label() in doc
