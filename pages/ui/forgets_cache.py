@@ -12,6 +12,8 @@ and the pixels of the test images that flipped.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import streamlit as st
 
@@ -88,3 +90,26 @@ def pixels(model_id: str, mode: str, indices: tuple[int, ...]) -> list[np.ndarra
     if wb.spec.dataset not in sets.CLASSES or wb.eval_override is not None or not indices:
         return None
     return list(sets.to_pixels(wb.spec.dataset, wb.eval_data(mode).x[list(indices)]))
+
+
+def measured_results(model_id: str, recipe: Recipe, mode: str) -> list[dict]:
+    """The results already measured for this model on ``mode``'s eval set that carry ``forgets``: the accuracy
+    curve's points of the recipe's method (Explore's background fill) and the stored sweep rows; nothing is
+    measured here. Each once (by recipe), the curve's first."""
+    out: dict[str, dict] = {}
+    for r in cache.curve_recipes(recipe):
+        res = cache.peek(model_id, r, mode)
+        if res is not None and res.get("forgets"):
+            out.setdefault(r.to_json(), res)
+    stored = cache.store_frame(model_id, mode)
+    if "forgets" in stored.columns:
+        for _, row in stored.iterrows():
+            text = row["forgets"]
+            if isinstance(text, str) and text and row["recipe_json"] not in out:
+                recipe_dict = json.loads(row["recipe_json"])
+                out[row["recipe_json"]] = {
+                    "recipe": recipe_dict,
+                    "recipe_label": row["label"],
+                    "forgets": json.loads(text),
+                }
+    return list(out.values())

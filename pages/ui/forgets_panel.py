@@ -16,7 +16,7 @@ from compress_core.base.recipe import Recipe
 from compress_core.bench.forgets import RIGHT_TO_WRONG, WRONG_TO_RIGHT
 from compress_core.present import plots
 
-from . import cache, catalogue, errors
+from . import cache, catalogue, errors, forgets_across
 from . import forgets_cache as fc
 
 W_OPEN = "w_forgets_open"  # the expander (tracked: its body runs only while open)
@@ -74,6 +74,7 @@ def _contents(model_id: str, recipe_json: str, mode: str, res: dict) -> None:
     classes(shown, names)
     gallery(model_id, used, shown, names)
     confusion(shown, names)
+    forgets_across.across(model_id, recipe, mode, names)
 
 
 def _forgets(model_id: str, recipe: Recipe, mode: str, res: dict | None = None) -> dict:

@@ -3,6 +3,8 @@ gallery for a heavy one; ResNet-20 too; Compare's flips row per pin."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from compress_core.base.recipe import PruneSpec, QuantSpec, Recipe
@@ -129,3 +131,18 @@ def test_the_reports_of_explore_and_compare_carry_the_flip_table(app):
         report_panel.compare_html(app.session_state["pins"], "quick"),
     ):
         assert "What the compressed models forget" in doc and recipe.label() in doc
+
+
+def test_across_recipes_charts_class_damage_against_sparsity_and_counts_the_exemplars():
+    from pages.ui import cache
+
+    recipe = HEAVY.with_recovery("none")
+    wb = cache.workbench("lenet5-mnist")
+    for r in cache.curve_recipes(recipe):  # what Explore's background curve fill measures, as it measures it
+        wb.evaluate(r, cache.settings("quick"))
+    at = open_panel(new_app(recipe=recipe.to_json()).run())
+    assert "Across the recipes measured for this model" in texts(at.markdown)
+    names = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert any(n.startswith("Per-class accuracy change against sparsity") for n in names), (names, texts(at.caption))
+    n = len(cache.curve_recipes(recipe))
+    assert f"more than half of these {n} recipes" in texts(at.caption) and "approximate" in texts(at.caption)

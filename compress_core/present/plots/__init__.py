@@ -16,7 +16,7 @@ compressed model forgets); ``style`` holds what they share. Callers use them thr
 
 from compress_core.present.plots.accuracy import accuracy_curve, sensitivity_heatmap
 from compress_core.present.plots.compare import compare_bars
-from compress_core.present.plots.forgets import class_change, confusion_change
+from compress_core.present.plots.forgets import class_change, class_damage_lines, confusion_change
 from compress_core.present.plots.latency import latency_macs, latency_staircase, runtimes_bars, shown_speedups
 from compress_core.present.plots.model import MAX_TICK_LABELS, layer_sparsity, size_breakdown, weight_histogram
 from compress_core.present.plots.style import ACCENT, COMPRESSED, DENSE, FRONTIER, HEIGHT, KIND_COLORS, human_bytes
@@ -43,6 +43,7 @@ __all__ = [
     "accuracy_curve",
     "budget_chart",
     "class_change",
+    "class_damage_lines",
     "compare_bars",
     "confusion_change",
     "human_bytes",

@@ -3,6 +3,8 @@ its 95 % interval (from ``bench.forgets``, as tidy frames)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -84,5 +86,33 @@ def class_change(df: pd.DataFrame, title: str = "Accuracy change per class (95 %
             yaxis={"type": "category", "autorange": "reversed", "automargin": True},
             shapes=[zero],
             showlegend=False,
+        ),
+    )
+
+
+def class_damage_lines(df: pd.DataFrame, names: Sequence[str] = (), title: str = "") -> go.Figure:
+    """Columns: ``study.forgets_across.DAMAGE_COLUMNS`` (sparsity, class, change_pp, significant, ...). One line
+    per class over sparsity; significant points drawn filled, the rest hollow. ``names``: class names by index."""
+    require_columns(df, ["sparsity", "class", "change_pp", "significant"], "class_damage_lines")
+    traces = []
+    for k, d in df.sort_values("sparsity").groupby("class", sort=True):
+        name = names[int(k)] if 0 <= int(k) < len(names) else f"class {k}"
+        traces.append(
+            go.Scatter(
+                x=d["sparsity"] * 100,
+                y=d["change_pp"],
+                mode="lines+markers",
+                name=name,
+                marker={"symbol": ["circle" if s else "circle-open" for s in d["significant"]], "size": 8},
+                hovertemplate=f"{name}<br>%{{x:.0f}} %% sparsity: %{{y:+.1f}} pp<extra></extra>",
+            )
+        )
+    return go.Figure(
+        traces,
+        figure_layout(
+            title or "Per-class accuracy change against sparsity",
+            height=380,
+            xaxis={"title": {"text": "sparsity (%)"}},
+            yaxis={"title": {"text": "pp (compressed − dense)"}},
         ),
     )
