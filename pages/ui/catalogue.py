@@ -108,19 +108,15 @@ def label(model_id: str) -> str:
         entry = lookup(model_id)
         return entry.label if entry else f"Uploaded model {model_id} (upload again)"
     model_spec = get_spec(model_id)
-    return model_spec.name if available(model_id) else f"{model_spec.name} — {needs(model_spec)}"
+    return model_spec.name if available(model_id) else f"{model_spec.name.split(' (')[0]} · {needs(model_spec)}"
 
 
 def needs(model_spec: ModelSpec) -> str:
-    """What a zoo model whose weights are not here needs, in a few words (the picker's label says it)."""
-    download = downloads_allowed() and bool(model_spec.weights_url)
-    if model_spec.dataset == "imagefolder":
-        weights = "torchvision weights download on first use" if download else "needs torchvision weights"
-        return f"{weights}; evaluates your own image folder"
-    data = dataset_name(model_spec.dataset)
-    if download:
-        return f"{data} weights download on first use"
-    return f"needs {data} weights: set COMPRESS_DATA_DIR (see About)"
+    """What a zoo model whose weights are not here needs, in the few words the picker has room for (the
+    sidebar's message says how to get them once the model is picked, About lists them all)."""
+    if downloads_allowed() and bool(model_spec.weights_url):
+        return "downloads on use"
+    return "needs weights" if model_spec.dataset == "imagefolder" else "needs data"
 
 
 def prunable(model_id: str) -> bool:

@@ -22,9 +22,8 @@ def test_a_fresh_clone_lists_ready_models_first_and_says_what_the_rest_need(tmp_
     assert options[:2] == ["LeNet-5 (MNIST)", "LeNet-300-100 (MNIST)"], options
     assert not any("weights missing" in o for o in options), options
     rest = options[2:]
-    assert len(rest) == 8 and all(" — " in o for o in rest), rest
+    assert len(rest) == 8 and all(" · " in o for o in rest), rest  # short enough for the sidebar (browser test)
     if offline:
-        assert "ResNet-20 (CIFAR-10) — needs CIFAR-10 weights: set COMPRESS_DATA_DIR (see About)" in rest, rest
-        assert "ResNet-18 (ImageNet) — needs torchvision weights; evaluates your own image folder" in rest, rest
+        assert "ResNet-20 · needs data" in rest and "ResNet-18 · needs weights" in rest, rest
     else:
-        assert "ResNet-20 (CIFAR-10) — CIFAR-10 weights download on first use" in rest, rest
+        assert "ResNet-20 · downloads on use" in rest, rest

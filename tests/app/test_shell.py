@@ -99,10 +99,7 @@ def test_model_whose_weights_are_missing_shows_what_is_missing(tmp_path, monkeyp
     assert not at.exception
     message = texts(at.error) + texts(at.sidebar.warning)
     assert "weights/resnet20-12fca82f.th" in message and "COMPRESS_DATA_DIR" in message
-    assert (
-        "ResNet-20 (CIFAR-10) — needs CIFAR-10 weights: set COMPRESS_DATA_DIR (see About)"
-        in at.sidebar.selectbox(key="model_id").options
-    )
+    assert "ResNet-20 · needs data" in at.sidebar.selectbox(key="model_id").options
     assert not at.metric  # no page body, no crash
     at.switch_page("pages/about.py").run()  # About still works and says which weights are missing
     assert not at.exception
