@@ -139,7 +139,9 @@ def _raw(dataset: str, split: str) -> tuple[str, np.ndarray, np.ndarray]:
 
 
 @functools.lru_cache(maxsize=16)
-def _load(dataset: str, split: str, quick: int | None) -> TensorSet:
+def _load(dataset: str, split: str, quick: int | None, root: str) -> TensorSet:
+    """``root`` (the data dir the files are read from) is part of the key: another COMPRESS_DATA_DIR in the
+    same process reads its own files, or says they are missing, instead of getting the first dir's tensors."""
     name, x, y = _raw(dataset, split)
     if quick is not None and quick < len(y):
         idx = _stratified_indices(y, max(1, quick // len(np.unique(y))), SPLIT_SEED)
@@ -153,7 +155,7 @@ def load(dataset: str, split: str = "test", quick: int | None = None) -> TensorS
     if dataset not in CLASSES:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of: {', '.join(CLASSES)}")
     with _lock:
-        return _load(dataset, split, quick)
+        return _load(dataset, split, quick, str(data_dir()))
 
 
 def eval_set(dataset: str, mode: str = "quick", quick_size: int = QUICK_SIZE) -> TensorSet:
