@@ -196,9 +196,9 @@ def to_pixels(dataset: str, x: torch.Tensor) -> np.ndarray:
     return (t * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
-@functools.lru_cache(maxsize=4)
 def test_size(dataset: str) -> int:
-    """How many images ``eval_set(dataset, "full")`` holds, reading only the labels where the files allow."""
+    """How many images ``eval_set(dataset, "full")`` holds, reading only the labels where the files allow (a few
+    milliseconds; not cached, so it follows the data dir as ``load`` does)."""
     root = data_dir()
     if dataset == "mnist" and root is not None and (root / "mnist/t10k-labels-idx1-ubyte.gz").is_file():
         with gzip.open(root / "mnist/t10k-labels-idx1-ubyte.gz") as fl:
