@@ -11,7 +11,7 @@ from compress_core.base.recipe import Recipe
 from compress_core.files.onnx import onnx_bytes
 from compress_core.present import plots
 
-from . import cache, catalogue, errors, report_panel, runtime_panel, state, views
+from . import cache, catalogue, errors, runtime_panel, state, views
 
 
 # -- Compare --------------------------------------------------------------------------------------
@@ -32,29 +32,6 @@ def pin_controls(pins: list[dict]) -> None:
                 help=f"Remove pin #{i + 1}",
             )
         st.button("Clear all pins", key=state.B_CLEAR_PINS, on_click=state.clear_pins, icon=":material/delete_sweep:")
-
-
-def compare(pins: list[dict], mode: str) -> None:
-    """The pins side by side (measures as rows, so four pins fit the page), their bars and their notes."""
-    with st.spinner("Measuring the pinned recipes…"):
-        df, failed = views.compare_frame(pins, mode)
-    for message in failed:
-        st.warning(f"Pin {message}. Unpin it above.", icon=":material/warning:")
-    if df.empty:
-        return
-    st.dataframe(
-        views.side_by_side(df),
-        hide_index=True,
-        width="stretch",
-        column_config={"measure": st.column_config.TextColumn("", width="medium")},
-    )
-    st.plotly_chart(views.compare_figure(df), width="stretch", key="compare_bars", config={"displaylogo": False})
-    notes = views.notes_of(df)
-    if notes:
-        st.caption(":material/info: **Honest numbers**\n\n" + "\n".join(f"- {n}" for n in notes))
-    report_panel.download_button(
-        "compare", report_panel.compare_html, pins, mode, file_name=f"prunescope-compare-{len(df)}-pins.html"
-    )
 
 
 # -- Export ---------------------------------------------------------------------------------------
