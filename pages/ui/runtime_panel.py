@@ -228,18 +228,27 @@ def _snap(sparsity_pct: int) -> None:
     st.session_state[state.W_SPARSITY] = sparsity_pct
 
 
+MIN_STOP_SPEEDUP = 1.05  # a stop is at least 5 % faster than dense: the same margin as a step down
+
+
 def speed_stops(df) -> list[tuple[int, float, bool]]:
     """(slider sparsity %, speed-up, noisy) where the staircase steps down: a fraction of channels kept whose
     latency is at least 5 % below that of the next-larger fraction measured, and that is a real speed-up over
-    the runtime's dense model (the speed-up of the numbers the chart shows, ``plots.shown_speedups``; a step
-    down that is still slower than dense is no stop). Snapped to the slider's 5 % steps."""
+    the runtime's dense model: at least ``MIN_STOP_SPEEDUP`` (the speed-up of the numbers the chart shows,
+    ``plots.shown_speedups``; a step down still slower than dense, or one that reads "1.00× faster", is no
+    stop). Snapped to the slider's 5 % steps."""
     d = df.dropna(subset=["latency_ms_p50"]).sort_values("fraction_kept", ascending=False)
     d = d.assign(shown=plots.shown_speedups(d))
     noisy = d["latency_noisy"].fillna(False).astype(bool) if "latency_noisy" in d.columns else [False] * len(d)
     out, before = [], None
     for (_, row), nz in zip(d.iterrows(), noisy, strict=True):
         speed = row["shown"]
-        if before is not None and row["latency_ms_p50"] <= 0.95 * before and speed is not None and speed > 1:
+        if (
+            before is not None
+            and row["latency_ms_p50"] <= 0.95 * before
+            and speed is not None
+            and speed >= MIN_STOP_SPEEDUP
+        ):
             pct = min(state.SPARSITY_MAX_PCT, round(float(row["sparsity"]) * 20) * 5)
             out.append((pct, float(speed), bool(nz)))
         before = row["latency_ms_p50"]

@@ -119,3 +119,18 @@ def test_compare_fits_four_pins_on_screen():
     widths = {k: v.get("width") for k, v in json.loads(table.proto.columns).items() if k != "_index"}
     assert len(widths) == 5 and all(isinstance(w, int) for w in widths.values()), widths  # measure + 4 pins
     assert sum(widths.values()) <= compare_panel.MAIN_PX  # none off to the right
+
+
+def test_a_stop_that_would_read_1_00x_faster_is_not_offered():
+    """A step down whose speed-up over dense rounds to 1.00× (seen in the browser: "Snap to 75 % (1.00× faster ·
+    noisy)") is no speed-up a user can see: a stop is at least 5 % faster than dense."""
+    df = pd.DataFrame(
+        {
+            "fraction_kept": [1.0, 0.5],
+            "sparsity": [0.0, 0.5],
+            "latency_ms_p50": [2.3, 1.99],  # a 13 % step down, but only 2.0 / 1.99 = 1.005x dense
+            "dense_latency_ms_p50": [2.0, 2.0],
+            "latency_noisy": [False, True],
+        }
+    )
+    assert runtime_panel.speed_stops(df) == []
